@@ -1,0 +1,142 @@
+//! Run options shared by the library builder and the CLI.
+
+use std::path::PathBuf;
+
+/// How events become tables (output-format §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SchemaMode {
+    /// S1: kept lines are written unaltered as gzip JSONL.
+    Raw,
+    /// S2: one table, `mp_master_event`.
+    Monoschema,
+    /// S3: one table per event name.
+    Multischema,
+}
+
+/// Data file format for schematized output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Apache Parquet.
+    Parquet,
+    /// Gzip JSONL, one object per row, keys in column order.
+    Json,
+}
+
+/// Window size (W1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Partition {
+    /// One window per local calendar day.
+    Daily,
+    /// One window per local hour.
+    Hourly,
+}
+
+/// Folder naming of windows (§5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// `YYYY/MM/DD[/HH]`.
+    Mixpanel,
+    /// `mp_date=YYYY-MM-DD[/mp_hour=HH]`.
+    Hive,
+}
+
+/// What happens to windows that already exist in the output root (C2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteMode {
+    /// Replace the windows this run produces.
+    Replace,
+    /// Add new part files after the existing ones.
+    Append,
+}
+
+/// Parquet compression codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Snappy (the default).
+    Snappy,
+    /// Zstandard at its default level.
+    Zstd,
+    /// LZ4 (raw).
+    Lz4,
+    /// Gzip.
+    Gzip,
+    /// Uncompressed.
+    None,
+}
+
+/// Everything that decides what a run writes. Built by [`crate::Converter`].
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Schema mode.
+    pub schema: SchemaMode,
+    /// Output format (ignored for raw, which is always gzip JSONL).
+    pub format: Format,
+    /// F1 whitelist; empty means all events.
+    pub events: Vec<String>,
+    /// Window size.
+    pub partition: Partition,
+    /// IANA time zone name for windows.
+    pub tz: String,
+    /// Folder layout.
+    pub layout: Layout,
+    /// Destination folder.
+    pub out: PathBuf,
+    /// Optional prefix folder under `out`.
+    pub prefix: Option<String>,
+    /// Optional project id folder under the prefix.
+    pub project_id: Option<u64>,
+    /// Replace or append.
+    pub mode: WriteMode,
+    /// Parquet compression.
+    pub compression: Compression,
+    /// Worker threads for parse/shape/encode (0 = number of cores).
+    pub threads: usize,
+    /// Memory budget in bytes for buffered rows and blocks in flight.
+    pub memory_limit: u64,
+    /// JSON output writes `time` in milliseconds instead of seconds.
+    pub time_in_ms: bool,
+    /// Rows per Parquet row group (and per JSON gzip member).
+    pub row_group_rows: usize,
+    /// Target size of one framed block of lines.
+    pub block_bytes: usize,
+    /// Longest accepted line; longer lines are rejected.
+    pub max_line_bytes: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            schema: SchemaMode::Monoschema,
+            format: Format::Parquet,
+            events: Vec::new(),
+            partition: Partition::Daily,
+            tz: "UTC".to_string(),
+            layout: Layout::Mixpanel,
+            out: PathBuf::from("out"),
+            prefix: None,
+            project_id: None,
+            mode: WriteMode::Replace,
+            compression: Compression::Snappy,
+            threads: 0,
+            memory_limit: 1 << 30,
+            time_in_ms: false,
+            row_group_rows: 122_880,
+            block_bytes: 2 << 20,
+            max_line_bytes: 64 << 20,
+        }
+    }
+}
+
+impl RunOptions {
+    /// The output root: `out[/prefix][/project_id]`.
+    pub fn root(&self) -> PathBuf {
+        let mut root = self.out.clone();
+        if let Some(p) = &self.prefix {
+            root.push(p);
+        }
+        if let Some(id) = self.project_id {
+            root.push(id.to_string());
+        }
+        root
+    }
+}

@@ -1,0 +1,611 @@
+//! Parse: one line of JSON into a simd-json tape, validated per output-format IN2–IN4,
+//! with helpers that read the tape without building a DOM.
+
+use simd_json::{value::tape::Node, Buffers, StaticNode, Tape};
+
+/// Nesting deeper than this makes a line invalid (IN2).
+pub const MAX_DEPTH: usize = 1000;
+
+/// First time (ms) at or after the year 10000 (IN3).
+const YEAR_10000_MS: i64 = 253_402_300_800_000;
+
+/// Times at or above this are milliseconds, below it seconds (IN3).
+const MS_THRESHOLD: f64 = 1e11;
+
+/// Why a line was rejected (IN4). The text goes into the rejects file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Not valid JSON (RFC 8259), with the parser's message.
+    InvalidJson(String),
+    /// Valid JSON nested deeper than 1,000 levels.
+    TooDeep,
+    /// The top-level value is not an object.
+    NotAnObject,
+    /// `event` is missing or not a string.
+    MissingEvent,
+    /// `properties` is missing or not an object.
+    MissingProperties,
+    /// `properties.time` is missing.
+    MissingTime,
+    /// `properties.time` is not a number.
+    NonNumericTime,
+    /// `properties.time` is negative.
+    NegativeTime,
+    /// `properties.time` is at or after the year 10000.
+    TimeOutOfRange,
+    /// The line is longer than the configured limit.
+    Oversized(u64),
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RejectReason::InvalidJson(m) => write!(f, "invalid JSON: {m}"),
+            RejectReason::TooDeep => write!(f, "invalid JSON: nesting deeper than {MAX_DEPTH} levels"),
+            RejectReason::NotAnObject => write!(f, "not a JSON object"),
+            RejectReason::MissingEvent => write!(f, "missing or non-string \"event\""),
+            RejectReason::MissingProperties => write!(f, "missing or non-object \"properties\""),
+            RejectReason::MissingTime => write!(f, "missing properties.time"),
+            RejectReason::NonNumericTime => write!(f, "non-numeric properties.time"),
+            RejectReason::NegativeTime => write!(f, "negative properties.time"),
+            RejectReason::TimeOutOfRange => write!(f, "properties.time at or after the year 10000"),
+            RejectReason::Oversized(n) => write!(f, "line of {n} bytes exceeds the maximum line length"),
+        }
+    }
+}
+
+/// Reusable parsing state: one per worker, never one per line.
+pub struct LineParser {
+    scratch: Vec<u8>,
+    buffers: Buffers,
+    tape: Option<Tape<'static>>,
+    entries: Vec<(usize, usize)>,
+    hashes: Vec<(u64, u32)>,
+}
+
+impl Default for LineParser {
+    fn default() -> Self {
+        LineParser {
+            scratch: Vec::new(),
+            buffers: Buffers::default(),
+            tape: Some(Tape::null().reset()),
+            entries: Vec::new(),
+            hashes: Vec::new(),
+        }
+    }
+}
+
+/// A parsed, valid event line: a view over the tape.
+pub struct Event<'t, 'i> {
+    /// The tape nodes of the whole line.
+    pub nodes: &'t [Node<'i>],
+    /// The top-level `event` string.
+    pub name: &'i str,
+    /// Entries of `properties` other than `time` and `distinct_id`, as (key node, value
+    /// node) indices, deduplicated (last value wins at the first position) and in order.
+    pub properties: &'t [(usize, usize)],
+    /// `properties.time` in milliseconds (IN3).
+    pub time_ms: i64,
+    /// Node index of `properties.distinct_id`, if present.
+    pub distinct_id: Option<usize>,
+}
+
+impl<'t, 'i> Event<'t, 'i> {
+    /// The key string of a property entry.
+    pub fn key(&self, entry: (usize, usize)) -> &'i str {
+        match self.nodes[entry.0] {
+            Node::String(s) => s,
+            _ => unreachable!("object keys on the tape are strings"),
+        }
+    }
+}
+
+impl LineParser {
+    /// Parses `line` (without its `\n` or trailing `\r`) and calls `f` with the event, or
+    /// returns why the line is rejected.
+    pub fn parse<R>(&mut self, line: &[u8], f: impl FnOnce(&Event<'_, '_>) -> R) -> Result<R, RejectReason> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(line);
+        self.scratch.resize(line.len() + simd_json::INPUT_PADDING, 0);
+        let mut tape: Tape<'_> = self.tape.take().expect("tape is returned after each line").reset();
+        let result = match simd_json::fill_tape_padded(&mut self.scratch, line.len(), &mut self.buffers, &mut tape) {
+            Err(e) => Err(RejectReason::InvalidJson(format!("{:?} at byte {}", e.error(), e.index()))),
+            Ok(()) => {
+                let nodes = &tape.0[..];
+                match validate(nodes, &mut self.entries, &mut self.hashes) {
+                    Err(r) => Err(r),
+                    Ok((name, time_ms, distinct_id)) => {
+                        let event = Event { nodes, name, properties: &self.entries, time_ms, distinct_id };
+                        Ok(f(&event))
+                    }
+                }
+            }
+        };
+        self.tape = Some(tape.reset());
+        result
+    }
+}
+
+/// Number of tape nodes that the value at `i` spans.
+pub fn span(nodes: &[Node<'_>], i: usize) -> usize {
+    match nodes[i] {
+        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+        _ => 1,
+    }
+}
+
+fn validate<'i>(
+    nodes: &[Node<'i>],
+    entries: &mut Vec<(usize, usize)>,
+    hashes: &mut Vec<(u64, u32)>,
+) -> Result<(&'i str, i64, Option<usize>), RejectReason> {
+    if nodes.len() > MAX_DEPTH && max_depth(nodes) > MAX_DEPTH {
+        return Err(RejectReason::TooDeep);
+    }
+    let Node::Object { len, .. } = nodes[0] else { return Err(RejectReason::NotAnObject) };
+    let mut name = None;
+    let mut properties = None;
+    let mut i = 1;
+    for _ in 0..len {
+        let key = match nodes[i] {
+            Node::String(s) => s,
+            _ => unreachable!("object keys on the tape are strings"),
+        };
+        let value = i + 1;
+        match key {
+            // Repeated keys: the last value wins (IN2).
+            "event" => name = Some(value),
+            "properties" => properties = Some(value),
+            _ => {}
+        }
+        i = value + span(nodes, value);
+    }
+    let name = match name.map(|n| &nodes[n]) {
+        Some(Node::String(s)) => *s,
+        _ => return Err(RejectReason::MissingEvent),
+    };
+    let Some(props) = properties.filter(|&p| matches!(nodes[p], Node::Object { .. })) else {
+        return Err(RejectReason::MissingProperties);
+    };
+    object_entries(nodes, props, entries, hashes);
+    let mut time = None;
+    let mut distinct_id = None;
+    entries.retain(|&(k, v)| match nodes[k] {
+        Node::String("time") => {
+            time = Some(v);
+            false
+        }
+        Node::String("distinct_id") => {
+            if !matches!(nodes[v], Node::Static(StaticNode::Null)) {
+                distinct_id = Some(v);
+            }
+            false
+        }
+        _ => true,
+    });
+    let time_ms = match time.map(|t| &nodes[t]) {
+        None | Some(Node::Static(StaticNode::Null)) => return Err(RejectReason::MissingTime),
+        Some(Node::Static(n)) => time_to_ms(n)?,
+        Some(_) => return Err(RejectReason::NonNumericTime),
+    };
+    Ok((name, time_ms, distinct_id))
+}
+
+/// Collects the entries of the object at `obj` as (key, value) node indices, in order,
+/// keeping for a repeated key the last value at the first key's position (IN2).
+pub fn object_entries(nodes: &[Node<'_>], obj: usize, entries: &mut Vec<(usize, usize)>, hashes: &mut Vec<(u64, u32)>) {
+    entries.clear();
+    let Node::Object { len, .. } = nodes[obj] else { return };
+    let mut i = obj + 1;
+    for _ in 0..len {
+        entries.push((i, i + 1));
+        i = i + 1 + span(nodes, i + 1);
+    }
+    if entries.len() < 2 {
+        return;
+    }
+    // Duplicate check by sorted key hashes: cheap for the common case of no duplicates.
+    hashes.clear();
+    hashes.extend(entries.iter().enumerate().map(|(pos, &(k, _))| (hash_key(key_of(nodes, k)), pos as u32)));
+    hashes.sort_unstable();
+    if hashes.windows(2).all(|w| w[0].0 != w[1].0) {
+        return;
+    }
+    let mut keep = vec![true; entries.len()];
+    for a in 0..entries.len() {
+        if !keep[a] {
+            continue;
+        }
+        for b in a + 1..entries.len() {
+            if keep[b] && key_of(nodes, entries[a].0) == key_of(nodes, entries[b].0) {
+                entries[a].1 = entries[b].1;
+                keep[b] = false;
+            }
+        }
+    }
+    let mut pos = 0;
+    entries.retain(|_| {
+        pos += 1;
+        keep[pos - 1]
+    });
+}
+
+fn key_of<'i>(nodes: &[Node<'i>], k: usize) -> &'i str {
+    match nodes[k] {
+        Node::String(s) => s,
+        _ => "",
+    }
+}
+
+fn hash_key(key: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = rustc_hash::FxBuildHasher.build_hasher();
+    h.write(key.as_bytes());
+    h.finish()
+}
+
+/// Deepest nesting of arrays and objects on the tape (the top-level value is depth 1).
+fn max_depth(nodes: &[Node<'_>]) -> usize {
+    let mut ends: Vec<usize> = Vec::new();
+    let mut deepest = 0;
+    for (i, node) in nodes.iter().enumerate() {
+        while ends.last().is_some_and(|&e| e <= i) {
+            ends.pop();
+        }
+        if let Node::Object { count, .. } | Node::Array { count, .. } = node {
+            ends.push(i + count + 1);
+            deepest = deepest.max(ends.len());
+        }
+    }
+    deepest
+}
+
+/// IN3: seconds or milliseconds to whole milliseconds, truncating toward negative
+/// infinity using the decimal as written.
+fn time_to_ms(n: &StaticNode) -> Result<i64, RejectReason> {
+    let ms = match *n {
+        StaticNode::I64(v) if v < 0 => return Err(RejectReason::NegativeTime),
+        StaticNode::I64(v) => scale_integer(v as u64)?,
+        StaticNode::U64(v) => scale_integer(v)?,
+        StaticNode::F64(v) if v < 0.0 => return Err(RejectReason::NegativeTime),
+        StaticNode::F64(v) if !v.is_finite() => return Err(RejectReason::TimeOutOfRange),
+        StaticNode::F64(v) if v >= MS_THRESHOLD => {
+            if v >= YEAR_10000_MS as f64 {
+                return Err(RejectReason::TimeOutOfRange);
+            }
+            v.floor() as i64
+        }
+        StaticNode::F64(v) => seconds_decimal_to_ms(v),
+        _ => return Err(RejectReason::NonNumericTime),
+    };
+    if ms >= YEAR_10000_MS {
+        return Err(RejectReason::TimeOutOfRange);
+    }
+    Ok(ms)
+}
+
+fn scale_integer(v: u64) -> Result<i64, RejectReason> {
+    if v as f64 >= MS_THRESHOLD {
+        i64::try_from(v).map_err(|_| RejectReason::TimeOutOfRange)
+    } else {
+        Ok(v as i64 * 1000)
+    }
+}
+
+/// Seconds with a fraction to ms, floored on the shortest decimal that round-trips to
+/// `v`, which is the decimal as written whenever it had at most 15 significant digits
+/// (`1709078400.123` → 1709078400123, where `v * 1000.0` could give …122.99999).
+fn seconds_decimal_to_ms(v: f64) -> i64 {
+    let mut buf = ryu::Buffer::new();
+    let (digits, exp10) = decimal_digits(buf.format_finite(v));
+    // value = digits × 10^exp10; ms = floor(digits × 10^(exp10 + 3)).
+    let shift = exp10 + 3;
+    let mut ms: i64 = 0;
+    if shift >= 0 {
+        for d in digits.bytes() {
+            ms = ms * 10 + i64::from(d - b'0');
+        }
+        for _ in 0..shift {
+            ms *= 10;
+        }
+    } else {
+        let keep = digits.len() as i32 + shift;
+        for d in digits.bytes().take(keep.max(0) as usize) {
+            ms = ms * 10 + i64::from(d - b'0');
+        }
+    }
+    ms
+}
+
+/// Splits ryu's output (`123.45`, `1e21`, `1.5e-7`) into significant digits and a power
+/// of ten: value = digits × 10^exp.
+pub fn decimal_digits(text: &str) -> (String, i32) {
+    let (mantissa, exp) = match text.find(['e', 'E']) {
+        Some(p) => (&text[..p], text[p + 1..].parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let frac = frac.trim_end_matches('0');
+    let mut digits = format!("{int}{frac}");
+    let mut exp = exp - frac.len() as i32;
+    let trimmed = digits.trim_start_matches('0');
+    digits = if trimmed.is_empty() { "0".to_string() } else { trimmed.to_string() };
+    while digits.len() > 1 && digits.ends_with('0') {
+        digits.pop();
+        exp += 1;
+    }
+    (digits, exp)
+}
+
+/// Shortest round-trip decimal of a double, without exponent (§4.3: `1.0` → `1`,
+/// `1e21` → `1000000000000000000000`, `1.5e-7` → `0.00000015`).
+pub fn plain_decimal(v: f64) -> String {
+    if v == 0.0 {
+        return "0".to_string();
+    }
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(v.abs());
+    let (digits, exp) = decimal_digits(text);
+    let mut out = String::new();
+    if v < 0.0 {
+        out.push('-');
+    }
+    if exp >= 0 {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', exp as usize));
+    } else {
+        let point = digits.len() as i32 + exp;
+        if point > 0 {
+            out.push_str(&digits[..point as usize]);
+            out.push('.');
+            out.push_str(&digits[point as usize..]);
+        } else {
+            out.push_str("0.");
+            out.extend(std::iter::repeat_n('0', (-point) as usize));
+            out.push_str(&digits);
+        }
+    }
+    out
+}
+
+/// Appends a JSON number for `n` (integers as written, doubles in shortest form).
+pub fn write_number(out: &mut Vec<u8>, n: &StaticNode) {
+    match *n {
+        StaticNode::I64(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+        StaticNode::U64(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+        StaticNode::F64(v) => write_f64(out, v),
+        _ => {}
+    }
+}
+
+/// Appends a double as a JSON number (shortest round-trip form).
+pub fn write_f64(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// The value of a JSON number node as a double.
+pub fn number_value(n: &StaticNode) -> Option<f64> {
+    match *n {
+        StaticNode::I64(v) => Some(v as f64),
+        StaticNode::U64(v) => Some(v as f64),
+        StaticNode::F64(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends the compact JSON text of the value at node `i` (T3). Repeated keys in nested
+/// objects keep the last value at the first position, like IN2.
+pub fn write_compact(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) {
+    match &nodes[i] {
+        Node::String(s) => write_json_string(out, s),
+        Node::Static(StaticNode::Null) => out.extend_from_slice(b"null"),
+        Node::Static(StaticNode::Bool(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Node::Static(n) => write_number(out, n),
+        Node::Array { len, .. } => {
+            out.push(b'[');
+            let mut j = i + 1;
+            for k in 0..*len {
+                if k > 0 {
+                    out.push(b',');
+                }
+                write_compact(out, nodes, j);
+                j += span(nodes, j);
+            }
+            out.push(b']');
+        }
+        Node::Object { .. } => {
+            let mut entries = Vec::new();
+            object_entries(nodes, i, &mut entries, &mut Vec::new());
+            out.push(b'{');
+            for (k, &(key, value)) in entries.iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                write_json_string(out, key_of(nodes, key));
+                out.push(b':');
+                write_compact(out, nodes, value);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<(String, i64, Vec<String>), RejectReason> {
+        let mut p = LineParser::default();
+        p.parse(line.as_bytes(), |e| {
+            let keys = e.properties.iter().map(|&en| e.key(en).to_string()).collect();
+            (e.name.to_string(), e.time_ms, keys)
+        })
+    }
+
+    fn compact(json: &str) -> String {
+        let mut data = json.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut data).unwrap();
+        let mut out = Vec::new();
+        write_compact(&mut out, &tape.0, 0);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn in2_valid_event() {
+        let (name, ms, keys) =
+            parse(r#"{"event":"A","properties":{"time":1709078400,"b":1,"distinct_id":"u","a":2},"x":1}"#).unwrap();
+        assert_eq!(name, "A");
+        assert_eq!(ms, 1_709_078_400_000);
+        assert_eq!(keys, ["b", "a"]);
+    }
+
+    #[test]
+    fn in2_duplicate_keys_last_wins_at_first_position() {
+        let mut p = LineParser::default();
+        let got = p
+            .parse(br#"{"event":"A","event":"B","properties":{"time":1,"a":1,"b":2,"a":"x"}}"#, |e| {
+                let v: Vec<String> = e
+                    .properties
+                    .iter()
+                    .map(|&(k, v)| {
+                        let mut out = Vec::new();
+                        write_compact(&mut out, e.nodes, v);
+                        format!("{}={}", e.key((k, v)), String::from_utf8(out).unwrap())
+                    })
+                    .collect();
+                (e.name.to_string(), v)
+            })
+            .unwrap();
+        assert_eq!(got, ("B".to_string(), vec!["a=\"x\"".to_string(), "b=2".to_string()]));
+        assert_eq!(compact(r#"{"k":1,"j":[1,2],"k":{"z":null}}"#), r#"{"k":{"z":null},"j":[1,2]}"#);
+    }
+
+    #[test]
+    fn in2_invalid_json_variants() {
+        let bad: &[&[u8]] = &[
+            b"{",
+            b"not json",
+            b"{\"event\":\"a\",\"properties\":{\"time\":1,\"s\":\"\xff\"}}",
+            br#"{"event":"a","properties":{"time":1,"n":1e400}}"#,
+            br#"{"event":"a","properties":{"time":1,"s":"\ud800"}}"#,
+        ];
+        let mut p = LineParser::default();
+        for line in bad {
+            let r = p.parse(line, |_| ());
+            assert!(matches!(r, Err(RejectReason::InvalidJson(_))), "{:?}: {r:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn in2_big_integers_and_underflow_are_valid() {
+        let mut p = LineParser::default();
+        let line = br#"{"event":"a","properties":{"time":1,"big":123456789012345678901234567890,"tiny":1e-400,"nz":-0.0}}"#;
+        let vals = p
+            .parse(line, |e| {
+                e.properties
+                    .iter()
+                    .map(|&(_, v)| match &e.nodes[v] {
+                        Node::Static(n) => number_value(n).unwrap(),
+                        _ => f64::NAN,
+                    })
+                    .collect::<Vec<f64>>()
+            })
+            .unwrap();
+        assert_eq!(vals[0], 1.2345678901234568e29);
+        assert_eq!(vals[1], 0.0);
+        assert!(vals[2] == 0.0 && vals[2].is_sign_negative());
+    }
+
+    #[test]
+    fn in2_nesting_limit() {
+        let ok = format!(r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#, "[".repeat(998), "]".repeat(998));
+        assert!(parse(&ok).is_ok(), "1000 levels are allowed");
+        let deep = format!(r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#, "[".repeat(999), "]".repeat(999));
+        assert_eq!(parse(&deep).unwrap_err(), RejectReason::TooDeep);
+        let very_deep = format!(r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&very_deep).is_err());
+    }
+
+    #[test]
+    fn in4_structural_rejects() {
+        assert_eq!(parse("[1]").unwrap_err(), RejectReason::NotAnObject);
+        assert_eq!(parse(r#"{"properties":{"time":1}}"#).unwrap_err(), RejectReason::MissingEvent);
+        assert_eq!(parse(r#"{"event":1,"properties":{"time":1}}"#).unwrap_err(), RejectReason::MissingEvent);
+        assert_eq!(parse(r#"{"event":"a"}"#).unwrap_err(), RejectReason::MissingProperties);
+        assert_eq!(parse(r#"{"event":"a","properties":[]}"#).unwrap_err(), RejectReason::MissingProperties);
+        assert_eq!(parse(r#"{"event":"a","properties":{}}"#).unwrap_err(), RejectReason::MissingTime);
+        assert_eq!(parse(r#"{"event":"a","properties":{"time":null}}"#).unwrap_err(), RejectReason::MissingTime);
+        assert_eq!(parse(r#"{"event":"a","properties":{"time":"1"}}"#).unwrap_err(), RejectReason::NonNumericTime);
+        assert_eq!(parse(r#"{"event":"a","properties":{"time":-1}}"#).unwrap_err(), RejectReason::NegativeTime);
+        assert_eq!(parse(r#"{"event":"a","properties":{"time":-0.5}}"#).unwrap_err(), RejectReason::NegativeTime);
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{"time":253402300800000}}"#).unwrap_err(),
+            RejectReason::TimeOutOfRange
+        );
+        assert!(parse(r#"{"event":"a","properties":{"time":253402300799}}"#).is_ok());
+    }
+
+    #[test]
+    fn in3_seconds_and_milliseconds() {
+        let t = |v: &str| parse(&format!(r#"{{"event":"a","properties":{{"time":{v}}}}}"#)).unwrap().1;
+        assert_eq!(t("1709078400"), 1_709_078_400_000);
+        assert_eq!(t("1709078400.123"), 1_709_078_400_123);
+        assert_eq!(t("1709078400.1239"), 1_709_078_400_123);
+        assert_eq!(t("1709078400123"), 1_709_078_400_123);
+        assert_eq!(t("1709078400123.9"), 1_709_078_400_123);
+        assert_eq!(t("99999999999"), 99_999_999_999_000);
+        assert_eq!(t("100000000000"), 100_000_000_000);
+        assert_eq!(t("0"), 0);
+        assert_eq!(t("0.0005"), 0);
+        assert_eq!(t("1.5e9"), 1_500_000_000_000);
+    }
+
+    #[test]
+    fn plain_decimal_forms() {
+        assert_eq!(plain_decimal(1.0), "1");
+        assert_eq!(plain_decimal(1e21), "1000000000000000000000");
+        assert_eq!(plain_decimal(1.5e-7), "0.00000015");
+        assert_eq!(plain_decimal(-2.5), "-2.5");
+        assert_eq!(plain_decimal(123.456), "123.456");
+        assert_eq!(plain_decimal(0.1), "0.1");
+    }
+
+    #[test]
+    fn compact_json_escapes() {
+        assert_eq!(compact(r#"["a\"b","\u0001","\u2028",1.50,-0]"#), "[\"a\\\"b\",\"\\u0001\",\"\u{2028}\",1.5,0]");
+    }
+}

@@ -1,0 +1,167 @@
+//! Windows (output-format W1): the local calendar day or hour of an event's time.
+
+use std::fmt;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use crate::error::{Error, Result};
+use crate::options::{Layout, Partition};
+
+/// A window: a local date, and for hourly partitions a local hour. Ordered by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WindowKey {
+    /// Local year.
+    pub year: i16,
+    /// Local month, 1–12.
+    pub month: i8,
+    /// Local day, 1–31.
+    pub day: i8,
+    /// Local hour for hourly windows; `None` for daily ones.
+    pub hour: Option<i8>,
+}
+
+impl WindowKey {
+    /// The window folder below a table folder (or the root, for raw output).
+    pub fn folder(&self, layout: Layout, raw: bool) -> String {
+        let (y, m, d) = (self.year, self.month, self.day);
+        match (layout, self.hour) {
+            (Layout::Mixpanel, None) if raw => format!("{y:04}/{m:02}/{d:02}/full_day"),
+            (Layout::Mixpanel, None) => format!("{y:04}/{m:02}/{d:02}"),
+            (Layout::Mixpanel, Some(h)) => format!("{y:04}/{m:02}/{d:02}/{h:02}"),
+            (Layout::Hive, None) => format!("mp_date={y:04}-{m:02}-{d:02}"),
+            (Layout::Hive, Some(h)) => format!("mp_date={y:04}-{m:02}-{d:02}/mp_hour={h:02}"),
+        }
+    }
+}
+
+impl fmt::Display for WindowKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)?;
+        if let Some(h) = self.hour {
+            write!(f, "T{h:02}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Maps event times to windows in one time zone. Cheap to clone; each worker keeps its
+/// own copy so that the last window's bounds serve as a cache.
+#[derive(Debug, Clone)]
+pub struct Windowing {
+    tz: TimeZone,
+    hourly: bool,
+    /// `[start_ms, end_ms)` of the last window looked up, and that window.
+    cached: Option<(i64, i64, WindowKey)>,
+}
+
+impl Windowing {
+    /// Resolves `tz` (an IANA name) for the given partitioning.
+    pub fn new(tz: &str, partition: Partition) -> Result<Self> {
+        let zone = TimeZone::get(tz).map_err(|e| {
+            Error::config("--tz", format!("unknown time zone {tz:?} ({e}); use an IANA name such as UTC or America/New_York"))
+        })?;
+        Ok(Windowing { tz: zone, hourly: partition == Partition::Hourly, cached: None })
+    }
+
+    /// The window of a time in milliseconds since the epoch. `None` when the time is out
+    /// of the range the calendar supports (callers reject such events).
+    pub fn window_of(&mut self, ms: i64) -> Option<WindowKey> {
+        if let Some((start, end, key)) = self.cached {
+            if ms >= start && ms < end {
+                return Some(key);
+            }
+        }
+        let ts = Timestamp::from_millisecond(ms).ok()?;
+        let local = ts.to_zoned(self.tz.clone());
+        let date = local.date();
+        let hour = self.hourly.then(|| local.hour());
+        let key = WindowKey { year: date.year(), month: date.month(), day: date.day(), hour };
+        if let Some((start, end)) = self.bounds(date, hour) {
+            self.cached = Some((start, end, key));
+        }
+        Some(key)
+    }
+
+    /// `[start, end)` in ms of a local date (or hour). A repeated local hour (end of
+    /// daylight saving) is one window covering both occurrences.
+    fn bounds(&self, date: Date, hour: Option<i8>) -> Option<(i64, i64)> {
+        let start_of = |d: Date, h: i8| -> Option<i64> {
+            let dt = d.at(h, 0, 0, 0);
+            // `compatible` picks the earlier instant of a repeated hour and the later
+            // of a skipped one: exactly the first instant that maps into the window.
+            let z = self.tz.to_ambiguous_zoned(dt).compatible().ok()?;
+            Some(z.timestamp().as_millisecond())
+        };
+        match hour {
+            None => {
+                let start = self.tz.to_ambiguous_zoned(date.to_datetime(jiff::civil::Time::midnight())).compatible().ok()?;
+                let next = date.tomorrow().ok()?;
+                let end = self.tz.to_ambiguous_zoned(next.to_datetime(jiff::civil::Time::midnight())).compatible().ok()?;
+                Some((start.timestamp().as_millisecond(), end.timestamp().as_millisecond()))
+            }
+            Some(h) => {
+                let start = start_of(date, h)?;
+                let end = if h == 23 { start_of(date.tomorrow().ok()?, 0)? } else { start_of(date, h + 1)? };
+                // Around a skipped hour `end` can land before `start`; then do not cache.
+                (end > start).then_some((start, end))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(y: i16, m: i8, d: i8, h: Option<i8>) -> WindowKey {
+        WindowKey { year: y, month: m, day: d, hour: h }
+    }
+
+    #[test]
+    fn w1_daily_utc() {
+        let mut w = Windowing::new("UTC", Partition::Daily).unwrap();
+        assert_eq!(w.window_of(1_709_078_400_000), Some(key(2024, 2, 28, None)));
+        assert_eq!(w.window_of(1_709_078_400_000 - 1), Some(key(2024, 2, 27, None)));
+        assert_eq!(w.window_of(1_709_078_400_000 + 86_399_999), Some(key(2024, 2, 28, None)));
+        assert_eq!(w.window_of(1_709_078_400_000 + 86_400_000), Some(key(2024, 2, 29, None)));
+    }
+
+    #[test]
+    fn w1_daily_in_zone() {
+        let mut w = Windowing::new("America/New_York", Partition::Daily).unwrap();
+        // 2024-02-28T00:00Z is 2024-02-27T19:00 in New York.
+        assert_eq!(w.window_of(1_709_078_400_000), Some(key(2024, 2, 27, None)));
+        assert_eq!(w.window_of(1_709_078_400_000 + 5 * 3_600_000), Some(key(2024, 2, 28, None)));
+    }
+
+    #[test]
+    fn w1_repeated_hour_is_one_window() {
+        let mut w = Windowing::new("America/New_York", Partition::Hourly).unwrap();
+        // 2024-11-03: 01:00–02:00 EDT (05:00Z) and 01:00–02:00 EST (06:00Z).
+        let first = Timestamp::from_second(1_730_610_000).unwrap().as_millisecond(); // 05:00Z
+        let second = first + 3_600_000; // 06:00Z
+        assert_eq!(w.window_of(first), Some(key(2024, 11, 3, Some(1))));
+        assert_eq!(w.window_of(second + 1000), Some(key(2024, 11, 3, Some(1))));
+        assert_eq!(w.window_of(second + 3_600_000), Some(key(2024, 11, 3, Some(2))));
+        let mut fresh = Windowing::new("America/New_York", Partition::Hourly).unwrap();
+        assert_eq!(fresh.window_of(second + 1000), Some(key(2024, 11, 3, Some(1))));
+    }
+
+    #[test]
+    fn folders() {
+        let k = key(2024, 1, 3, None);
+        assert_eq!(k.folder(Layout::Mixpanel, false), "2024/01/03");
+        assert_eq!(k.folder(Layout::Mixpanel, true), "2024/01/03/full_day");
+        assert_eq!(k.folder(Layout::Hive, false), "mp_date=2024-01-03");
+        let h = key(2024, 1, 3, Some(7));
+        assert_eq!(h.folder(Layout::Mixpanel, true), "2024/01/03/07");
+        assert_eq!(h.folder(Layout::Hive, false), "mp_date=2024-01-03/mp_hour=07");
+    }
+
+    #[test]
+    fn unknown_zone_is_config_error() {
+        assert!(Windowing::new("Mars/Olympus", Partition::Daily).unwrap_err().is_usage());
+    }
+}
