@@ -27,7 +27,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// An input ended early (IN5): truncated gzip or `export terminated early`.
-    #[error("input {input} is incomplete ({reason}); windows holding its events were not committed")]
+    #[error(
+        "input {input} is incomplete ({reason}); windows holding its events were not committed"
+    )]
     Incomplete {
         /// The input as given.
         input: String,
@@ -68,15 +70,24 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Error::Config { .. } | Error::InputUnreadable { .. } | Error::Output { .. } | Error::Mapping { .. }
+            Error::Config { .. }
+                | Error::InputUnreadable { .. }
+                | Error::Output { .. }
+                | Error::Mapping { .. }
         )
     }
 
     pub(crate) fn output(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Output { path: path.into(), source }
+        Error::Output {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn config(option: &str, message: impl Into<String>) -> Self {
-        Error::Config { option: option.to_string(), message: message.into() }
+        Error::Config {
+            option: option.to_string(),
+            message: message.into(),
+        }
     }
 }

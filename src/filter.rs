@@ -39,9 +39,15 @@ impl EventFilter {
     /// F4: with a whitelist, reads the event name from the start of the line when it is
     /// written plainly (no escapes) and drops unlisted events without validating them.
     pub fn precheck(&self, line: &[u8]) -> Precheck {
-        let Some(events) = &self.events else { return Precheck::Parse };
-        let Some(rest) = line.strip_prefix(b"{\"event\":\"") else { return Precheck::Parse };
-        let Some(end) = memchr::memchr2(b'"', b'\\', rest) else { return Precheck::Parse };
+        let Some(events) = &self.events else {
+            return Precheck::Parse;
+        };
+        let Some(rest) = line.strip_prefix(b"{\"event\":\"") else {
+            return Precheck::Parse;
+        };
+        let Some(end) = memchr::memchr2(b'"', b'\\', rest) else {
+            return Precheck::Parse;
+        };
         if rest[end] != b'"' {
             return Precheck::Parse;
         }
@@ -57,7 +63,9 @@ impl EventFilter {
 
     /// F1–F3 on a parsed event. `where` (F2) will be evaluated here as well.
     pub fn keep(&self, event: &Event<'_, '_>) -> bool {
-        self.events.as_ref().is_none_or(|events| events.contains(event.name))
+        self.events
+            .as_ref()
+            .is_none_or(|events| events.contains(event.name))
     }
 }
 
@@ -70,10 +78,20 @@ mod tests {
     fn f1_whitelist_exact_and_case_sensitive() {
         let f = EventFilter::new(&["Signup".to_string()]);
         let mut p = LineParser::default();
-        let keep = |line: &str, p: &mut LineParser| p.parse(line.as_bytes(), |e| f.keep(e)).unwrap();
-        assert!(keep(r#"{"event":"Signup","properties":{"time":1}}"#, &mut p));
-        assert!(!keep(r#"{"event":"signup","properties":{"time":1}}"#, &mut p));
-        assert!(!keep(r#"{"properties":{"time":1},"event":"Other"}"#, &mut p));
+        let keep =
+            |line: &str, p: &mut LineParser| p.parse(line.as_bytes(), |e| f.keep(e)).unwrap();
+        assert!(keep(
+            r#"{"event":"Signup","properties":{"time":1}}"#,
+            &mut p
+        ));
+        assert!(!keep(
+            r#"{"event":"signup","properties":{"time":1}}"#,
+            &mut p
+        ));
+        assert!(!keep(
+            r#"{"properties":{"time":1},"event":"Other"}"#,
+            &mut p
+        ));
     }
 
     #[test]
@@ -86,10 +104,19 @@ mod tests {
     #[test]
     fn f4_precheck_drops_unlisted_without_validating() {
         let f = EventFilter::new(&["A".to_string()]);
-        assert_eq!(f.precheck(br#"{"event":"B","properties":{"time":"broken"#), Precheck::Drop);
-        assert_eq!(f.precheck(br#"{"event":"A","properties":{}}"#), Precheck::Parse);
+        assert_eq!(
+            f.precheck(br#"{"event":"B","properties":{"time":"broken"#),
+            Precheck::Drop
+        );
+        assert_eq!(
+            f.precheck(br#"{"event":"A","properties":{}}"#),
+            Precheck::Parse
+        );
         // Escaped names and other layouts fall back to a full parse.
-        assert_eq!(f.precheck(br#"{"event":"B\u0041","properties":{}}"#), Precheck::Parse);
+        assert_eq!(
+            f.precheck(br#"{"event":"B\u0041","properties":{}}"#),
+            Precheck::Parse
+        );
         assert_eq!(f.precheck(br#"{ "event":"B"}"#), Precheck::Parse);
     }
 }

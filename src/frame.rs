@@ -82,19 +82,32 @@ pub fn frame_input<R: Read>(
         if eof {
             let mut incomplete = failure;
             if let Some((start, _)) = trailing_terminated_marker(&buf) {
-                let marker_line = next_line + memchr::memchr_iter(b'\n', &buf[..start]).count() as u64;
+                let marker_line =
+                    next_line + memchr::memchr_iter(b'\n', &buf[..start]).count() as u64;
                 buf.truncate(start);
-                incomplete.get_or_insert(format!("it ends with `export terminated early` at line {marker_line}"));
+                incomplete.get_or_insert(format!(
+                    "it ends with `export terminated early` at line {marker_line}"
+                ));
             }
             let lines_in_tail = memchr::memchr_iter(b'\n', &buf).count() as u64
                 + u64::from(buf.last().is_some_and(|&b| b != b'\n'));
             if !buf.is_empty() {
-                let block = Block { input, first_line: next_line, data: buf, oversized: None };
+                let block = Block {
+                    input,
+                    first_line: next_line,
+                    data: buf,
+                    oversized: None,
+                };
                 if !emit(block) {
                     return None;
                 }
             }
-            return Some(InputEnd { input, lines: next_line - 1 + lines_in_tail, bytes: total, incomplete });
+            return Some(InputEnd {
+                input,
+                lines: next_line - 1 + lines_in_tail,
+                bytes: total,
+                incomplete,
+            });
         }
         match memchr::memrchr(b'\n', &buf) {
             Some(pos) => {
@@ -110,7 +123,12 @@ pub fn frame_input<R: Read>(
                 let carry = buf[cut..].to_vec();
                 buf.truncate(cut);
                 let lines = memchr::memchr_iter(b'\n', &buf).count() as u64;
-                let block = Block { input, first_line: next_line, data: buf, oversized: None };
+                let block = Block {
+                    input,
+                    first_line: next_line,
+                    data: buf,
+                    oversized: None,
+                };
                 if !emit(block) {
                     return None;
                 }
@@ -120,9 +138,18 @@ pub fn frame_input<R: Read>(
                 target = block_bytes.max(buf.len() + 1);
             }
             None if buf.len() > config.max_line_bytes => {
-                let (len, rest) = skip_oversized_line(&mut reader, &mut buf, &mut total, &mut failure);
-                let oversized = OversizedLine { prefix: buf[..OVERSIZED_PREFIX.min(buf.len())].to_vec(), len };
-                let block = Block { input, first_line: next_line, data: Vec::new(), oversized: Some(oversized) };
+                let (len, rest) =
+                    skip_oversized_line(&mut reader, &mut buf, &mut total, &mut failure);
+                let oversized = OversizedLine {
+                    prefix: buf[..OVERSIZED_PREFIX.min(buf.len())].to_vec(),
+                    len,
+                };
+                let block = Block {
+                    input,
+                    first_line: next_line,
+                    data: Vec::new(),
+                    oversized: Some(oversized),
+                };
                 if !emit(block) {
                     return None;
                 }
@@ -132,7 +159,8 @@ pub fn frame_input<R: Read>(
             }
             None => {
                 // A line longer than the block: grow, up to the line limit.
-                target = (buf.len() * 2).clamp(block_bytes, config.max_line_bytes.saturating_add(1));
+                target =
+                    (buf.len() * 2).clamp(block_bytes, config.max_line_bytes.saturating_add(1));
             }
         }
     }
@@ -176,7 +204,9 @@ fn fill<R: Read>(
 
 fn describe_read_error(e: &std::io::Error) -> String {
     match e.kind() {
-        ErrorKind::UnexpectedEof => "the gzip stream ends before its trailer (truncated file)".to_string(),
+        ErrorKind::UnexpectedEof => {
+            "the gzip stream ends before its trailer (truncated file)".to_string()
+        }
         ErrorKind::InvalidInput | ErrorKind::InvalidData => format!("corrupt gzip data: {e}"),
         _ => format!("read error: {e}"),
     }
@@ -214,7 +244,8 @@ fn skip_oversized_line<R: Read>(
 
 /// Whether a line is blank under IN1 (only ASCII whitespace).
 pub fn is_blank(line: &[u8]) -> bool {
-    line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\x0c' | b'\r'))
+    line.iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\x0c' | b'\r'))
 }
 
 /// If the last non-blank line of `data` is exactly the terminated-early marker, returns
@@ -240,10 +271,18 @@ mod tests {
 
     fn frame_all(data: &[u8], block: usize, max_line: usize) -> (Vec<Block>, InputEnd) {
         let mut blocks = Vec::new();
-        let end = frame_input(data, 0, FrameConfig { block_bytes: block, max_line_bytes: max_line }, |b| {
-            blocks.push(b);
-            true
-        })
+        let end = frame_input(
+            data,
+            0,
+            FrameConfig {
+                block_bytes: block,
+                max_line_bytes: max_line,
+            },
+            |b| {
+                blocks.push(b);
+                true
+            },
+        )
         .unwrap();
         (blocks, end)
     }
@@ -271,8 +310,13 @@ mod tests {
         for block in [1, 2, 3, 5, 8, 64] {
             let (blocks, end) = frame_all(data, block, 1000);
             let got = lines(&blocks);
-            let want: Vec<(u64, Vec<u8>)> =
-                vec![(1, b"a".to_vec()), (2, b"bb".to_vec()), (3, vec![]), (4, b"ccc\r".to_vec()), (5, b"d".to_vec())];
+            let want: Vec<(u64, Vec<u8>)> = vec![
+                (1, b"a".to_vec()),
+                (2, b"bb".to_vec()),
+                (3, vec![]),
+                (4, b"ccc\r".to_vec()),
+                (5, b"d".to_vec()),
+            ];
             assert_eq!(got, want, "block size {block}");
             assert_eq!(end.lines, 5);
             assert!(end.incomplete.is_none());
@@ -314,7 +358,14 @@ mod tests {
         data.extend(b"\nb\n");
         let (blocks, end) = frame_all(&data, 16, 100);
         let got = lines(&blocks);
-        assert_eq!(got, vec![(1, b"a".to_vec()), (2, b"<oversized 5000>".to_vec()), (3, b"b".to_vec())]);
+        assert_eq!(
+            got,
+            vec![
+                (1, b"a".to_vec()),
+                (2, b"<oversized 5000>".to_vec()),
+                (3, b"b".to_vec())
+            ]
+        );
         assert_eq!(end.lines, 3);
     }
 
@@ -332,10 +383,18 @@ mod tests {
             }
         }
         let mut blocks = 0;
-        let end = frame_input(Failing(2), 0, FrameConfig { block_bytes: 16, max_line_bytes: 100 }, |_| {
-            blocks += 1;
-            true
-        })
+        let end = frame_input(
+            Failing(2),
+            0,
+            FrameConfig {
+                block_bytes: 16,
+                max_line_bytes: 100,
+            },
+            |_| {
+                blocks += 1;
+                true
+            },
+        )
         .unwrap();
         assert!(end.incomplete.unwrap().contains("truncated"));
         assert!(blocks >= 1);

@@ -29,16 +29,101 @@ pub const RESERVED_COLUMNS: &[&str] = &[
 
 /// BigQuery reserved keywords (N4), lowercase, sorted for binary search.
 const RESERVED_WORDS: &[&str] = &[
-    "all", "and", "any", "array", "as", "asc", "assert_rows_modified", "at", "between", "by",
-    "case", "cast", "collate", "contains", "create", "cross", "cube", "current", "default",
-    "define", "desc", "distinct", "else", "end", "enum", "escape", "except", "exclude",
-    "exists", "extract", "false", "fetch", "following", "for", "from", "full", "group",
-    "grouping", "groups", "hash", "having", "if", "ignore", "in", "inner", "intersect",
-    "interval", "into", "is", "join", "lateral", "left", "like", "limit", "lookup", "merge",
-    "natural", "new", "no", "not", "null", "nulls", "of", "on", "or", "order", "outer", "over",
-    "partition", "preceding", "proto", "qualify", "range", "recursive", "respect", "right",
-    "rollup", "rows", "select", "set", "some", "struct", "tablesample", "then", "to", "treat",
-    "true", "unbounded", "union", "unnest", "using", "when", "where", "window", "with",
+    "all",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "assert_rows_modified",
+    "at",
+    "between",
+    "by",
+    "case",
+    "cast",
+    "collate",
+    "contains",
+    "create",
+    "cross",
+    "cube",
+    "current",
+    "default",
+    "define",
+    "desc",
+    "distinct",
+    "else",
+    "end",
+    "enum",
+    "escape",
+    "except",
+    "exclude",
+    "exists",
+    "extract",
+    "false",
+    "fetch",
+    "following",
+    "for",
+    "from",
+    "full",
+    "group",
+    "grouping",
+    "groups",
+    "hash",
+    "having",
+    "if",
+    "ignore",
+    "in",
+    "inner",
+    "intersect",
+    "interval",
+    "into",
+    "is",
+    "join",
+    "lateral",
+    "left",
+    "like",
+    "limit",
+    "lookup",
+    "merge",
+    "natural",
+    "new",
+    "no",
+    "not",
+    "null",
+    "nulls",
+    "of",
+    "on",
+    "or",
+    "order",
+    "outer",
+    "over",
+    "partition",
+    "preceding",
+    "proto",
+    "qualify",
+    "range",
+    "recursive",
+    "respect",
+    "right",
+    "rollup",
+    "rows",
+    "select",
+    "set",
+    "some",
+    "struct",
+    "tablesample",
+    "then",
+    "to",
+    "treat",
+    "true",
+    "unbounded",
+    "union",
+    "unnest",
+    "using",
+    "when",
+    "where",
+    "window",
+    "with",
     "within",
 ];
 
@@ -55,10 +140,22 @@ pub fn clean_base(original: &str) -> String {
         // yields one `_` per resulting scalar outside [a-z0-9_].
         if c.is_ascii() {
             let l = c.to_ascii_lowercase();
-            out.push(if l.is_ascii_lowercase() || l.is_ascii_digit() || l == '_' { l } else { '_' });
+            out.push(
+                if l.is_ascii_lowercase() || l.is_ascii_digit() || l == '_' {
+                    l
+                } else {
+                    '_'
+                },
+            );
         } else {
             for l in c.to_lowercase() {
-                out.push(if l.is_ascii_lowercase() || l.is_ascii_digit() || l == '_' { l } else { '_' });
+                out.push(
+                    if l.is_ascii_lowercase() || l.is_ascii_digit() || l == '_' {
+                        l
+                    } else {
+                        '_'
+                    },
+                );
             }
         }
     }
@@ -80,7 +177,9 @@ pub struct NameScope {
 impl NameScope {
     /// A scope in which `reserved` names are already taken.
     pub fn with_reserved(reserved: &[&str]) -> Self {
-        NameScope { taken: reserved.iter().map(|s| s.to_string()).collect() }
+        NameScope {
+            taken: reserved.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     /// Marks a name as taken (used when loading an existing mapping file).
@@ -98,7 +197,11 @@ impl NameScope {
     pub fn allocate(&mut self, base: &str, suffix: &str) -> String {
         let mut n = 0usize;
         loop {
-            let counter = if n == 0 { String::new() } else { format!("_{n}") };
+            let counter = if n == 0 {
+                String::new()
+            } else {
+                format!("_{n}")
+            };
             let budget = MAX_NAME_CHARS - suffix.chars().count() - counter.chars().count();
             let truncated: String = base.chars().take(budget).collect();
             let candidate = format!("{truncated}{suffix}{counter}");

@@ -41,7 +41,9 @@ impl std::fmt::Display for RejectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RejectReason::InvalidJson(m) => write!(f, "invalid JSON: {m}"),
-            RejectReason::TooDeep => write!(f, "invalid JSON: nesting deeper than {MAX_DEPTH} levels"),
+            RejectReason::TooDeep => {
+                write!(f, "invalid JSON: nesting deeper than {MAX_DEPTH} levels")
+            }
             RejectReason::NotAnObject => write!(f, "not a JSON object"),
             RejectReason::MissingEvent => write!(f, "missing or non-string \"event\""),
             RejectReason::MissingProperties => write!(f, "missing or non-object \"properties\""),
@@ -49,7 +51,9 @@ impl std::fmt::Display for RejectReason {
             RejectReason::NonNumericTime => write!(f, "non-numeric properties.time"),
             RejectReason::NegativeTime => write!(f, "negative properties.time"),
             RejectReason::TimeOutOfRange => write!(f, "properties.time at or after the year 10000"),
-            RejectReason::Oversized(n) => write!(f, "line of {n} bytes exceeds the maximum line length"),
+            RejectReason::Oversized(n) => {
+                write!(f, "line of {n} bytes exceeds the maximum line length")
+            }
         }
     }
 }
@@ -103,19 +107,43 @@ impl<'t, 'i> Event<'t, 'i> {
 impl LineParser {
     /// Parses `line` (without its `\n` or trailing `\r`) and calls `f` with the event, or
     /// returns why the line is rejected.
-    pub fn parse<R>(&mut self, line: &[u8], f: impl FnOnce(&Event<'_, '_>) -> R) -> Result<R, RejectReason> {
+    pub fn parse<R>(
+        &mut self,
+        line: &[u8],
+        f: impl FnOnce(&Event<'_, '_>) -> R,
+    ) -> Result<R, RejectReason> {
         self.scratch.clear();
         self.scratch.extend_from_slice(line);
-        self.scratch.resize(line.len() + simd_json::INPUT_PADDING, 0);
-        let mut tape: Tape<'_> = self.tape.take().expect("tape is returned after each line").reset();
-        let result = match simd_json::fill_tape_padded(&mut self.scratch, line.len(), &mut self.buffers, &mut tape) {
-            Err(e) => Err(RejectReason::InvalidJson(format!("{:?} at byte {}", e.error(), e.index()))),
+        self.scratch
+            .resize(line.len() + simd_json::INPUT_PADDING, 0);
+        let mut tape: Tape<'_> = self
+            .tape
+            .take()
+            .expect("tape is returned after each line")
+            .reset();
+        let result = match simd_json::fill_tape_padded(
+            &mut self.scratch,
+            line.len(),
+            &mut self.buffers,
+            &mut tape,
+        ) {
+            Err(e) => Err(RejectReason::InvalidJson(format!(
+                "{:?} at byte {}",
+                e.error(),
+                e.index()
+            ))),
             Ok(()) => {
                 let nodes = &tape.0[..];
                 match validate(nodes, &mut self.entries, &mut self.hashes) {
                     Err(r) => Err(r),
                     Ok((name, time_ms, distinct_id)) => {
-                        let event = Event { nodes, name, properties: &self.entries, time_ms, distinct_id };
+                        let event = Event {
+                            nodes,
+                            name,
+                            properties: &self.entries,
+                            time_ms,
+                            distinct_id,
+                        };
                         Ok(f(&event))
                     }
                 }
@@ -142,7 +170,9 @@ fn validate<'i>(
     if nodes.len() > MAX_DEPTH && max_depth(nodes) > MAX_DEPTH {
         return Err(RejectReason::TooDeep);
     }
-    let Node::Object { len, .. } = nodes[0] else { return Err(RejectReason::NotAnObject) };
+    let Node::Object { len, .. } = nodes[0] else {
+        return Err(RejectReason::NotAnObject);
+    };
     let mut name = None;
     let mut properties = None;
     let mut i = 1;
@@ -193,9 +223,16 @@ fn validate<'i>(
 
 /// Collects the entries of the object at `obj` as (key, value) node indices, in order,
 /// keeping for a repeated key the last value at the first key's position (IN2).
-pub fn object_entries(nodes: &[Node<'_>], obj: usize, entries: &mut Vec<(usize, usize)>, hashes: &mut Vec<(u64, u32)>) {
+pub fn object_entries(
+    nodes: &[Node<'_>],
+    obj: usize,
+    entries: &mut Vec<(usize, usize)>,
+    hashes: &mut Vec<(u64, u32)>,
+) {
     entries.clear();
-    let Node::Object { len, .. } = nodes[obj] else { return };
+    let Node::Object { len, .. } = nodes[obj] else {
+        return;
+    };
     let mut i = obj + 1;
     for _ in 0..len {
         entries.push((i, i + 1));
@@ -206,7 +243,12 @@ pub fn object_entries(nodes: &[Node<'_>], obj: usize, entries: &mut Vec<(usize, 
     }
     // Duplicate check by sorted key hashes: cheap for the common case of no duplicates.
     hashes.clear();
-    hashes.extend(entries.iter().enumerate().map(|(pos, &(k, _))| (hash_key(key_of(nodes, k)), pos as u32)));
+    hashes.extend(
+        entries
+            .iter()
+            .enumerate()
+            .map(|(pos, &(k, _))| (hash_key(key_of(nodes, k)), pos as u32)),
+    );
     hashes.sort_unstable();
     if hashes.windows(2).all(|w| w[0].0 != w[1].0) {
         return;
@@ -329,7 +371,11 @@ pub fn decimal_digits(text: &str) -> (String, i32) {
     let mut digits = format!("{int}{frac}");
     let mut exp = exp - frac.len() as i32;
     let trimmed = digits.trim_start_matches('0');
-    digits = if trimmed.is_empty() { "0".to_string() } else { trimmed.to_string() };
+    digits = if trimmed.is_empty() {
+        "0".to_string()
+    } else {
+        trimmed.to_string()
+    };
     while digits.len() > 1 && digits.ends_with('0') {
         digits.pop();
         exp += 1;
@@ -433,7 +479,9 @@ pub fn write_compact(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) {
     match &nodes[i] {
         Node::String(s) => write_json_string(out, s),
         Node::Static(StaticNode::Null) => out.extend_from_slice(b"null"),
-        Node::Static(StaticNode::Bool(b)) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Node::Static(StaticNode::Bool(b)) => {
+            out.extend_from_slice(if *b { b"true" } else { b"false" })
+        }
         Node::Static(n) => write_number(out, n),
         Node::Array { len, .. } => {
             out.push(b'[');
@@ -471,7 +519,11 @@ mod tests {
     fn parse(line: &str) -> Result<(String, i64, Vec<String>), RejectReason> {
         let mut p = LineParser::default();
         p.parse(line.as_bytes(), |e| {
-            let keys = e.properties.iter().map(|&en| e.key(en).to_string()).collect();
+            let keys = e
+                .properties
+                .iter()
+                .map(|&en| e.key(en).to_string())
+                .collect();
             (e.name.to_string(), e.time_ms, keys)
         })
     }
@@ -486,8 +538,10 @@ mod tests {
 
     #[test]
     fn in2_valid_event() {
-        let (name, ms, keys) =
-            parse(r#"{"event":"A","properties":{"time":1709078400,"b":1,"distinct_id":"u","a":2},"x":1}"#).unwrap();
+        let (name, ms, keys) = parse(
+            r#"{"event":"A","properties":{"time":1709078400,"b":1,"distinct_id":"u","a":2},"x":1}"#,
+        )
+        .unwrap();
         assert_eq!(name, "A");
         assert_eq!(ms, 1_709_078_400_000);
         assert_eq!(keys, ["b", "a"]);
@@ -497,21 +551,33 @@ mod tests {
     fn in2_duplicate_keys_last_wins_at_first_position() {
         let mut p = LineParser::default();
         let got = p
-            .parse(br#"{"event":"A","event":"B","properties":{"time":1,"a":1,"b":2,"a":"x"}}"#, |e| {
-                let v: Vec<String> = e
-                    .properties
-                    .iter()
-                    .map(|&(k, v)| {
-                        let mut out = Vec::new();
-                        write_compact(&mut out, e.nodes, v);
-                        format!("{}={}", e.key((k, v)), String::from_utf8(out).unwrap())
-                    })
-                    .collect();
-                (e.name.to_string(), v)
-            })
+            .parse(
+                br#"{"event":"A","event":"B","properties":{"time":1,"a":1,"b":2,"a":"x"}}"#,
+                |e| {
+                    let v: Vec<String> = e
+                        .properties
+                        .iter()
+                        .map(|&(k, v)| {
+                            let mut out = Vec::new();
+                            write_compact(&mut out, e.nodes, v);
+                            format!("{}={}", e.key((k, v)), String::from_utf8(out).unwrap())
+                        })
+                        .collect();
+                    (e.name.to_string(), v)
+                },
+            )
             .unwrap();
-        assert_eq!(got, ("B".to_string(), vec!["a=\"x\"".to_string(), "b=2".to_string()]));
-        assert_eq!(compact(r#"{"k":1,"j":[1,2],"k":{"z":null}}"#), r#"{"k":{"z":null},"j":[1,2]}"#);
+        assert_eq!(
+            got,
+            (
+                "B".to_string(),
+                vec!["a=\"x\"".to_string(), "b=2".to_string()]
+            )
+        );
+        assert_eq!(
+            compact(r#"{"k":1,"j":[1,2],"k":{"z":null}}"#),
+            r#"{"k":{"z":null},"j":[1,2]}"#
+        );
     }
 
     #[test]
@@ -526,7 +592,11 @@ mod tests {
         let mut p = LineParser::default();
         for line in bad {
             let r = p.parse(line, |_| ());
-            assert!(matches!(r, Err(RejectReason::InvalidJson(_))), "{:?}: {r:?}", String::from_utf8_lossy(line));
+            assert!(
+                matches!(r, Err(RejectReason::InvalidJson(_))),
+                "{:?}: {r:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
@@ -552,26 +622,65 @@ mod tests {
 
     #[test]
     fn in2_nesting_limit() {
-        let ok = format!(r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#, "[".repeat(998), "]".repeat(998));
+        let ok = format!(
+            r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#,
+            "[".repeat(998),
+            "]".repeat(998)
+        );
         assert!(parse(&ok).is_ok(), "1000 levels are allowed");
-        let deep = format!(r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#, "[".repeat(999), "]".repeat(999));
+        let deep = format!(
+            r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#,
+            "[".repeat(999),
+            "]".repeat(999)
+        );
         assert_eq!(parse(&deep).unwrap_err(), RejectReason::TooDeep);
-        let very_deep = format!(r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let very_deep = format!(
+            r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert!(parse(&very_deep).is_err());
     }
 
     #[test]
     fn in4_structural_rejects() {
         assert_eq!(parse("[1]").unwrap_err(), RejectReason::NotAnObject);
-        assert_eq!(parse(r#"{"properties":{"time":1}}"#).unwrap_err(), RejectReason::MissingEvent);
-        assert_eq!(parse(r#"{"event":1,"properties":{"time":1}}"#).unwrap_err(), RejectReason::MissingEvent);
-        assert_eq!(parse(r#"{"event":"a"}"#).unwrap_err(), RejectReason::MissingProperties);
-        assert_eq!(parse(r#"{"event":"a","properties":[]}"#).unwrap_err(), RejectReason::MissingProperties);
-        assert_eq!(parse(r#"{"event":"a","properties":{}}"#).unwrap_err(), RejectReason::MissingTime);
-        assert_eq!(parse(r#"{"event":"a","properties":{"time":null}}"#).unwrap_err(), RejectReason::MissingTime);
-        assert_eq!(parse(r#"{"event":"a","properties":{"time":"1"}}"#).unwrap_err(), RejectReason::NonNumericTime);
-        assert_eq!(parse(r#"{"event":"a","properties":{"time":-1}}"#).unwrap_err(), RejectReason::NegativeTime);
-        assert_eq!(parse(r#"{"event":"a","properties":{"time":-0.5}}"#).unwrap_err(), RejectReason::NegativeTime);
+        assert_eq!(
+            parse(r#"{"properties":{"time":1}}"#).unwrap_err(),
+            RejectReason::MissingEvent
+        );
+        assert_eq!(
+            parse(r#"{"event":1,"properties":{"time":1}}"#).unwrap_err(),
+            RejectReason::MissingEvent
+        );
+        assert_eq!(
+            parse(r#"{"event":"a"}"#).unwrap_err(),
+            RejectReason::MissingProperties
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":[]}"#).unwrap_err(),
+            RejectReason::MissingProperties
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{}}"#).unwrap_err(),
+            RejectReason::MissingTime
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{"time":null}}"#).unwrap_err(),
+            RejectReason::MissingTime
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{"time":"1"}}"#).unwrap_err(),
+            RejectReason::NonNumericTime
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{"time":-1}}"#).unwrap_err(),
+            RejectReason::NegativeTime
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{"time":-0.5}}"#).unwrap_err(),
+            RejectReason::NegativeTime
+        );
         assert_eq!(
             parse(r#"{"event":"a","properties":{"time":253402300800000}}"#).unwrap_err(),
             RejectReason::TimeOutOfRange
@@ -581,7 +690,11 @@ mod tests {
 
     #[test]
     fn in3_seconds_and_milliseconds() {
-        let t = |v: &str| parse(&format!(r#"{{"event":"a","properties":{{"time":{v}}}}}"#)).unwrap().1;
+        let t = |v: &str| {
+            parse(&format!(r#"{{"event":"a","properties":{{"time":{v}}}}}"#))
+                .unwrap()
+                .1
+        };
         assert_eq!(t("1709078400"), 1_709_078_400_000);
         assert_eq!(t("1709078400.123"), 1_709_078_400_123);
         assert_eq!(t("1709078400.1239"), 1_709_078_400_123);
@@ -606,6 +719,9 @@ mod tests {
 
     #[test]
     fn compact_json_escapes() {
-        assert_eq!(compact(r#"["a\"b","\u0001","\u2028",1.50,-0]"#), "[\"a\\\"b\",\"\\u0001\",\"\u{2028}\",1.5,0]");
+        assert_eq!(
+            compact(r#"["a\"b","\u0001","\u2028",1.50,-0]"#),
+            "[\"a\\\"b\",\"\\u0001\",\"\u{2028}\",1.5,0]"
+        );
     }
 }

@@ -37,8 +37,14 @@ impl Input {
 }
 
 /// File names a directory contributes (IN6), not recursively.
-const DIRECTORY_SUFFIXES: &[&str] =
-    &[".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz"];
+const DIRECTORY_SUFFIXES: &[&str] = &[
+    ".json",
+    ".jsonl",
+    ".ndjson",
+    ".json.gz",
+    ".jsonl.gz",
+    ".ndjson.gz",
+];
 
 /// Expands the inputs as given (paths, directories, `-`) into the ordered input list of
 /// IN6. Fails on an input that does not exist or a directory that cannot be listed.
@@ -49,10 +55,15 @@ pub fn expand_inputs(given: &[PathBuf]) -> Result<Vec<Input>> {
             inputs.push(Input::Stdin);
             continue;
         }
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Error::InputUnreadable { input: path.display().to_string(), source: e })?;
+        let meta = std::fs::metadata(path).map_err(|e| Error::InputUnreadable {
+            input: path.display().to_string(),
+            source: e,
+        })?;
         if meta.is_dir() {
-            let unreadable = |e| Error::InputUnreadable { input: path.display().to_string(), source: e };
+            let unreadable = |e| Error::InputUnreadable {
+                input: path.display().to_string(),
+                source: e,
+            };
             let mut files = Vec::new();
             for entry in std::fs::read_dir(path).map_err(unreadable)? {
                 let entry = entry.map_err(unreadable)?;
@@ -63,7 +74,11 @@ pub fn expand_inputs(given: &[PathBuf]) -> Result<Vec<Input>> {
                 }
             }
             // Byte order of the path, as IN6 requires (not locale order).
-            files.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
+            files.sort_by(|a, b| {
+                a.as_os_str()
+                    .as_encoded_bytes()
+                    .cmp(b.as_os_str().as_encoded_bytes())
+            });
             inputs.extend(files.into_iter().map(Input::Path));
         } else {
             inputs.push(Input::Path(path.clone()));
@@ -102,19 +117,29 @@ pub fn open(input: &Input, raw_bytes: Arc<AtomicU64>) -> Result<OpenedInput> {
         Input::Path(p) => Box::new(open_file(p)?),
         Input::Stdin => Box::new(io::stdin()),
     };
-    let counted = CountingReader { inner, count: raw_bytes };
+    let counted = CountingReader {
+        inner,
+        count: raw_bytes,
+    };
     let mut buffered = BufReader::with_capacity(1 << 20, counted);
-    let head = buffered
-        .fill_buf()
-        .map_err(|e| Error::InputUnreadable { input: input.name(), source: e })?;
+    let head = buffered.fill_buf().map_err(|e| Error::InputUnreadable {
+        input: input.name(),
+        source: e,
+    })?;
     let gzip = crate::decode::is_gzip(head);
-    let reader: Box<dyn Read + Send> =
-        if gzip { Box::new(crate::decode::gzip_reader(buffered)) } else { Box::new(buffered) };
+    let reader: Box<dyn Read + Send> = if gzip {
+        Box::new(crate::decode::gzip_reader(buffered))
+    } else {
+        Box::new(buffered)
+    };
     Ok(OpenedInput { reader, gzip })
 }
 
 fn open_file(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| Error::InputUnreadable { input: path.display().to_string(), source: e })
+    File::open(path).map_err(|e| Error::InputUnreadable {
+        input: path.display().to_string(),
+        source: e,
+    })
 }
 
 #[cfg(test)]

@@ -62,7 +62,11 @@ impl Windowing {
         let zone = TimeZone::get(tz).map_err(|e| {
             Error::config("--tz", format!("unknown time zone {tz:?} ({e}); use an IANA name such as UTC or America/New_York"))
         })?;
-        Ok(Windowing { tz: zone, hourly: partition == Partition::Hourly, cached: None })
+        Ok(Windowing {
+            tz: zone,
+            hourly: partition == Partition::Hourly,
+            cached: None,
+        })
     }
 
     /// The window of a time in milliseconds since the epoch. `None` when the time is out
@@ -77,7 +81,12 @@ impl Windowing {
         let local = ts.to_zoned(self.tz.clone());
         let date = local.date();
         let hour = self.hourly.then(|| local.hour());
-        let key = WindowKey { year: date.year(), month: date.month(), day: date.day(), hour };
+        let key = WindowKey {
+            year: date.year(),
+            month: date.month(),
+            day: date.day(),
+            hour,
+        };
         if let Some((start, end)) = self.bounds(date, hour) {
             self.cached = Some((start, end, key));
         }
@@ -96,14 +105,29 @@ impl Windowing {
         };
         match hour {
             None => {
-                let start = self.tz.to_ambiguous_zoned(date.to_datetime(jiff::civil::Time::midnight())).compatible().ok()?;
+                let start = self
+                    .tz
+                    .to_ambiguous_zoned(date.to_datetime(jiff::civil::Time::midnight()))
+                    .compatible()
+                    .ok()?;
                 let next = date.tomorrow().ok()?;
-                let end = self.tz.to_ambiguous_zoned(next.to_datetime(jiff::civil::Time::midnight())).compatible().ok()?;
-                Some((start.timestamp().as_millisecond(), end.timestamp().as_millisecond()))
+                let end = self
+                    .tz
+                    .to_ambiguous_zoned(next.to_datetime(jiff::civil::Time::midnight()))
+                    .compatible()
+                    .ok()?;
+                Some((
+                    start.timestamp().as_millisecond(),
+                    end.timestamp().as_millisecond(),
+                ))
             }
             Some(h) => {
                 let start = start_of(date, h)?;
-                let end = if h == 23 { start_of(date.tomorrow().ok()?, 0)? } else { start_of(date, h + 1)? };
+                let end = if h == 23 {
+                    start_of(date.tomorrow().ok()?, 0)?
+                } else {
+                    start_of(date, h + 1)?
+                };
                 // Around a skipped hour `end` can land before `start`; then do not cache.
                 (end > start).then_some((start, end))
             }
@@ -116,16 +140,30 @@ mod tests {
     use super::*;
 
     fn key(y: i16, m: i8, d: i8, h: Option<i8>) -> WindowKey {
-        WindowKey { year: y, month: m, day: d, hour: h }
+        WindowKey {
+            year: y,
+            month: m,
+            day: d,
+            hour: h,
+        }
     }
 
     #[test]
     fn w1_daily_utc() {
         let mut w = Windowing::new("UTC", Partition::Daily).unwrap();
         assert_eq!(w.window_of(1_709_078_400_000), Some(key(2024, 2, 28, None)));
-        assert_eq!(w.window_of(1_709_078_400_000 - 1), Some(key(2024, 2, 27, None)));
-        assert_eq!(w.window_of(1_709_078_400_000 + 86_399_999), Some(key(2024, 2, 28, None)));
-        assert_eq!(w.window_of(1_709_078_400_000 + 86_400_000), Some(key(2024, 2, 29, None)));
+        assert_eq!(
+            w.window_of(1_709_078_400_000 - 1),
+            Some(key(2024, 2, 27, None))
+        );
+        assert_eq!(
+            w.window_of(1_709_078_400_000 + 86_399_999),
+            Some(key(2024, 2, 28, None))
+        );
+        assert_eq!(
+            w.window_of(1_709_078_400_000 + 86_400_000),
+            Some(key(2024, 2, 29, None))
+        );
     }
 
     #[test]
@@ -133,20 +171,31 @@ mod tests {
         let mut w = Windowing::new("America/New_York", Partition::Daily).unwrap();
         // 2024-02-28T00:00Z is 2024-02-27T19:00 in New York.
         assert_eq!(w.window_of(1_709_078_400_000), Some(key(2024, 2, 27, None)));
-        assert_eq!(w.window_of(1_709_078_400_000 + 5 * 3_600_000), Some(key(2024, 2, 28, None)));
+        assert_eq!(
+            w.window_of(1_709_078_400_000 + 5 * 3_600_000),
+            Some(key(2024, 2, 28, None))
+        );
     }
 
     #[test]
     fn w1_repeated_hour_is_one_window() {
         let mut w = Windowing::new("America/New_York", Partition::Hourly).unwrap();
         // 2024-11-03: 01:00–02:00 EDT (05:00Z) and 01:00–02:00 EST (06:00Z).
-        let first = Timestamp::from_second(1_730_610_000).unwrap().as_millisecond(); // 05:00Z
+        let first = Timestamp::from_second(1_730_610_000)
+            .unwrap()
+            .as_millisecond(); // 05:00Z
         let second = first + 3_600_000; // 06:00Z
         assert_eq!(w.window_of(first), Some(key(2024, 11, 3, Some(1))));
         assert_eq!(w.window_of(second + 1000), Some(key(2024, 11, 3, Some(1))));
-        assert_eq!(w.window_of(second + 3_600_000), Some(key(2024, 11, 3, Some(2))));
+        assert_eq!(
+            w.window_of(second + 3_600_000),
+            Some(key(2024, 11, 3, Some(2)))
+        );
         let mut fresh = Windowing::new("America/New_York", Partition::Hourly).unwrap();
-        assert_eq!(fresh.window_of(second + 1000), Some(key(2024, 11, 3, Some(1))));
+        assert_eq!(
+            fresh.window_of(second + 1000),
+            Some(key(2024, 11, 3, Some(1)))
+        );
     }
 
     #[test]
@@ -157,11 +206,16 @@ mod tests {
         assert_eq!(k.folder(Layout::Hive, false), "mp_date=2024-01-03");
         let h = key(2024, 1, 3, Some(7));
         assert_eq!(h.folder(Layout::Mixpanel, true), "2024/01/03/07");
-        assert_eq!(h.folder(Layout::Hive, false), "mp_date=2024-01-03/mp_hour=07");
+        assert_eq!(
+            h.folder(Layout::Hive, false),
+            "mp_date=2024-01-03/mp_hour=07"
+        );
     }
 
     #[test]
     fn unknown_zone_is_config_error() {
-        assert!(Windowing::new("Mars/Olympus", Partition::Daily).unwrap_err().is_usage());
+        assert!(Windowing::new("Mars/Olympus", Partition::Daily)
+            .unwrap_err()
+            .is_usage());
     }
 }

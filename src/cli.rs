@@ -1,0 +1,467 @@
+//! Command-line layer: clap structs hold what the user typed; `to_options` turns them
+//! into library options; one `run_*` per subcommand.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tidewater::{
+    Compression, Converter, Format, Layout, Partition, Progress, RunOptions, RunSummary,
+    SchemaMode, WriteMode,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "tidewater",
+    version,
+    about = "Streams Mixpanel-format event exports into partitioned Parquet or JSON"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert local event files (plain or gzip JSONL, directories, or - for stdin).
+    Convert(ConvertArgs),
+    /// Generate deterministic, realistic Mixpanel-like events.
+    Gen(GenArgs),
+    /// Run the pipeline on generated or given data and report throughput and memory.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// Input files, directories (their *.json, *.jsonl, *.ndjson and .gz forms) or - for stdin.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Options shared by convert and bench.
+#[derive(Args, Clone)]
+struct OutputArgs {
+    /// raw (lines as they are), monoschema (one table) or multischema (one table per event).
+    #[arg(long, value_enum, default_value_t = SchemaArg::Monoschema)]
+    schema: SchemaArg,
+    /// Data file format (raw output is always gzip JSONL).
+    #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
+    format: FormatArg,
+    /// Keep only this event name (exact, case-sensitive); repeat for several.
+    #[arg(long = "events", value_name = "NAME")]
+    events: Vec<String>,
+    /// Window size.
+    #[arg(long, value_enum, default_value_t = PartitionArg::Daily)]
+    partition: PartitionArg,
+    /// Time zone of windows (IANA name).
+    #[arg(long, default_value = "UTC", value_name = "ZONE")]
+    tz: String,
+    /// Folder layout: YYYY/MM/DD (mixpanel) or mp_date=YYYY-MM-DD (hive).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Mixpanel)]
+    layout: LayoutArg,
+    /// Folder below --out.
+    #[arg(long, value_name = "P")]
+    prefix: Option<String>,
+    /// Project id folder below the prefix.
+    #[arg(long, value_name = "N")]
+    project_id: Option<u64>,
+    /// replace: windows this run produces replace old ones; append: add part files.
+    #[arg(long, value_enum, default_value_t = ModeArg::Replace)]
+    mode: ModeArg,
+    /// Parquet compression.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Snappy)]
+    compression: CompressionArg,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Memory budget, e.g. 512MiB or 2GiB.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size, value_name = "SIZE")]
+    memory_limit: u64,
+    /// JSON output writes `time` in milliseconds.
+    #[arg(long)]
+    time_in_ms: bool,
+    /// Print the run summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress or summary on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct GenArgs {
+    /// Number of events.
+    #[arg(long = "events", default_value_t = 100_000)]
+    events: u64,
+    /// Days the events span.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// Random seed: the same seed gives the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First day (UTC), YYYY-MM-DD.
+    #[arg(long, default_value = "2024-01-01")]
+    start: String,
+    /// Output file; gzip when it ends in .gz.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Inputs to convert; without them, data is generated.
+    #[arg(value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
+    /// Events to generate.
+    #[arg(long = "gen-events", default_value_t = 1_000_000)]
+    gen_events: u64,
+    /// Days to generate.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// Output folder (default: a temporary folder, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SchemaArg {
+    Raw,
+    Monoschema,
+    Multischema,
+}
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Parquet,
+    Json,
+}
+#[derive(Clone, Copy, ValueEnum)]
+enum PartitionArg {
+    Daily,
+    Hourly,
+}
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    Mixpanel,
+    Hive,
+}
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Replace,
+    Append,
+}
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    Snappy,
+    Zstd,
+    Lz4,
+    Gzip,
+    None,
+}
+
+/// Parses `1GiB`, `512MiB`, `64M`, `1000000` into bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; use e.g. 512MiB or 2GiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        u => return Err(format!("unknown size unit {u:?}; use KiB, MiB or GiB")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+impl OutputArgs {
+    fn to_options(&self, out: PathBuf) -> RunOptions {
+        RunOptions {
+            schema: match self.schema {
+                SchemaArg::Raw => SchemaMode::Raw,
+                SchemaArg::Monoschema => SchemaMode::Monoschema,
+                SchemaArg::Multischema => SchemaMode::Multischema,
+            },
+            format: match self.format {
+                FormatArg::Parquet => Format::Parquet,
+                FormatArg::Json => Format::Json,
+            },
+            events: self.events.clone(),
+            partition: match self.partition {
+                PartitionArg::Daily => Partition::Daily,
+                PartitionArg::Hourly => Partition::Hourly,
+            },
+            tz: self.tz.clone(),
+            layout: match self.layout {
+                LayoutArg::Mixpanel => Layout::Mixpanel,
+                LayoutArg::Hive => Layout::Hive,
+            },
+            out,
+            prefix: self.prefix.clone(),
+            project_id: self.project_id,
+            mode: match self.mode {
+                ModeArg::Replace => WriteMode::Replace,
+                ModeArg::Append => WriteMode::Append,
+            },
+            compression: match self.compression {
+                CompressionArg::Snappy => Compression::Snappy,
+                CompressionArg::Zstd => Compression::Zstd,
+                CompressionArg::Lz4 => Compression::Lz4,
+                CompressionArg::Gzip => Compression::Gzip,
+                CompressionArg::None => Compression::None,
+            },
+            threads: self.threads.unwrap_or(0),
+            memory_limit: self.memory_limit,
+            time_in_ms: self.time_in_ms,
+            ..RunOptions::default()
+        }
+    }
+}
+
+/// Runs the command line.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Convert(args) => run_convert(args),
+        Command::Gen(args) => run_gen(args),
+        Command::Bench(args) => run_bench(args),
+    }
+}
+
+/// Exit code and message for an error: 2 for usage and configuration, 1 otherwise.
+pub fn describe(e: &anyhow::Error) -> (u8, String) {
+    let code = match e.downcast_ref::<tidewater::Error>() {
+        Some(t) if t.is_usage() => 2,
+        Some(_) => 1,
+        None if e.downcast_ref::<UsageError>().is_some() => 2,
+        None => 1,
+    };
+    (code, format!("{e:#}"))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn run_convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
+    let converter = Converter::new(&args.out)
+        .inputs(args.inputs.clone())
+        .with_options(args.output.to_options(args.out.clone()));
+    let summary = run_with_progress(&converter, args.output.quiet)?;
+    report(&summary, args.output.json, args.output.quiet)?;
+    finish(&summary)
+}
+
+/// Exit 1 naming the input when an input was incomplete (IN5).
+fn finish(summary: &RunSummary) -> anyhow::Result<ExitCode> {
+    summary.check()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(summary: &RunSummary, json: bool, quiet: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(summary)?);
+    }
+    if !quiet {
+        let mb = summary.input_bytes_uncompressed as f64 / 1e6;
+        eprintln!(
+            "tidewater: {} events kept, {} filtered, {} rejected; {} windows committed, {} files; {:.1} MB in {:.2}s ({:.0} MB/s)",
+            summary.events_kept,
+            summary.events_filtered,
+            summary.events_rejected,
+            summary.windows_committed,
+            summary.files_written,
+            mb,
+            summary.seconds,
+            mb / summary.seconds.max(1e-9)
+        );
+        if let Some(r) = &summary.rejects_file {
+            eprintln!("tidewater: rejected lines are in {r}");
+        }
+        for w in &summary.windows_not_committed {
+            eprintln!("tidewater: window {w} not committed (incomplete input)");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a conversion with a progress bar on a terminal, or a log line every few
+/// seconds otherwise.
+fn run_with_progress(converter: &Converter, quiet: bool) -> tidewater::Result<RunSummary> {
+    let progress = converter.progress();
+    let done = Arc::new(AtomicBool::new(false));
+    let reporter = (!quiet).then(|| {
+        let done = done.clone();
+        let progress = progress.clone();
+        std::thread::spawn(move || show_progress(&progress, &done))
+    });
+    let result = converter.run();
+    done.store(true, Ordering::Relaxed);
+    if let Some(r) = reporter {
+        let _ = r.join();
+    }
+    result
+}
+
+fn show_progress(p: &Progress, done: &AtomicBool) {
+    let start = Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let total = p.input_total.load(Ordering::Relaxed);
+    let bar = terminal.then(|| {
+        let bar = if total > 0 {
+            indicatif::ProgressBar::new(total)
+        } else {
+            indicatif::ProgressBar::new_spinner()
+        };
+        let template = if total > 0 {
+            "{bar:30} {bytes}/{total_bytes} read, {msg} ({bytes_per_sec}, ETA {eta})"
+        } else {
+            "{spinner} {bytes} read, {msg} ({bytes_per_sec})"
+        };
+        bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
+        bar
+    });
+    let mut last_log = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let read = p.input_bytes.load(Ordering::Relaxed);
+        let events = p.events.load(Ordering::Relaxed);
+        match &bar {
+            Some(bar) => {
+                bar.set_position(read);
+                bar.set_message(format!("{events} events"));
+            }
+            None if last_log.elapsed() >= Duration::from_secs(5) => {
+                last_log = Instant::now();
+                let secs = start.elapsed().as_secs_f64();
+                let pct = if total > 0 {
+                    format!(" ({:.0}%)", read as f64 * 100.0 / total as f64)
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "tidewater: {:.1} MB read{pct}, {events} events, {:.1} MB/s",
+                    read as f64 / 1e6,
+                    read as f64 / 1e6 / secs
+                );
+            }
+            None => {}
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+fn run_gen(args: GenArgs) -> anyhow::Result<ExitCode> {
+    let start = jiff::civil::Date::strptime("%Y-%m-%d", &args.start).map_err(|e| {
+        UsageError(format!(
+            "invalid option --start: {:?} is not YYYY-MM-DD ({e})",
+            args.start
+        ))
+    })?;
+    if args.days == 0 {
+        return Err(UsageError("invalid option --days: must be at least 1".into()).into());
+    }
+    let config = tidewater::gen::GenConfig {
+        events: args.events,
+        days: args.days,
+        seed: args.seed,
+        start,
+    };
+    let t = Instant::now();
+    let bytes = tidewater::gen::generate_file(&config, &args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    eprintln!(
+        "tidewater: generated {} events ({:.1} MB of JSON) in {:.1}s into {}",
+        args.events,
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let temp = tempfile::Builder::new()
+        .prefix("tidewater-bench-")
+        .tempdir()?;
+    let inputs = if args.inputs.is_empty() {
+        let path = temp.path().join("bench.jsonl.gz");
+        let config = tidewater::gen::GenConfig {
+            events: args.gen_events,
+            days: args.days,
+            seed: 1,
+            start: jiff::civil::date(2024, 1, 1),
+        };
+        eprintln!(
+            "tidewater bench: generating {} events over {} days...",
+            args.gen_events, args.days
+        );
+        tidewater::gen::generate_file(&config, &path)?;
+        vec![path]
+    } else {
+        args.inputs.clone()
+    };
+    let out = args.out.clone().unwrap_or_else(|| temp.path().join("out"));
+    let converter = Converter::new(&out)
+        .inputs(inputs)
+        .with_options(args.output.to_options(out.clone()));
+    let summary = run_with_progress(&converter, true)?;
+    if args.output.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    let mb = summary.input_bytes_uncompressed as f64 / 1e6;
+    let s = &summary.stages;
+    eprintln!(
+        "tidewater bench: {:.1} MB uncompressed ({:.1} MB as stored), {} events in {:.2}s\n  \
+         throughput: {:.1} MB/s, {:.0} events/s\n  peak RSS: {:.0} MiB\n  \
+         stages (s): read+decode+frame {:.2} | parse+filter+shape {:.2} (cpu) | merge {:.2} | encode {:.2} (cpu) | finish files {:.2} | commit {:.2}",
+        mb,
+        summary.input_bytes_compressed as f64 / 1e6,
+        summary.events_kept,
+        summary.seconds,
+        mb / summary.seconds,
+        summary.events_kept as f64 / summary.seconds,
+        summary.peak_rss_bytes.unwrap_or(0) as f64 / (1 << 20) as f64,
+        s.read_decode_frame,
+        s.parse_filter_shape,
+        s.merge,
+        s.encode,
+        s.finish_files,
+        s.commit
+    );
+    finish(&summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
+}

@@ -1,0 +1,343 @@
+//! Sparse column storage shared by shape, merge and write.
+//!
+//! Monoschema tables have hundreds of mostly-null columns; storing them densely would
+//! cost `rows × columns` cells. Here a column holds only its non-null values and their
+//! row numbers; it becomes a dense Arrow array one column at a time, when encoded.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, StringBuilder};
+
+/// JSON type classes (T1). `null` has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TypeClass {
+    /// JSON string.
+    String = 0,
+    /// JSON number.
+    Number = 1,
+    /// JSON true/false.
+    Boolean = 2,
+    /// JSON array (stored as compact JSON text).
+    List = 3,
+    /// JSON object (stored as compact JSON text).
+    Object = 4,
+}
+
+impl TypeClass {
+    /// All classes, in index order.
+    pub const ALL: [TypeClass; 5] = [
+        TypeClass::String,
+        TypeClass::Number,
+        TypeClass::Boolean,
+        TypeClass::List,
+        TypeClass::Object,
+    ];
+
+    /// The name used in type columns (T2) and the mapping file (M1).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TypeClass::String => "string",
+            TypeClass::Number => "number",
+            TypeClass::Boolean => "boolean",
+            TypeClass::List => "list",
+            TypeClass::Object => "object",
+        }
+    }
+
+    /// Parses a mapping-file type name.
+    pub fn parse(s: &str) -> Option<TypeClass> {
+        TypeClass::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Whether values are stored as UTF-8 text.
+    pub fn is_text(self) -> bool {
+        matches!(
+            self,
+            TypeClass::String | TypeClass::List | TypeClass::Object
+        )
+    }
+}
+
+/// Variable-length byte strings packed in one buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Strings {
+    /// Concatenated bytes (always valid UTF-8 per value).
+    pub data: Vec<u8>,
+    /// End offset of each value in `data`.
+    pub ends: Vec<u32>,
+}
+
+impl Strings {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Appends one value.
+    pub fn push(&mut self, s: &[u8]) {
+        self.data.extend_from_slice(s);
+        self.close_value();
+    }
+
+    /// Ends a value whose bytes were appended to `data` directly.
+    pub fn close_value(&mut self) {
+        self.ends.push(self.data.len() as u32);
+    }
+
+    /// The value at `i`.
+    pub fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let bytes = &self.data[start..self.ends[i] as usize];
+        // Values are only pushed from &str or from JSON text we wrote: always UTF-8.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+
+    /// Values `from..to` as a new `Strings`.
+    pub fn slice(&self, from: usize, to: usize) -> Strings {
+        let base = if from == 0 { 0 } else { self.ends[from - 1] };
+        let end = if to == 0 { 0 } else { self.ends[to - 1] };
+        Strings {
+            data: self.data[base as usize..end as usize].to_vec(),
+            ends: self.ends[from..to].iter().map(|e| e - base).collect(),
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.data.capacity() + self.ends.capacity() * 4
+    }
+}
+
+/// The non-null values of a sparse column.
+#[derive(Debug, Clone)]
+pub enum Values {
+    /// Strings, lists and objects (as JSON text).
+    Text(Strings),
+    /// Numbers as doubles (T3).
+    Number(Vec<f64>),
+    /// Booleans.
+    Boolean(Vec<bool>),
+}
+
+impl Values {
+    /// Empty values of the storage that a type class uses.
+    pub fn for_class(class: TypeClass) -> Values {
+        match class {
+            TypeClass::Number => Values::Number(Vec::new()),
+            TypeClass::Boolean => Values::Boolean(Vec::new()),
+            _ => Values::Text(Strings::default()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Values::Text(s) => s.len(),
+            Values::Number(v) => v.len(),
+            Values::Boolean(v) => v.len(),
+        }
+    }
+
+    fn slice(&self, from: usize, to: usize) -> Values {
+        match self {
+            Values::Text(s) => Values::Text(s.slice(from, to)),
+            Values::Number(v) => Values::Number(v[from..to].to_vec()),
+            Values::Boolean(v) => Values::Boolean(v[from..to].to_vec()),
+        }
+    }
+}
+
+/// A column that stores only its non-null values, with their row numbers (ascending,
+/// relative to the start of the chunk that holds the column).
+#[derive(Debug, Clone)]
+pub struct SparseColumn {
+    /// Row of each value.
+    pub rows: Vec<u32>,
+    /// The values.
+    pub values: Values,
+}
+
+impl SparseColumn {
+    /// An empty column for a type class.
+    pub fn new(class: TypeClass) -> Self {
+        SparseColumn {
+            rows: Vec::new(),
+            values: Values::for_class(class),
+        }
+    }
+
+    /// An empty text column.
+    pub fn text() -> Self {
+        SparseColumn {
+            rows: Vec::new(),
+            values: Values::Text(Strings::default()),
+        }
+    }
+
+    /// Number of non-null values.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the column has no non-null value.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Heap bytes held (for the memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        self.rows.capacity() * 4
+            + match &self.values {
+                Values::Text(s) => s.heap_bytes(),
+                Values::Number(v) => v.capacity() * 8,
+                Values::Boolean(v) => v.capacity(),
+            }
+    }
+
+    /// Splits off the values of rows `>= at`, renumbering them from 0.
+    pub fn split_off(&mut self, at: u32) -> SparseColumn {
+        let k = self.rows.partition_point(|&r| r < at);
+        let tail = SparseColumn {
+            rows: self.rows[k..].iter().map(|r| r - at).collect(),
+            values: self.values.slice(k, self.values.len()),
+        };
+        self.rows.truncate(k);
+        self.values = self.values.slice(0, k);
+        tail
+    }
+}
+
+/// Builds a dense Arrow array of `rows` rows from sparse parts, each placed at a row
+/// offset. Parts are in row order and do not overlap.
+pub fn densify(class_is_text: bool, parts: &[(u32, &SparseColumn)], rows: usize) -> ArrayRef {
+    debug_assert!(parts
+        .iter()
+        .all(|(_, c)| matches!(c.values, Values::Text(_)) == class_is_text));
+    let kind = parts.first().map(|(_, c)| &c.values);
+    match kind {
+        Some(Values::Number(_)) => {
+            let mut b = Float64Builder::with_capacity(rows);
+            fill(&mut b, parts, rows, |b, c, i| match &c.values {
+                Values::Number(v) => b.append_value(v[i]),
+                _ => unreachable!("parts of one column share a storage kind"),
+            });
+            Arc::new(b.finish())
+        }
+        Some(Values::Boolean(_)) => {
+            let mut b = BooleanBuilder::with_capacity(rows);
+            fill(&mut b, parts, rows, |b, c, i| match &c.values {
+                Values::Boolean(v) => b.append_value(v[i]),
+                _ => unreachable!("parts of one column share a storage kind"),
+            });
+            Arc::new(b.finish())
+        }
+        _ => {
+            let bytes: usize = parts
+                .iter()
+                .map(|(_, c)| match &c.values {
+                    Values::Text(s) => s.data.len(),
+                    _ => 0,
+                })
+                .sum();
+            let mut b = StringBuilder::with_capacity(rows, bytes);
+            fill(&mut b, parts, rows, |b, c, i| match &c.values {
+                Values::Text(s) => b.append_value(s.get(i)),
+                _ => unreachable!("parts of one column share a storage kind"),
+            });
+            Arc::new(b.finish())
+        }
+    }
+}
+
+/// Null-padding loop shared by the three builders.
+trait AppendNulls {
+    fn nulls(&mut self, n: usize);
+}
+impl AppendNulls for Float64Builder {
+    fn nulls(&mut self, n: usize) {
+        self.append_nulls(n)
+    }
+}
+impl AppendNulls for BooleanBuilder {
+    fn nulls(&mut self, n: usize) {
+        self.append_nulls(n)
+    }
+}
+impl AppendNulls for StringBuilder {
+    fn nulls(&mut self, n: usize) {
+        self.append_nulls(n)
+    }
+}
+
+fn fill<B: AppendNulls>(
+    b: &mut B,
+    parts: &[(u32, &SparseColumn)],
+    rows: usize,
+    mut push: impl FnMut(&mut B, &SparseColumn, usize),
+) {
+    let mut len = 0usize;
+    for &(offset, col) in parts {
+        for (i, &r) in col.rows.iter().enumerate() {
+            let row = offset as usize + r as usize;
+            b.nulls(row - len);
+            push(b, col, i);
+            len = row + 1;
+        }
+    }
+    b.nulls(rows - len);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Float64Array, StringArray};
+
+    fn text(rows: &[u32], vals: &[&str]) -> SparseColumn {
+        let mut s = Strings::default();
+        vals.iter().for_each(|v| s.push(v.as_bytes()));
+        SparseColumn {
+            rows: rows.to_vec(),
+            values: Values::Text(s),
+        }
+    }
+
+    #[test]
+    fn densify_places_values_at_offsets() {
+        let a = text(&[1, 3], &["x", "y"]);
+        let b = text(&[0], &["z"]);
+        let arr = densify(true, &[(0, &a), (5, &b)], 7);
+        let arr = arr.as_any().downcast_ref::<StringArray>().unwrap();
+        let got: Vec<Option<&str>> = arr.iter().collect();
+        assert_eq!(
+            got,
+            [None, Some("x"), None, Some("y"), None, Some("z"), None]
+        );
+        let n = SparseColumn {
+            rows: vec![2],
+            values: Values::Number(vec![1.5]),
+        };
+        let arr = densify(false, &[(0, &n)], 3);
+        let arr = arr.as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(arr.null_count(), 2);
+        assert_eq!(arr.value(2), 1.5);
+    }
+
+    #[test]
+    fn split_off_renumbers() {
+        let mut a = text(&[0, 2, 5, 9], &["a", "b", "c", "d"]);
+        let tail = a.split_off(5);
+        assert_eq!(a.rows, [0, 2]);
+        assert_eq!(tail.rows, [0, 4]);
+        match (&a.values, &tail.values) {
+            (Values::Text(x), Values::Text(y)) => {
+                assert_eq!((x.get(0), x.get(1)), ("a", "b"));
+                assert_eq!((y.get(0), y.get(1)), ("c", "d"));
+            }
+            _ => panic!(),
+        }
+    }
+}

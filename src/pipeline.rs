@@ -1,0 +1,727 @@
+//! The conversion pipeline and its builder.
+//!
+//! ```text
+//! reader thread ──blocks──▶ rayon: parse → filter → shape ──▶ merge (in order) ──row groups──▶ rayon: encode
+//!   (open, gunzip, frame)      one task per block                 this thread                    spill files
+//!                                                                     │ at the end
+//!                                                                     ▼
+//!                                                 finish files (rayon) → mapping file → commit windows
+//! ```
+//!
+//! Every queue is bounded: the reader blocks when too many blocks are in flight, and
+//! merge waits for encoders when too many row groups are being encoded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use crossbeam_channel::{bounded, unbounded, Receiver};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::filter::EventFilter;
+use crate::frame::{frame_input, Block, FrameConfig, InputEnd};
+use crate::merge::{BufferLimits, Merger, RowGroup};
+use crate::options::{Compression, Format, Layout, Partition, RunOptions, SchemaMode, WriteMode};
+use crate::registry::{fixed_columns, Registry};
+use crate::shape::{ShapedBlock, Shaper};
+use crate::source::{self, Input};
+use crate::store::{RejectsWriter, Store};
+use crate::summary::{peak_rss_bytes, IncompleteInput, Progress, RunSummary};
+use crate::window::{WindowKey, Windowing};
+use crate::write::{Encoder, Spill};
+
+/// A batch of rows of one table in one window, for callers that do their own writing.
+#[derive(Debug, Clone)]
+pub struct TableBatch {
+    /// Final table name (`mp_master_event` in monoschema).
+    pub table: String,
+    /// Source event of a multischema table.
+    pub event: Option<String>,
+    /// The window.
+    pub window: WindowKey,
+    /// The rows: fixed columns, then the property columns that have a value in this
+    /// batch, in column order.
+    pub batch: RecordBatch,
+}
+
+/// Builds and runs a conversion from local event files.
+///
+/// ```no_run
+/// use tidewater::{Converter, SchemaMode};
+///
+/// let summary = Converter::new("out")
+///     .input("events.jsonl.gz")
+///     .schema(SchemaMode::Multischema)
+///     .events(["Sign Up", "Purchase"])
+///     .tz("America/New_York")
+///     .run()?;
+/// println!("{} events in {} files", summary.events_kept, summary.files_written);
+/// # Ok::<(), tidewater::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Converter {
+    inputs: Vec<PathBuf>,
+    options: RunOptions,
+    progress: Arc<Progress>,
+}
+
+impl Converter {
+    /// A conversion writing below `out`.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Converter {
+            inputs: Vec::new(),
+            options: RunOptions {
+                out: out.into(),
+                ..Default::default()
+            },
+            progress: Arc::new(Progress::default()),
+        }
+    }
+
+    /// Adds an input: a file (plain or gzip), a directory, or `-` for stdin.
+    pub fn input(mut self, path: impl Into<PathBuf>) -> Self {
+        self.inputs.push(path.into());
+        self
+    }
+
+    /// Adds several inputs.
+    pub fn inputs<P: Into<PathBuf>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
+        self.inputs.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Schema mode (default monoschema).
+    pub fn schema(mut self, schema: SchemaMode) -> Self {
+        self.options.schema = schema;
+        self
+    }
+
+    /// Output format (default Parquet).
+    pub fn format(mut self, format: Format) -> Self {
+        self.options.format = format;
+        self
+    }
+
+    /// Keeps only these event names (F1).
+    pub fn events<S: Into<String>>(mut self, events: impl IntoIterator<Item = S>) -> Self {
+        self.options.events = events.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Daily or hourly windows.
+    pub fn partition(mut self, partition: Partition) -> Self {
+        self.options.partition = partition;
+        self
+    }
+
+    /// Time zone of windows (IANA name, default `UTC`).
+    pub fn tz(mut self, tz: impl Into<String>) -> Self {
+        self.options.tz = tz.into();
+        self
+    }
+
+    /// Folder layout.
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.options.layout = layout;
+        self
+    }
+
+    /// Prefix folder below the destination.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.options.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Project id folder below the prefix.
+    pub fn project_id(mut self, id: u64) -> Self {
+        self.options.project_id = Some(id);
+        self
+    }
+
+    /// Replace (default) or append.
+    pub fn mode(mut self, mode: WriteMode) -> Self {
+        self.options.mode = mode;
+        self
+    }
+
+    /// Parquet compression (default snappy).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.options.compression = compression;
+        self
+    }
+
+    /// Worker threads (0 = one per core).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.options.threads = threads;
+        self
+    }
+
+    /// Memory budget in bytes (default 1 GiB).
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.options.memory_limit = bytes;
+        self
+    }
+
+    /// JSON output writes `time` in milliseconds.
+    pub fn time_in_ms(mut self, yes: bool) -> Self {
+        self.options.time_in_ms = yes;
+        self
+    }
+
+    /// Rows per row group (default 122,880).
+    pub fn row_group_rows(mut self, rows: usize) -> Self {
+        self.options.row_group_rows = rows;
+        self
+    }
+
+    /// Target size of framed blocks (default 2 MiB). Output does not depend on it.
+    pub fn block_bytes(mut self, bytes: usize) -> Self {
+        self.options.block_bytes = bytes;
+        self
+    }
+
+    /// Replaces all options at once.
+    pub fn with_options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The options as configured.
+    pub fn options(&self) -> &RunOptions {
+        &self.options
+    }
+
+    /// Live counters, for a progress display.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Runs the conversion and writes files. Incomplete inputs (IN5) are reported in the
+    /// summary (`incomplete_inputs`, `windows_not_committed`); `summary.check()` turns
+    /// them into an error.
+    pub fn run(&self) -> Result<RunSummary> {
+        self.execute(Destination::Files)
+    }
+
+    /// Runs the conversion and hands each row group to `sink` as an Arrow batch, in
+    /// input order, instead of writing data files. Nothing is written to disk except
+    /// the rejects file. Batches of an input that later turns out incomplete (IN5) have
+    /// already been delivered: check `windows_not_committed` in the summary.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let input = dir.path().join("in.jsonl");
+    /// # std::fs::write(&input, r#"{"event":"A","properties":{"time":1700000000,"x":1}}"#)?;
+    /// let mut rows = 0;
+    /// tidewater::Converter::new(dir.path().join("out"))
+    ///     .input(&input)
+    ///     .run_batches(|b| {
+    ///         rows += b.batch.num_rows();
+    ///         Ok(())
+    ///     })?;
+    /// assert_eq!(rows, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_batches(
+        &self,
+        mut sink: impl FnMut(TableBatch) -> Result<()>,
+    ) -> Result<RunSummary> {
+        self.execute(Destination::Batches(&mut sink))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let o = &self.options;
+        if self.inputs.is_empty() {
+            return Err(Error::config(
+                "INPUT",
+                "no input given; pass files, directories or - for stdin",
+            ));
+        }
+        if o.memory_limit < 64 << 20 {
+            return Err(Error::config("--memory-limit", "must be at least 64MiB"));
+        }
+        if o.row_group_rows == 0 || o.row_group_rows > u32::MAX as usize / 2 {
+            return Err(Error::config(
+                "row_group_rows",
+                "must be between 1 and 2^31",
+            ));
+        }
+        if o.threads > 256 {
+            return Err(Error::config("--threads", "must be at most 256"));
+        }
+        if let Some(p) = &o.prefix {
+            if p.is_empty() || p.split('/').any(|s| s == ".." || s == ".") {
+                return Err(Error::config(
+                    "--prefix",
+                    format!("{p:?} is not a plain relative folder"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn execute(&self, destination: Destination<'_>) -> Result<RunSummary> {
+        let started = Instant::now();
+        self.validate()?;
+        let o = &self.options;
+        let windowing = Windowing::new(&o.tz, o.partition)?;
+        let inputs = source::expand_inputs(&self.inputs)?;
+        let total: u64 = inputs.iter().filter_map(Input::size).sum();
+        self.progress.input_total.store(total, Ordering::Relaxed);
+        let threads = if o.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            o.threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("tidewater-worker-{i}"))
+            .build()
+            .map_err(|e| Error::config("--threads", e.to_string()))?;
+        let root = o.root();
+        let encoder = Encoder::for_options(o);
+        let raw = o.schema == SchemaMode::Raw;
+        let store = match destination {
+            Destination::Files => Some(Store::open(
+                &root,
+                o.layout,
+                o.mode,
+                raw,
+                encoder.extension(),
+            )?),
+            Destination::Batches(_) => None,
+        };
+        let registry = match (&destination, o.schema) {
+            (Destination::Files, SchemaMode::Monoschema | SchemaMode::Multischema) => {
+                Registry::load(&root, o.schema)?
+            }
+            _ => Registry::new(o.schema),
+        };
+        let input_names: Vec<String> = inputs.iter().map(Input::name).collect();
+        let mut rejects = RejectsWriter::new(&root, input_names.clone());
+        let filter = Arc::new(EventFilter::new(&o.events));
+        let fixed = if raw {
+            0
+        } else {
+            fixed_columns(o.schema == SchemaMode::Monoschema)
+        };
+
+        // Memory: about a third of the budget for buffered rows (counted as input bytes),
+        // the rest for blocks in flight, row groups being encoded and their encoders.
+        let limits = BufferLimits {
+            row_group_rows: o.row_group_rows as u32,
+            row_group_bytes: (o.memory_limit / 8).max(1 << 20),
+            total_bytes: o.memory_limit * 3 / 10,
+        };
+        let mut merger = Merger::new(registry, limits);
+        let max_in_flight =
+            (threads * 2 + 2).min((o.memory_limit as usize / 8 / o.block_bytes.max(1)).max(2));
+
+        let reader_busy = Arc::new(AtomicU64::new(0));
+        let (block_tx, block_rx) = bounded::<ReaderItem>(max_in_flight);
+        let frame_config = FrameConfig {
+            block_bytes: o.block_bytes,
+            max_line_bytes: o.max_line_bytes,
+        };
+        let reader = {
+            let inputs = inputs.clone();
+            let progress = self.progress.clone();
+            let busy = reader_busy.clone();
+            std::thread::Builder::new()
+                .name("tidewater-reader".into())
+                .spawn(move || read_inputs(&inputs, frame_config, &block_tx, &progress, &busy))
+                .map_err(|e| {
+                    Error::config("--threads", format!("cannot start the reader thread: {e}"))
+                })?
+        };
+
+        let (shaped_tx, shaped_rx) = unbounded::<(u64, ShapedBlock, Duration)>();
+        let (encoded_tx, encoded_rx) = unbounded::<EncodedGroup>();
+        let mut sink = Sink {
+            destination,
+            pool: &pool,
+            encoder: &encoder,
+            store: store.as_ref(),
+            fixed,
+            encoded_tx,
+            encoded_rx,
+            encoding: 0,
+            max_encoding: threads + 1,
+            spills: BTreeMap::new(),
+            encode_seconds: 0.0,
+            failure: None,
+        };
+        let mut st = RunState::default();
+        let mut next_seq = 0u64;
+        let mut next_merge = 0u64;
+        let mut in_flight = 0usize;
+        let mut ordered: BTreeMap<u64, Ordered> = BTreeMap::new();
+        let mut reader_done = false;
+        let schema = o.schema;
+
+        while sink.failure.is_none() {
+            let mut shaped = None;
+            if !reader_done && in_flight < max_in_flight {
+                // Take the next block, and merge finished ones while waiting for it.
+                crossbeam_channel::select! {
+                    recv(block_rx) -> item => match item {
+                        Ok(ReaderItem::Block(block)) => {
+                            let seq = next_seq;
+                            next_seq += 1;
+                            in_flight += 1;
+                            let tx = shaped_tx.clone();
+                            let filter = filter.clone();
+                            let windowing = windowing.clone();
+                            pool.spawn(move || {
+                                let t = Instant::now();
+                                let shaped = SHAPER.with(|s| s.borrow_mut().shape(&block, schema, &filter, &windowing));
+                                let _ = tx.send((seq, shaped, t.elapsed()));
+                            });
+                        }
+                        Ok(ReaderItem::End(end)) => {
+                            ordered.insert(next_seq, Ordered::End(end));
+                            next_seq += 1;
+                        }
+                        Ok(ReaderItem::Failed(e)) => sink.failure = Some(e),
+                        Err(_) => reader_done = true,
+                    },
+                    recv(shaped_rx) -> r => shaped = r.ok(),
+                }
+            } else if in_flight > 0 {
+                shaped = shaped_rx.recv().ok();
+            } else if reader_done {
+                break;
+            }
+            if let Some((seq, block, took)) = shaped {
+                in_flight -= 1;
+                st.stages.parse_filter_shape += took.as_secs_f64();
+                ordered.insert(seq, Ordered::Shaped(block));
+            }
+            let merge_start = Instant::now();
+            while let Some(item) = ordered.remove(&next_merge) {
+                next_merge += 1;
+                match item {
+                    Ordered::End(end) => st.end_input(end, &input_names),
+                    Ordered::Shaped(block) => {
+                        if let Err(e) = st.merge_block(
+                            block,
+                            &mut merger,
+                            &mut rejects,
+                            &self.progress,
+                            &mut |g| sink.flush(g),
+                        ) {
+                            sink.failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            st.stages.merge += merge_start.elapsed().as_secs_f64();
+        }
+        if sink.failure.is_none() {
+            merger.flush_all(&mut |g| sink.flush(g));
+        }
+        sink.wait_all();
+        drop(block_rx);
+        let _ = reader.join();
+        st.stages.read_decode_frame =
+            Duration::from_nanos(reader_busy.load(Ordering::Relaxed)).as_secs_f64();
+        st.stages.encode = sink.encode_seconds;
+        if let Some(e) = sink.failure.take() {
+            return Err(e);
+        }
+        st.summary.rejects_file = rejects.finish()?.map(|p| p.display().to_string());
+
+        // Windows holding an event of an incomplete input are not committed (IN5).
+        let bad: BTreeSet<usize> = st.incomplete.iter().map(|(i, _)| *i).collect();
+        let windows: BTreeSet<WindowKey> = merger.rows.keys().map(|(w, _)| *w).collect();
+        let failed: BTreeSet<WindowKey> = windows
+            .iter()
+            .filter(|w| {
+                st.window_inputs
+                    .get(w)
+                    .is_some_and(|ins| !ins.is_disjoint(&bad))
+            })
+            .copied()
+            .collect();
+        for ((_, t), rows) in &merger.rows {
+            let name = if raw {
+                "raw".to_string()
+            } else {
+                merger.registry.tables[*t as usize].name.clone()
+            };
+            *st.summary.rows_per_table.entry(name).or_default() += rows;
+        }
+        st.summary.windows_not_committed = failed.iter().map(|w| w.to_string()).collect();
+
+        if let Some(store) = &store {
+            let table_name =
+                |t: u32| (!raw).then(|| merger.registry.tables[t as usize].name.as_str());
+            let finish_start = Instant::now();
+            let jobs: Vec<(&(WindowKey, u32), &Vec<Option<Spill>>)> = sink
+                .spills
+                .iter()
+                .filter(|((w, _), _)| !failed.contains(w))
+                .collect();
+            pool.install(|| {
+                jobs.par_iter().try_for_each(|((w, t), spills)| {
+                    let dir = store.staged_dir(table_name(*t), *w);
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
+                    let spills: Vec<Spill> = spills
+                        .iter()
+                        .map(|s| s.clone().expect("every dispatched row group was encoded"))
+                        .collect();
+                    encoder.finish(
+                        &spills,
+                        &merger.registry.tables[*t as usize].columns,
+                        fixed,
+                        &dir.join(store.part_name(0)),
+                    )
+                })
+            })?;
+            st.stages.finish_files = finish_start.elapsed().as_secs_f64();
+            if !raw && merger.registry.changed() {
+                merger.registry.save(&root)?;
+            }
+            let commit_start = Instant::now();
+            for w in windows.iter().filter(|w| !failed.contains(w)) {
+                for t in 0..merger.registry.tables.len() as u32 {
+                    if sink.spills.contains_key(&(*w, t)) {
+                        st.summary.files_written += store.commit(table_name(t), *w)?;
+                    } else if o.mode == WriteMode::Replace {
+                        store.remove_window(table_name(t), *w)?;
+                    }
+                }
+                st.summary.windows_committed += 1;
+            }
+            st.stages.commit = commit_start.elapsed().as_secs_f64();
+        } else {
+            st.summary.windows_committed = (windows.len() - failed.len()) as u64;
+        }
+        st.summary.input_bytes_compressed = self.progress.input_bytes.load(Ordering::Relaxed);
+        st.summary.seconds = started.elapsed().as_secs_f64();
+        st.summary.stages = st.stages;
+        st.summary.peak_rss_bytes = peak_rss_bytes();
+        Ok(st.summary)
+    }
+}
+
+enum Destination<'a> {
+    Files,
+    Batches(&'a mut dyn FnMut(TableBatch) -> Result<()>),
+}
+
+enum ReaderItem {
+    Block(Block),
+    End(InputEnd),
+    Failed(Error),
+}
+
+enum Ordered {
+    Shaped(ShapedBlock),
+    End(InputEnd),
+}
+
+struct EncodedGroup {
+    key: (WindowKey, u32),
+    index: u32,
+    spill: Result<Spill>,
+    took: Duration,
+}
+
+thread_local! {
+    /// Per-worker parse buffers, reused across blocks.
+    static SHAPER: std::cell::RefCell<Shaper> = std::cell::RefCell::new(Shaper::default());
+}
+
+/// Where full row groups go: encoders on the pool (files) or the caller's sink.
+struct Sink<'a, 'd> {
+    destination: Destination<'d>,
+    pool: &'a rayon::ThreadPool,
+    encoder: &'a Encoder,
+    store: Option<&'a Store>,
+    fixed: usize,
+    encoded_tx: crossbeam_channel::Sender<EncodedGroup>,
+    encoded_rx: Receiver<EncodedGroup>,
+    encoding: usize,
+    max_encoding: usize,
+    spills: BTreeMap<(WindowKey, u32), Vec<Option<Spill>>>,
+    encode_seconds: f64,
+    failure: Option<Error>,
+}
+
+impl Sink<'_, '_> {
+    fn flush(&mut self, group: RowGroup) {
+        if self.failure.is_some() {
+            return;
+        }
+        match &mut self.destination {
+            Destination::Batches(sink) => {
+                let batch = match crate::write::parquet::record_batch(&group, self.fixed) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.failure = Some(Error::Encode {
+                            what: format!("batch of window {}", group.window),
+                            message: e.to_string(),
+                        });
+                        return;
+                    }
+                };
+                let table = TableBatch {
+                    table: group.table_name,
+                    event: group.event,
+                    window: group.window,
+                    batch,
+                };
+                if let Err(e) = sink(table) {
+                    self.failure = Some(e);
+                }
+            }
+            Destination::Files => {
+                while self.encoding >= self.max_encoding {
+                    let done = self.encoded_rx.recv().expect("the sender lives in self");
+                    self.record(done);
+                }
+                let key = (group.window, group.table);
+                let slots = self.spills.entry(key).or_default();
+                if slots.len() <= group.index as usize {
+                    slots.resize(group.index as usize + 1, None);
+                }
+                let path = self.store.expect("file output has a store").spill_path(
+                    group.table,
+                    group.window,
+                    group.index,
+                );
+                let (encoder, fixed, tx) =
+                    (self.encoder.clone(), self.fixed, self.encoded_tx.clone());
+                self.encoding += 1;
+                self.pool.spawn(move || {
+                    let t = Instant::now();
+                    let spill = encoder.encode(&group, fixed, &path);
+                    let _ = tx.send(EncodedGroup {
+                        key,
+                        index: group.index,
+                        spill,
+                        took: t.elapsed(),
+                    });
+                });
+            }
+        }
+    }
+
+    fn record(&mut self, done: EncodedGroup) {
+        self.encoding -= 1;
+        self.encode_seconds += done.took.as_secs_f64();
+        match done.spill {
+            Ok(s) => {
+                self.spills
+                    .get_mut(&done.key)
+                    .expect("slot reserved at dispatch")[done.index as usize] = Some(s)
+            }
+            Err(e) => {
+                self.failure.get_or_insert(e);
+            }
+        }
+    }
+
+    fn wait_all(&mut self) {
+        while self.encoding > 0 {
+            let done = self.encoded_rx.recv().expect("the sender lives in self");
+            self.record(done);
+        }
+    }
+}
+
+/// Counters and IN5 bookkeeping of a run.
+#[derive(Default)]
+struct RunState {
+    summary: RunSummary,
+    stages: crate::summary::StageTimes,
+    window_inputs: BTreeMap<WindowKey, BTreeSet<usize>>,
+    incomplete: Vec<(usize, String)>,
+}
+
+impl RunState {
+    fn end_input(&mut self, end: InputEnd, names: &[String]) {
+        self.summary.lines_read += end.lines;
+        self.summary.input_bytes_uncompressed += end.bytes;
+        if let Some(reason) = end.incomplete {
+            self.summary.incomplete_inputs.push(IncompleteInput {
+                input: names[end.input].clone(),
+                reason: reason.clone(),
+            });
+            self.incomplete.push((end.input, reason));
+        }
+    }
+
+    fn merge_block(
+        &mut self,
+        block: ShapedBlock,
+        merger: &mut Merger,
+        rejects: &mut RejectsWriter,
+        progress: &Progress,
+        flush: &mut impl FnMut(RowGroup),
+    ) -> Result<()> {
+        self.summary.events_kept += block.kept;
+        self.summary.events_filtered += block.filtered;
+        self.summary.events_rejected += block.rejects.len() as u64;
+        progress.add(&progress.events, block.kept);
+        progress.add(&progress.lines, block.lines);
+        for r in &block.rejects {
+            rejects.write(r)?;
+        }
+        for table in block.tables {
+            for (w, _) in &table.parts {
+                self.window_inputs
+                    .entry(*w)
+                    .or_default()
+                    .insert(block.input);
+            }
+            merger.add(table, flush);
+        }
+        Ok(())
+    }
+}
+
+fn read_inputs(
+    inputs: &[Input],
+    config: FrameConfig,
+    tx: &crossbeam_channel::Sender<ReaderItem>,
+    progress: &Progress,
+    busy: &AtomicU64,
+) {
+    for (i, input) in inputs.iter().enumerate() {
+        let start = Instant::now();
+        let opened = match source::open(input, progress.input_bytes.clone()) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = tx.send(ReaderItem::Failed(e));
+                return;
+            }
+        };
+        let mut waiting = Duration::ZERO;
+        let end = frame_input(opened.reader, i, config, |block| {
+            progress.add(&progress.decompressed_bytes, block.data.len() as u64);
+            let t = Instant::now();
+            let sent = tx.send(ReaderItem::Block(block)).is_ok();
+            waiting += t.elapsed();
+            sent
+        });
+        busy.fetch_add(
+            (start.elapsed().saturating_sub(waiting)).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        match end {
+            Some(end) => {
+                if tx.send(ReaderItem::End(end)).is_err() {
+                    return;
+                }
+            }
+            None => return,
+        }
+    }
+}

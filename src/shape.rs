@@ -1,0 +1,380 @@
+//! Parse → filter → shape for one block, run on a rayon worker.
+//!
+//! The block's kept events become block-local sparse columns keyed by (table, original
+//! property name, type class), grouped by window. Workers make no naming decisions:
+//! [`crate::merge`] resolves names and types in input order.
+
+use rustc_hash::FxHashMap;
+use simd_json::{value::tape::Node, StaticNode};
+
+use crate::columns::{SparseColumn, Strings, TypeClass, Values};
+use crate::filter::{EventFilter, Precheck};
+use crate::frame::{is_blank, Block};
+use crate::options::SchemaMode;
+use crate::parse::{self, Event, LineParser, RejectReason};
+use crate::window::{WindowKey, Windowing};
+
+/// A rejected line (IN4, M2).
+#[derive(Debug, Clone)]
+pub struct Reject {
+    /// Index of the input.
+    pub input: usize,
+    /// Physical line number.
+    pub line: u64,
+    /// Why it was rejected.
+    pub reason: String,
+    /// The line without its trailing `\r`, invalid UTF-8 replaced by U+FFFD.
+    pub raw: String,
+}
+
+/// Rows of one table in one window, from one block.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// Number of rows.
+    pub count: u32,
+    /// Input bytes of each row's line (memory accounting and raw output).
+    pub row_bytes: Vec<u32>,
+    /// `time` in ms, one per row.
+    pub time: Vec<i64>,
+    /// `distinct_id` as text (§4.3).
+    pub distinct_id: SparseColumn,
+    /// Original event names, one per row (monoschema only).
+    pub event_name: Strings,
+    /// Property columns: (block-local column number, values).
+    pub columns: Vec<(u32, SparseColumn)>,
+    /// The kept lines themselves (raw mode only).
+    pub raw: Strings,
+}
+
+impl Default for SparseColumn {
+    fn default() -> Self {
+        SparseColumn::text()
+    }
+}
+
+/// One table's share of a block.
+#[derive(Debug, Default)]
+pub struct BlockTable {
+    /// The event name for multischema; `None` for the single monoschema or raw table.
+    pub event: Option<String>,
+    /// Block-local columns in first-seen order.
+    pub columns: Vec<(String, TypeClass)>,
+    /// Rows per window, in order of first appearance in the block.
+    pub parts: Vec<(WindowKey, Rows)>,
+    lookup: FxHashMap<Box<str>, [u32; 5]>,
+    slots: Vec<Vec<u32>>,
+}
+
+/// The result of shaping one block.
+#[derive(Debug, Default)]
+pub struct ShapedBlock {
+    /// Index of the input.
+    pub input: usize,
+    /// Physical lines in the block.
+    pub lines: u64,
+    /// Decompressed bytes in the block.
+    pub bytes: u64,
+    /// Events kept.
+    pub kept: u64,
+    /// Events dropped by the filter.
+    pub filtered: u64,
+    /// Rejected lines, in line order.
+    pub rejects: Vec<Reject>,
+    /// Tables in order of first appearance in the block.
+    pub tables: Vec<BlockTable>,
+}
+
+/// Per-worker state reused across blocks.
+#[derive(Default)]
+pub struct Shaper {
+    parser: LineParser,
+    text: Vec<u8>,
+}
+
+impl Shaper {
+    /// Shapes one block.
+    pub fn shape(
+        &mut self,
+        block: &Block,
+        schema: SchemaMode,
+        filter: &EventFilter,
+        windowing: &Windowing,
+    ) -> ShapedBlock {
+        let mut windowing = windowing.clone();
+        let mut out = ShapedBlock {
+            input: block.input,
+            bytes: block.data.len() as u64,
+            ..Default::default()
+        };
+        let mut table_of: FxHashMap<String, usize> = FxHashMap::default();
+        if let Some(o) = &block.oversized {
+            out.lines = 1;
+            out.rejects.push(Reject {
+                input: block.input,
+                line: block.first_line,
+                reason: RejectReason::Oversized(o.len).to_string(),
+                raw: String::from_utf8_lossy(&o.prefix).into_owned(),
+            });
+            return out;
+        }
+        let mut line_no = block.first_line;
+        for line in block.data.split_inclusive(|&b| b == b'\n') {
+            let this_line = line_no;
+            line_no += 1;
+            if is_blank(line) {
+                continue;
+            }
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if filter.precheck(line) == Precheck::Drop {
+                out.filtered += 1;
+                continue;
+            }
+            let text = &mut self.text;
+            let result = self.parser.parse(line, |event| {
+                if !filter.keep(event) {
+                    return false;
+                }
+                // IN3 bounds times to [1970, 10000), all of which the calendar supports.
+                let window = windowing
+                    .window_of(event.time_ms)
+                    .expect("validated time has a window");
+                let table = match schema {
+                    SchemaMode::Multischema => match table_of.get(event.name) {
+                        Some(&t) => t,
+                        None => {
+                            table_of.insert(event.name.to_string(), out.tables.len());
+                            out.tables.push(BlockTable {
+                                event: Some(event.name.to_string()),
+                                ..Default::default()
+                            });
+                            out.tables.len() - 1
+                        }
+                    },
+                    _ => {
+                        if out.tables.is_empty() {
+                            out.tables.push(BlockTable::default());
+                        }
+                        0
+                    }
+                };
+                out.tables[table].add_event(event, line, window, schema, text);
+                true
+            });
+            match result {
+                Ok(true) => out.kept += 1,
+                Ok(false) => out.filtered += 1,
+                Err(reason) => out.rejects.push(Reject {
+                    input: block.input,
+                    line: this_line,
+                    reason: reason.to_string(),
+                    raw: String::from_utf8_lossy(line).into_owned(),
+                }),
+            }
+        }
+        out.lines = line_no - block.first_line;
+        out
+    }
+}
+
+impl BlockTable {
+    fn add_event(
+        &mut self,
+        event: &Event<'_, '_>,
+        line: &[u8],
+        window: WindowKey,
+        schema: SchemaMode,
+        text: &mut Vec<u8>,
+    ) {
+        let part = match self.parts.iter().rposition(|(w, _)| *w == window) {
+            Some(p) => p,
+            None => {
+                self.parts.push((window, Rows::default()));
+                self.slots.push(Vec::new());
+                self.parts.len() - 1
+            }
+        };
+        let (_, rows) = &mut self.parts[part];
+        let row = rows.count;
+        rows.count += 1;
+        rows.row_bytes.push(line.len() as u32);
+        rows.time.push(event.time_ms);
+        if schema == SchemaMode::Raw {
+            rows.raw.push(line);
+            return;
+        }
+        if let Some(d) = event.distinct_id {
+            text.clear();
+            distinct_id_text(text, event.nodes, d);
+            rows.distinct_id.rows.push(row);
+            if let Values::Text(s) = &mut rows.distinct_id.values {
+                s.push(text);
+            }
+        }
+        if schema == SchemaMode::Monoschema {
+            rows.event_name.push(event.name.as_bytes());
+        }
+        for &(k, v) in event.properties {
+            let (class, node) = match &event.nodes[v] {
+                Node::Static(StaticNode::Null) => continue,
+                Node::String(_) => (TypeClass::String, v),
+                Node::Static(StaticNode::Bool(_)) => (TypeClass::Boolean, v),
+                Node::Static(_) => (TypeClass::Number, v),
+                Node::Array { .. } => (TypeClass::List, v),
+                Node::Object { .. } => (TypeClass::Object, v),
+            };
+            let key = event.key((k, v));
+            let local = match self.lookup.get_mut(key) {
+                Some(ids) if ids[class as usize] != u32::MAX => ids[class as usize],
+                found => {
+                    let id = self.columns.len() as u32;
+                    self.columns.push((key.to_string(), class));
+                    match found {
+                        Some(ids) => ids[class as usize] = id,
+                        None => {
+                            let mut ids = [u32::MAX; 5];
+                            ids[class as usize] = id;
+                            self.lookup.insert(key.into(), ids);
+                        }
+                    }
+                    id
+                }
+            };
+            let slots = &mut self.slots[part];
+            if slots.len() <= local as usize {
+                slots.resize(local as usize + 1, u32::MAX);
+            }
+            if slots[local as usize] == u32::MAX {
+                slots[local as usize] = rows.columns.len() as u32;
+                rows.columns.push((local, SparseColumn::new(class)));
+            }
+            let column = &mut rows.columns[slots[local as usize] as usize].1;
+            column.rows.push(row);
+            match (&mut column.values, &event.nodes[node]) {
+                (Values::Text(s), Node::String(x)) => s.push(x.as_bytes()),
+                (Values::Text(s), _) => {
+                    parse::write_compact(&mut s.data, event.nodes, node);
+                    s.close_value();
+                }
+                (Values::Number(n), Node::Static(x)) => {
+                    n.push(parse::number_value(x).unwrap_or(f64::NAN))
+                }
+                (Values::Boolean(b), Node::Static(StaticNode::Bool(x))) => b.push(*x),
+                _ => unreachable!("the column's storage matches the value's type class"),
+            }
+        }
+    }
+}
+
+/// `distinct_id` as text (§4.3): strings as is, integers as written, other numbers in
+/// shortest plain decimal, booleans/lists/objects as compact JSON.
+fn distinct_id_text(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) {
+    match &nodes[i] {
+        Node::String(s) => out.extend_from_slice(s.as_bytes()),
+        Node::Static(StaticNode::F64(f)) => {
+            out.extend_from_slice(parse::plain_decimal(*f).as_bytes())
+        }
+        Node::Static(StaticNode::Bool(_)) | Node::Array { .. } | Node::Object { .. } => {
+            parse::write_compact(out, nodes, i)
+        }
+        Node::Static(n) => parse::write_number(out, n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Partition;
+
+    fn shape(data: &str, schema: SchemaMode, events: &[&str]) -> ShapedBlock {
+        let block = Block {
+            input: 0,
+            first_line: 1,
+            data: data.as_bytes().to_vec(),
+            oversized: None,
+        };
+        let filter = EventFilter::new(&events.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let windowing = Windowing::new("UTC", Partition::Daily).unwrap();
+        Shaper::default().shape(&block, schema, &filter, &windowing)
+    }
+
+    #[test]
+    fn counts_rejects_blank_lines_and_line_numbers() {
+        let data = "{\"event\":\"a\",\"properties\":{\"time\":1}}\r\n\n  \nnot json\n{\"event\":\"b\",\"properties\":{\"time\":2}}";
+        let b = shape(data, SchemaMode::Monoschema, &[]);
+        assert_eq!((b.lines, b.kept, b.filtered), (5, 2, 0));
+        assert_eq!(b.rejects.len(), 1);
+        assert_eq!(b.rejects[0].line, 4);
+        assert_eq!(b.rejects[0].raw, "not json");
+    }
+
+    #[test]
+    fn monoschema_columns_keyed_by_name_and_class() {
+        let data = concat!(
+            r#"{"event":"a","properties":{"time":1,"distinct_id":7,"x":1,"y":null}}"#,
+            "\n",
+            r#"{"event":"b","properties":{"time":2,"x":"s","z":[1,{"k":2}]}}"#,
+            "\n"
+        );
+        let b = shape(data, SchemaMode::Monoschema, &[]);
+        assert_eq!(b.tables.len(), 1);
+        let t = &b.tables[0];
+        let cols: Vec<(&str, TypeClass)> =
+            t.columns.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+        assert_eq!(
+            cols,
+            [
+                ("x", TypeClass::Number),
+                ("x", TypeClass::String),
+                ("z", TypeClass::List)
+            ]
+        );
+        let rows = &t.parts[0].1;
+        assert_eq!(rows.count, 2);
+        assert_eq!(rows.distinct_id.rows, [0]);
+        match &rows.columns[2].1.values {
+            Values::Text(s) => assert_eq!(s.get(0), r#"[1,{"k":2}]"#),
+            _ => panic!(),
+        }
+        assert_eq!(rows.event_name.get(1), "b");
+    }
+
+    #[test]
+    fn f3_filtered_events_create_no_columns() {
+        let data = concat!(
+            r#"{"event":"a","properties":{"time":1,"only_a":1}}"#,
+            "\n",
+            r#"{"event":"b","properties":{"time":2,"only_b":1}}"#,
+            "\n",
+            r#"{"event":"c","properties":{"time":"bad"}}"#,
+            "\n"
+        );
+        let b = shape(data, SchemaMode::Multischema, &["b"]);
+        assert_eq!((b.kept, b.filtered, b.rejects.len()), (1, 2, 0));
+        assert_eq!(b.tables.len(), 1);
+        assert_eq!(b.tables[0].columns[0].0, "only_b");
+    }
+
+    #[test]
+    fn distinct_id_forms() {
+        let cases = [
+            (r#""u1""#, "u1"),
+            ("-0", "0"),
+            ("12", "12"),
+            ("1.0", "1"),
+            ("1e21", "1000000000000000000000"),
+            ("1.5e-7", "0.00000015"),
+            ("true", "true"),
+            (r#"[1, "a"]"#, r#"[1,"a"]"#),
+            (r#"{"a" : 1}"#, r#"{"a":1}"#),
+        ];
+        for (json, want) in cases {
+            let data = format!(r#"{{"event":"a","properties":{{"time":1,"distinct_id":{json}}}}}"#);
+            let b = shape(&data, SchemaMode::Monoschema, &[]);
+            match &b.tables[0].parts[0].1.distinct_id.values {
+                Values::Text(s) => assert_eq!(s.get(0), want, "{json}"),
+                _ => panic!(),
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Store: output layout (§5), atomic window commits (C1), replace and append (C2), and
+//! the rejects file (M2).
+//!
+//! Everything is first written below a staging folder inside the output root (so that
+//! moves are renames on one filesystem). A window folder is assembled there complete,
+//! with its `complete` marker, and then renamed into place: readers see the old window
+//! or the new one, never a mix.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::options::{Layout, WriteMode};
+use crate::shape::Reject;
+use crate::window::WindowKey;
+
+const STAGING_PREFIX: &str = ".tidewater-staging-";
+
+/// The output root of a run and its staging area.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    staging: PathBuf,
+    layout: Layout,
+    mode: WriteMode,
+    raw: bool,
+    extension: &'static str,
+    trash_count: std::sync::atomic::AtomicU64,
+}
+
+impl Store {
+    /// Creates the root and a fresh staging folder, failing with a usage error when the
+    /// root cannot be written.
+    pub fn open(
+        root: &Path,
+        layout: Layout,
+        mode: WriteMode,
+        raw: bool,
+        extension: &'static str,
+    ) -> Result<Self> {
+        fs::create_dir_all(root).map_err(|e| Error::output(root, e))?;
+        remove_stale_staging(root);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let staging = root.join(format!("{STAGING_PREFIX}{}-{nanos}", std::process::id()));
+        fs::create_dir_all(staging.join("spill")).map_err(|e| Error::output(&staging, e))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            staging,
+            layout,
+            mode,
+            raw,
+            extension,
+            trash_count: Default::default(),
+        })
+    }
+
+    /// The output root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a row group's spill goes.
+    pub fn spill_path(&self, table: u32, window: WindowKey, index: u32) -> PathBuf {
+        self.staging
+            .join("spill")
+            .join(format!("{table}-{window}-{index:05}"))
+    }
+
+    fn window_rel(&self, table: Option<&str>, window: WindowKey) -> PathBuf {
+        let folder = window.folder(self.layout, self.raw);
+        match table {
+            Some(t) => Path::new(t).join(folder),
+            None => PathBuf::from(folder),
+        }
+    }
+
+    /// The staged window folder of a table (or of raw output, `table = None`).
+    pub fn staged_dir(&self, table: Option<&str>, window: WindowKey) -> PathBuf {
+        self.staging
+            .join("data")
+            .join(self.window_rel(table, window))
+    }
+
+    /// The final window folder.
+    pub fn final_dir(&self, table: Option<&str>, window: WindowKey) -> PathBuf {
+        self.root.join(self.window_rel(table, window))
+    }
+
+    /// File name of the n-th part in a window folder.
+    pub fn part_name(&self, n: u32) -> String {
+        if self.raw {
+            format!("export-{n:05}.{}", self.extension)
+        } else {
+            format!("part-{n:05}.{}", self.extension)
+        }
+    }
+
+    /// Moves a staged window folder into place (C1, C2). Returns the data files added.
+    pub fn commit(&self, table: Option<&str>, window: WindowKey) -> Result<u64> {
+        let staged = self.staged_dir(table, window);
+        let target = self.final_dir(table, window);
+        let parent = target.parent().expect("window folders have a parent");
+        fs::create_dir_all(parent).map_err(|e| Error::output(parent, e))?;
+        fs::write(staged.join("complete"), b"").map_err(|e| Error::output(&staged, e))?;
+        let files = count_parts(&staged)?;
+        if self.mode == WriteMode::Append && target.exists() {
+            let mut next = next_part_number(&target)?;
+            let mut staged_parts = list_parts(&staged)?;
+            staged_parts.sort();
+            for p in staged_parts {
+                let dest = target.join(self.part_name(next));
+                fs::rename(&p, &dest).map_err(|e| Error::output(&dest, e))?;
+                next += 1;
+            }
+            let marker = target.join("complete");
+            if !marker.exists() {
+                fs::write(&marker, b"").map_err(|e| Error::output(&marker, e))?;
+            }
+            return Ok(files);
+        }
+        let trash = if target.exists() {
+            let n = self
+                .trash_count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let trash = self.staging.join("trash").join(n.to_string());
+            fs::create_dir_all(trash.parent().expect("has parent"))
+                .map_err(|e| Error::output(&trash, e))?;
+            fs::rename(&target, &trash).map_err(|e| Error::output(&target, e))?;
+            Some(trash)
+        } else {
+            None
+        };
+        fs::rename(&staged, &target).map_err(|e| Error::output(&target, e))?;
+        if let Some(t) = trash {
+            let _ = fs::remove_dir_all(t);
+        }
+        Ok(files)
+    }
+
+    /// Replace mode: removes a table's old folder for a window this run replaced but
+    /// produced no rows for in that table.
+    pub fn remove_window(&self, table: Option<&str>, window: WindowKey) -> Result<()> {
+        let target = self.final_dir(table, window);
+        match fs::remove_dir_all(&target) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::output(&target, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes the staging folder.
+    pub fn cleanup(&self) {
+        let _ = fs::remove_dir_all(&self.staging);
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// Removes staging folders left by runs whose process is gone (Linux: `/proc/<pid>`).
+fn remove_stale_staging(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(STAGING_PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        if Path::new("/proc").exists() && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).map_err(|e| Error::output(dir, e))? {
+        let e = e.map_err(|e| Error::output(dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("part-") || name.starts_with("export-") {
+            out.push(e.path());
+        }
+    }
+    Ok(out)
+}
+
+fn count_parts(dir: &Path) -> Result<u64> {
+    Ok(list_parts(dir)?.len() as u64)
+}
+
+fn next_part_number(dir: &Path) -> Result<u32> {
+    let mut next = 0;
+    for p in list_parts(dir)? {
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let digits: String = name
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        if let Ok(n) = digits.parse::<u32>() {
+            next = next.max(n + 1);
+        }
+    }
+    Ok(next)
+}
+
+/// Writes rejected lines to `<root>/_rejects/rejects-<NNNNN>.jsonl` (M2), creating the
+/// file at the first reject.
+pub struct RejectsWriter {
+    dir: PathBuf,
+    file: Option<(PathBuf, BufWriter<File>)>,
+    /// Input names, by input number.
+    inputs: Vec<String>,
+}
+
+impl RejectsWriter {
+    /// A writer for an output root.
+    pub fn new(root: &Path, inputs: Vec<String>) -> Self {
+        RejectsWriter {
+            dir: root.join("_rejects"),
+            file: None,
+            inputs,
+        }
+    }
+
+    /// Appends one reject.
+    pub fn write(&mut self, r: &Reject) -> Result<()> {
+        if self.file.is_none() {
+            fs::create_dir_all(&self.dir).map_err(|e| Error::output(&self.dir, e))?;
+            let n = next_numbered(&self.dir, "rejects-")?;
+            let path = self.dir.join(format!("rejects-{n:05}.jsonl"));
+            let f = File::create(&path).map_err(|e| Error::output(&path, e))?;
+            self.file = Some((path, BufWriter::new(f)));
+        }
+        let (path, f) = self.file.as_mut().expect("opened above");
+        let line = serde_json::json!({
+            "source": self.inputs.get(r.input).map(String::as_str).unwrap_or("?"),
+            "line": r.line,
+            "reason": r.reason,
+            "raw": r.raw,
+        });
+        serde_json::to_writer(&mut *f, &line).map_err(|e| Error::output(&*path, e.into()))?;
+        f.write_all(b"\n").map_err(|e| Error::output(&*path, e))
+    }
+
+    /// Flushes the file; returns its path if any reject was written.
+    pub fn finish(&mut self) -> Result<Option<PathBuf>> {
+        match &mut self.file {
+            Some((path, f)) => {
+                f.flush().map_err(|e| Error::output(&*path, e))?;
+                Ok(Some(path.clone()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+fn next_numbered(dir: &Path, prefix: &str) -> Result<u32> {
+    let mut next = 0;
+    for e in fs::read_dir(dir).map_err(|e| Error::output(dir, e))? {
+        let name = e
+            .map_err(|e| Error::output(dir, e))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(n) = name
+            .strip_prefix(prefix)
+            .and_then(|r| r.get(..5))
+            .and_then(|d| d.parse::<u32>().ok())
+        {
+            next = next.max(n + 1);
+        }
+    }
+    Ok(next)
+}

@@ -1,0 +1,123 @@
+//! Write: encodes full row groups into spill files on workers, and at window close
+//! turns a (table, window)'s spills into its final data file.
+
+pub mod json;
+pub mod parquet;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ::parquet::file::properties::WriterPropertiesPtr;
+
+use crate::error::{Error, Result};
+use crate::merge::RowGroup;
+use crate::options::{Format, RunOptions, SchemaMode};
+use crate::registry::ColumnInfo;
+
+/// One encoded row group on disk.
+#[derive(Debug, Clone)]
+pub struct Spill {
+    /// The spill file.
+    pub path: PathBuf,
+    /// Rows in it.
+    pub rows: u32,
+    /// Final column numbers it holds (Parquet only), ascending.
+    pub columns: Vec<u32>,
+}
+
+/// The encoder of a run's output format.
+#[derive(Debug, Clone)]
+pub enum Encoder {
+    /// Parquet with writer properties.
+    Parquet(WriterPropertiesPtr),
+    /// Gzip JSONL rows.
+    Json {
+        /// Write `time` in ms.
+        time_in_ms: bool,
+    },
+    /// Gzip JSONL of the unaltered lines.
+    Raw,
+}
+
+impl Encoder {
+    /// The encoder for a run.
+    pub fn for_options(o: &RunOptions) -> Self {
+        match (o.schema, o.format) {
+            (SchemaMode::Raw, _) => Encoder::Raw,
+            (_, Format::Json) => Encoder::Json {
+                time_in_ms: o.time_in_ms,
+            },
+            (_, Format::Parquet) => Encoder::Parquet(parquet::properties(o.compression)),
+        }
+    }
+
+    /// Data file extension.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Encoder::Parquet(_) => "parquet",
+            Encoder::Json { .. } | Encoder::Raw => "json.gz",
+        }
+    }
+
+    /// Encodes a row group into the spill file `path`.
+    pub fn encode(&self, group: &RowGroup, fixed: usize, path: &Path) -> Result<Spill> {
+        let what = || format!("row group {} of window {}", group.index, group.window);
+        match self {
+            Encoder::Parquet(props) => parquet::encode_row_group(group, fixed, props, path)
+                .map_err(|e| Error::Encode {
+                    what: what(),
+                    message: e.to_string(),
+                }),
+            Encoder::Json { time_in_ms } => {
+                write_member(
+                    path,
+                    &json::json_text(group, &group.columns, fixed, *time_in_ms),
+                )?;
+                Ok(Spill {
+                    path: path.to_path_buf(),
+                    rows: group.rows,
+                    columns: Vec::new(),
+                })
+            }
+            Encoder::Raw => {
+                write_member(path, &json::raw_text(group))?;
+                Ok(Spill {
+                    path: path.to_path_buf(),
+                    rows: group.rows,
+                    columns: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// Writes the final file `dest` from the spills of one (table, window), in order.
+    pub fn finish(
+        &self,
+        spills: &[Spill],
+        columns: &[ColumnInfo],
+        fixed: usize,
+        dest: &Path,
+    ) -> Result<()> {
+        match self {
+            Encoder::Parquet(props) => parquet::finish_file(spills, columns, fixed, props, dest)
+                .map_err(|e| Error::Encode {
+                    what: dest.display().to_string(),
+                    message: e.to_string(),
+                }),
+            Encoder::Json { .. } | Encoder::Raw => {
+                let mut out = File::create(dest).map_err(|e| Error::output(dest, e))?;
+                for s in spills {
+                    let mut f = File::open(&s.path).map_err(|e| Error::output(&s.path, e))?;
+                    std::io::copy(&mut f, &mut out).map_err(|e| Error::output(dest, e))?;
+                }
+                out.flush().map_err(|e| Error::output(dest, e))
+            }
+        }
+    }
+}
+
+fn write_member(path: &Path, text: &[u8]) -> Result<()> {
+    let member = json::gzip_member(text).map_err(|e| Error::output(path, e))?;
+    std::fs::write(path, member).map_err(|e| Error::output(path, e))
+}
