@@ -90,6 +90,12 @@ struct OutputArgs {
     /// JSON output writes `time` in milliseconds.
     #[arg(long)]
     time_in_ms: bool,
+    /// Rows per Parquet row group (and per gzip member of JSON output).
+    #[arg(long, default_value_t = 122_880, value_name = "N")]
+    row_group_rows: usize,
+    /// Size of the blocks of lines handed to workers (output does not depend on it).
+    #[arg(long, default_value = "2MiB", value_parser = parse_size, value_name = "SIZE")]
+    block_size: u64,
     /// Print the run summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -230,6 +236,8 @@ impl OutputArgs {
             threads: self.threads.unwrap_or(0),
             memory_limit: self.memory_limit,
             time_in_ms: self.time_in_ms,
+            row_group_rows: self.row_group_rows,
+            block_bytes: self.block_size as usize,
             ..RunOptions::default()
         }
     }
@@ -294,6 +302,9 @@ fn report(summary: &RunSummary, json: bool, quiet: bool) -> anyhow::Result<()> {
         );
         if let Some(r) = &summary.rejects_file {
             eprintln!("tidewater: rejected lines are in {r}");
+        }
+        for i in &summary.incomplete_inputs {
+            eprintln!("tidewater: input {} is incomplete: {}", i.input, i.reason);
         }
         for w in &summary.windows_not_committed {
             eprintln!("tidewater: window {w} not committed (incomplete input)");

@@ -80,6 +80,11 @@ pub fn frame_input<R: Read>(
             at_start = false;
         }
         if eof {
+            if failure.is_some() {
+                // The stream broke off: its unfinished last line is an artifact of the
+                // truncation, not a line of the input (the input is incomplete anyway).
+                buf.truncate(memchr::memrchr(b'\n', &buf).map_or(0, |p| p + 1));
+            }
             let mut incomplete = failure;
             if let Some((start, _)) = trailing_terminated_marker(&buf) {
                 let marker_line =

@@ -258,6 +258,12 @@ fn event_specs(seed: u64) -> Vec<EventSpec> {
         .map(|(i, name)| {
             let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(i as u64 * 7919));
             let n = 5 + rng.below(36) as usize;
+            // Few events carry many properties: keeps the mean line near 1 KB.
+            let n = if rng.chance(700) {
+                n.min(5 + rng.below(12) as usize)
+            } else {
+                n
+            };
             let mut props: Vec<(&'static str, Kind)> = Vec::with_capacity(n);
             while props.len() < n {
                 let word = rng.pick(PROPERTY_WORDS);
@@ -484,7 +490,7 @@ fn write_value(out: &mut Vec<u8>, rng: &mut Rng, kind: Kind, depth: u32) {
             out.push(b'}');
         }
         Kind::LongText => {
-            let words = 20 + rng.below(300);
+            let words = 10 + rng.below(60);
             let mut s = String::new();
             for _ in 0..words {
                 s.push_str(rng.pick(&[

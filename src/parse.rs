@@ -424,9 +424,13 @@ pub fn write_number(out: &mut Vec<u8>, n: &StaticNode) {
     }
 }
 
-/// Appends a double as a JSON number (shortest round-trip form).
+/// Appends a double as a JSON number: integral values below 2^53 without a fraction
+/// (`3`, not `3.0`), others in shortest round-trip form.
 pub fn write_f64(out: &mut Vec<u8>, v: f64) {
-    if v.is_finite() {
+    if v.fract() == 0.0 && v.abs() < 9.007_199_254_740_992e15 && !(v == 0.0 && v.is_sign_negative())
+    {
+        out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+    } else if v.is_finite() {
         out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
     } else {
         out.extend_from_slice(b"null");

@@ -250,6 +250,12 @@ impl Converter {
                 "must be between 1 and 2^31",
             ));
         }
+        if o.block_bytes == 0 || o.block_bytes > 1 << 30 {
+            return Err(Error::config(
+                "--block-size",
+                "must be between 1 byte and 1GiB",
+            ));
+        }
         if o.threads > 256 {
             return Err(Error::config("--threads", "must be at most 256"));
         }

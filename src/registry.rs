@@ -438,9 +438,9 @@ mod tests {
         r.table_for(Some("schema"));
         r.table_for(Some("$mp_master_event"));
         r.table_for(Some("_rejects"));
-        let names: Vec<&str> = r.tables.iter().map(|t| t.name.as_str()).collect();
+        let tables: Vec<&str> = r.tables.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(
-            names,
+            tables,
             [
                 "page_view",
                 "page_view_1",

@@ -61,8 +61,8 @@ pub struct BlockTable {
     pub columns: Vec<(String, TypeClass)>,
     /// Rows per window, in order of first appearance in the block.
     pub parts: Vec<(WindowKey, Rows)>,
-    lookup: FxHashMap<Box<str>, [u32; 5]>,
-    slots: Vec<Vec<u32>>,
+    pub(crate) lookup: FxHashMap<Box<str>, [u32; 5]>,
+    pub(crate) slots: Vec<Vec<u32>>,
 }
 
 /// The result of shaping one block.

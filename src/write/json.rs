@@ -79,7 +79,7 @@ pub fn json_text(
                         write_json_string(&mut out, s.get(i))
                     }
                     Values::Text(s) => out.extend_from_slice(s.get(i).as_bytes()),
-                    Values::Number(v) => write_number(&mut out, v[i]),
+                    Values::Number(v) => crate::parse::write_f64(&mut out, v[i]),
                     Values::Boolean(v) => {
                         out.extend_from_slice(if v[i] { b"true" } else { b"false" })
                     }
@@ -89,14 +89,4 @@ pub fn json_text(
         }
     }
     out
-}
-
-/// Doubles that hold an integer are written without a fraction (`3`, not `3.0`).
-fn write_number(out: &mut Vec<u8>, v: f64) {
-    if v.fract() == 0.0 && v.abs() < 9.007_199_254_740_992e15 && !(v == 0.0 && v.is_sign_negative())
-    {
-        out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
-    } else {
-        crate::parse::write_f64(out, v);
-    }
 }
