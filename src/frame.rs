@@ -300,10 +300,8 @@ mod tests {
                 out.push((b.first_line, format!("<oversized {}>", o.len).into_bytes()));
                 continue;
             }
-            let mut n = b.first_line;
-            for line in b.data.split_inclusive(|&c| c == b'\n') {
+            for (n, line) in (b.first_line..).zip(b.data.split_inclusive(|&c| c == b'\n')) {
                 out.push((n, line.strip_suffix(b"\n").unwrap_or(line).to_vec()));
-                n += 1;
             }
         }
         out

@@ -468,7 +468,7 @@ impl Converter {
             let table_name =
                 |t: u32| (!raw).then(|| merger.registry.tables[t as usize].name.as_str());
             let finish_start = Instant::now();
-            let jobs: Vec<(&(WindowKey, u32), &Vec<Option<Spill>>)> = sink
+            let jobs: Vec<_> = sink
                 .spills
                 .iter()
                 .filter(|((w, _), _)| !failed.contains(w))

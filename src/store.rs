@@ -107,13 +107,11 @@ impl Store {
         fs::write(staged.join("complete"), b"").map_err(|e| Error::output(&staged, e))?;
         let files = count_parts(&staged)?;
         if self.mode == WriteMode::Append && target.exists() {
-            let mut next = next_part_number(&target)?;
             let mut staged_parts = list_parts(&staged)?;
             staged_parts.sort();
-            for p in staged_parts {
-                let dest = target.join(self.part_name(next));
+            for (n, p) in (next_part_number(&target)?..).zip(staged_parts) {
+                let dest = target.join(self.part_name(n));
                 fs::rename(&p, &dest).map_err(|e| Error::output(&dest, e))?;
-                next += 1;
             }
             let marker = target.join("complete");
             if !marker.exists() {

@@ -667,3 +667,49 @@ fn fuzz_like_lines_are_rejected_or_kept_never_crash() {
     );
     assert_eq!(s["events_rejected"], 4);
 }
+
+#[test]
+fn sample_fixture_is_what_gen_produces() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sample.jsonl.gz");
+    tidewater_ok(
+        dir.path(),
+        &[
+            "gen",
+            "--events",
+            "2000",
+            "--days",
+            "2",
+            "--seed",
+            "1",
+            "--out",
+            path.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(
+        std::fs::read(&path).unwrap()
+            == std::fs::read(fixtures().join("events-sample.jsonl.gz")).unwrap()
+    );
+    let out = dir.path().join("out");
+    let (stdout, _) = tidewater_ok(
+        dir.path(),
+        &[
+            "convert",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--schema",
+            "multischema",
+            "--json",
+            "--quiet",
+        ],
+        0,
+    );
+    let s: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (s["events_kept"].as_u64(), s["windows_committed"].as_u64()),
+        (Some(2000), Some(2))
+    );
+    assert!(s["rows_per_table"].as_object().unwrap().len() > 30);
+}
