@@ -2,6 +2,8 @@
 //!
 //! `cargo run --example to_batches -- fixtures/events-sample.jsonl.gz`
 
+use std::io::Write;
+
 use tidewater::{Converter, SchemaMode};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -62,9 +62,9 @@ impl TypeClass {
 #[derive(Debug, Clone, Default)]
 pub struct Strings {
     /// Concatenated bytes (always valid UTF-8 per value).
-    pub data: Vec<u8>,
+    pub(crate) data: Vec<u8>,
     /// End offset of each value in `data`.
-    pub ends: Vec<u32>,
+    pub(crate) ends: Vec<u32>,
 }
 
 impl Strings {
@@ -78,14 +78,14 @@ impl Strings {
         self.ends.is_empty()
     }
 
-    /// Appends one value.
-    pub fn push(&mut self, s: &[u8]) {
+    /// Appends one value, which must be valid UTF-8 (see `get`).
+    pub(crate) fn push(&mut self, s: &[u8]) {
         self.data.extend_from_slice(s);
         self.close_value();
     }
 
     /// Ends a value whose bytes were appended to `data` directly.
-    pub fn close_value(&mut self) {
+    pub(crate) fn close_value(&mut self) {
         self.ends.push(self.data.len() as u32);
     }
 
@@ -93,8 +93,12 @@ impl Strings {
     pub fn get(&self, i: usize) -> &str {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         let bytes = &self.data[start..self.ends[i] as usize];
-        // Values are only pushed from &str or from JSON text we wrote: always UTF-8.
-        std::str::from_utf8(bytes).unwrap_or_default()
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: values are only pushed from `&str` (parsed, validated JSON strings) or
+        // from JSON text we wrote from such strings, and `ends` always falls on the end
+        // of a pushed value, so every value is valid UTF-8. Re-validating cost ~3% of a
+        // run (perf, 1M events).
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// Values `from..to` as a new `Strings`.

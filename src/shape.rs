@@ -118,13 +118,17 @@ impl Shaper {
             return out;
         }
         let mut line_no = block.first_line;
-        for line in block.data.split_inclusive(|&b| b == b'\n') {
+        let data = &block.data[..];
+        let mut start = 0;
+        while start < data.len() {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p);
+            let line = &data[start..end];
+            start = end + 1;
             let this_line = line_no;
             line_no += 1;
             if is_blank(line) {
                 continue;
             }
-            let line = line.strip_suffix(b"\n").unwrap_or(line);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if filter.precheck(line) == Precheck::Drop {
                 out.filtered += 1;
