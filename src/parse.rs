@@ -272,6 +272,22 @@ pub fn object_entries(
     });
 }
 
+/// Whether an object of `len` entries at `obj` repeats a key (pairwise; for small objects).
+fn has_duplicate_keys(nodes: &[Node<'_>], obj: usize, len: usize) -> bool {
+    let mut keys = [0usize; 8];
+    let mut j = obj + 1;
+    for k in keys.iter_mut().take(len) {
+        *k = j;
+        j += 1 + span(nodes, j + 1);
+    }
+    let keys = &keys[..len];
+    keys.iter().enumerate().any(|(a, &ka)| {
+        keys[a + 1..]
+            .iter()
+            .any(|&kb| key_of(nodes, ka) == key_of(nodes, kb))
+    })
+}
+
 fn key_of<'i>(nodes: &[Node<'i>], k: usize) -> &'i str {
     match nodes[k] {
         Node::String(s) => s,
@@ -498,6 +514,21 @@ pub fn write_compact(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) {
                 j += span(nodes, j);
             }
             out.push(b']');
+        }
+        Node::Object { len, .. } if *len <= 8 && !has_duplicate_keys(nodes, i, *len) => {
+            // Small objects without repeated keys (nearly all): no allocation.
+            out.push(b'{');
+            let mut j = i + 1;
+            for k in 0..*len {
+                if k > 0 {
+                    out.push(b',');
+                }
+                write_json_string(out, key_of(nodes, j));
+                out.push(b':');
+                write_compact(out, nodes, j + 1);
+                j += 1 + span(nodes, j + 1);
+            }
+            out.push(b'}');
         }
         Node::Object { .. } => {
             let mut entries = Vec::new();

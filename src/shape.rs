@@ -209,7 +209,7 @@ impl BlockTable {
         }
         if let Some(d) = event.distinct_id {
             text.clear();
-            distinct_id_text(text, event.nodes, d);
+            distinct_id_text(text, event.nodes, d, line);
             rows.distinct_id.rows.push(row);
             if let Values::Text(s) = &mut rows.distinct_id.values {
                 s.push(text);
@@ -272,17 +272,49 @@ impl BlockTable {
 
 /// `distinct_id` as text (§4.3): strings as is, integers as written, other numbers in
 /// shortest plain decimal, booleans/lists/objects as compact JSON.
-fn distinct_id_text(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize) {
+fn distinct_id_text(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, line: &[u8]) {
     match &nodes[i] {
         Node::String(s) => out.extend_from_slice(s.as_bytes()),
-        Node::Static(StaticNode::F64(f)) => {
-            out.extend_from_slice(parse::plain_decimal(*f).as_bytes())
-        }
+        Node::Static(StaticNode::F64(f)) => match integer_literal(line, *f) {
+            Some(digits) => out.extend_from_slice(digits),
+            None => out.extend_from_slice(parse::plain_decimal(*f).as_bytes()),
+        },
         Node::Static(StaticNode::Bool(_)) | Node::Array { .. } | Node::Object { .. } => {
             parse::write_compact(out, nodes, i)
         }
         Node::Static(n) => parse::write_number(out, n),
     }
+}
+
+/// An integer literal too long for 64 bits parses as a double; §4.3 wants its digits as
+/// written. Finds the literal after a `"distinct_id"` key in the raw line whose value
+/// parses to the same double (rare path: only for integral doubles beyond ±2^63).
+fn integer_literal(line: &[u8], value: f64) -> Option<&[u8]> {
+    if value.fract() != 0.0 || value.abs() < 9.2e18 {
+        return None;
+    }
+    let key = b"\"distinct_id\"";
+    let mut found = None;
+    for pos in memchr::memmem::find_iter(line, key) {
+        let rest = &line[pos + key.len()..];
+        let Some(rest) = rest.trim_ascii_start().strip_prefix(b":") else {
+            continue;
+        };
+        let rest = rest.trim_ascii_start();
+        let len = rest
+            .iter()
+            .position(|&b| !(b.is_ascii_digit() || b == b'-'))
+            .unwrap_or(rest.len());
+        let literal = &rest[..len];
+        let followed_by_number_part = matches!(rest.get(len), Some(b'.' | b'e' | b'E'));
+        let parsed = std::str::from_utf8(literal)
+            .ok()
+            .and_then(|t| t.parse::<f64>().ok());
+        if !literal.is_empty() && !followed_by_number_part && parsed == Some(value) {
+            found = Some(literal); // the last one wins, like the parser (IN2)
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -365,6 +397,12 @@ mod tests {
             (r#""u1""#, "u1"),
             ("-0", "0"),
             ("12", "12"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
+            ("-98765432109876543210", "-98765432109876543210"),
+            ("1.5e29", "150000000000000000000000000000"),
             ("1.0", "1"),
             ("1e21", "1000000000000000000000"),
             ("1.5e-7", "0.00000015"),
