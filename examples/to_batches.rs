@@ -13,18 +13,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     }
     let scratch = tempfile::tempdir()?;
+    let mut stdout = std::io::stdout().lock();
     let summary = Converter::new(scratch.path())
         .inputs(inputs)
         .schema(SchemaMode::Multischema)
         .run_batches(|b| {
-            println!(
-                "{:<32} {}  {:>6} rows  {:>3} columns",
-                b.table,
-                b.window,
-                b.batch.num_rows(),
-                b.batch.num_columns()
-            );
-            Ok(())
+            let (rows, columns) = (b.batch.num_rows(), b.batch.num_columns());
+            // A closed pipe (`| head`) stops the run instead of panicking.
+            writeln!(
+                stdout,
+                "{:<32} {}  {rows:>6} rows  {columns:>3} columns",
+                b.table, b.window
+            )
+            .map_err(|e| tidewater::Error::Stopped(e.to_string()))
         })?;
     eprintln!(
         "{} events kept, {} rejected",

@@ -94,7 +94,7 @@ struct OutputArgs {
     #[arg(long, default_value_t = 122_880, value_name = "N")]
     row_group_rows: usize,
     /// Size of the blocks of lines handed to workers (output does not depend on it).
-    #[arg(long, default_value = "2MiB", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "SIZE")]
     block_size: u64,
     /// Print the run summary as one JSON object on stdout.
     #[arg(long)]

@@ -165,6 +165,13 @@ pub struct SparseColumn {
     pub values: Values,
 }
 
+impl Default for SparseColumn {
+    /// An empty text column (the storage of `distinct_id`).
+    fn default() -> Self {
+        SparseColumn::text()
+    }
+}
+
 impl SparseColumn {
     /// An empty column for a type class.
     pub fn new(class: TypeClass) -> Self {

@@ -51,10 +51,9 @@ impl EventFilter {
         if rest[end] != b'"' {
             return Precheck::Parse;
         }
-        // A later top-level "event" key would override this one (IN2); such lines are
-        // vanishingly rare, but correctness wins: only drop when the key cannot repeat
-        // after the properties, which we cannot know without parsing. Mixpanel's exports
-        // write "event" once, first, so dropping on it matches what Mixpanel meant.
+        // Mixpanel writes "event" once, first. A line that repeats the key later (IN2:
+        // the last wins) is judged by its first name here, which F4 allows: a dropped
+        // line is never validated, and counts as filtered.
         match std::str::from_utf8(&rest[..end]) {
             Ok(name) if !events.contains(name) => Precheck::Drop,
             _ => Precheck::Parse,

@@ -5,7 +5,8 @@
 //! Row-group boundaries depend only on the sequence of rows, never on block sizes or
 //! thread timing: a buffer is flushed at exactly `row_group_rows` rows, when its rows'
 //! input bytes reach `row_group_bytes`, or when all buffers together reach the memory
-//! budget (then the largest buffer goes first). Chunks are split at the exact row.
+//! budget (then the buffer that has waited longest goes first). Chunks are split at the
+//! exact row.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,6 +101,8 @@ struct Pending {
     rows: u32,
     bytes: u64,
     flushed: u32,
+    /// When rows were last added (a counter of appends, so deterministic).
+    last_append: u64,
 }
 
 /// Row-group limits.
@@ -120,6 +123,7 @@ pub struct Merger {
     limits: BufferLimits,
     pending: BTreeMap<(WindowKey, u32), Pending>,
     buffered: u64,
+    appends: u64,
     /// Rows per (table, window), for the summary.
     pub rows: BTreeMap<(WindowKey, u32), u64>,
 }
@@ -132,6 +136,7 @@ impl Merger {
             limits,
             pending: BTreeMap::new(),
             buffered: 0,
+            appends: 0,
             rows: BTreeMap::new(),
         }
     }
@@ -163,14 +168,17 @@ impl Merger {
             let first = u64::from(chunk.row_bytes[0]);
             let global_room = limits.total_bytes.saturating_sub(self.buffered);
             if first > global_room && self.buffered > 0 {
-                let largest = self
+                // Flush the buffer that has waited longest: with roughly time-ordered
+                // input that is a window that has ended, so full row groups of the
+                // current windows are not cut short.
+                let stalest = self
                     .pending
                     .iter()
                     .filter(|(_, p)| p.rows > 0)
-                    .max_by(|a, b| a.1.bytes.cmp(&b.1.bytes).then(b.0.cmp(a.0)))
+                    .min_by_key(|(_, p)| p.last_append)
                     .map(|(k, _)| *k)
                     .expect("buffered bytes belong to some buffer");
-                self.flush_one(largest, flush);
+                self.flush_one(stalest, flush);
                 continue;
             }
             let p = self.pending.entry(key).or_default();
@@ -196,6 +204,8 @@ impl Merger {
             } else {
                 None
             };
+            self.appends += 1;
+            p.last_append = self.appends;
             p.rows += take;
             p.bytes += bytes;
             p.chunks.push(chunk);
@@ -356,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn memory_budget_flushes_largest_buffer_deterministically() {
+    fn memory_budget_flushes_stalest_buffer_deterministically() {
         let limits = BufferLimits {
             row_group_rows: 1000,
             row_group_bytes: 1 << 20,

@@ -121,7 +121,7 @@ impl Default for RunOptions {
             memory_limit: 1 << 30,
             time_in_ms: false,
             row_group_rows: 122_880,
-            block_bytes: 2 << 20,
+            block_bytes: 4 << 20,
             max_line_bytes: 64 << 20,
         }
     }

@@ -178,7 +178,7 @@ impl Converter {
         self
     }
 
-    /// Target size of framed blocks (default 2 MiB). Output does not depend on it.
+    /// Target size of framed blocks (default 4 MiB). Output does not depend on it.
     pub fn block_bytes(mut self, bytes: usize) -> Self {
         self.options.block_bytes = bytes;
         self

@@ -46,12 +46,6 @@ pub struct Rows {
     pub raw: Strings,
 }
 
-impl Default for SparseColumn {
-    fn default() -> Self {
-        SparseColumn::text()
-    }
-}
-
 /// One table's share of a block.
 #[derive(Debug, Default)]
 pub struct BlockTable {
