@@ -15,6 +15,7 @@ pub mod shape;
 pub mod source;
 pub mod store;
 pub mod summary;
+pub mod wherelang;
 pub mod window;
 pub mod write;
 

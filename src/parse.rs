@@ -90,7 +90,9 @@ pub struct Event<'t, 'i> {
     pub properties: &'t [(usize, usize)],
     /// `properties.time` in milliseconds (IN3).
     pub time_ms: i64,
-    /// Node index of `properties.distinct_id`, if present.
+    /// Node index of `properties.time`.
+    pub time_node: usize,
+    /// Node index of `properties.distinct_id`, if present (also when it is `null`).
     pub distinct_id: Option<usize>,
 }
 
@@ -136,12 +138,13 @@ impl LineParser {
                 let nodes = &tape.0[..];
                 match validate(nodes, &mut self.entries, &mut self.hashes) {
                     Err(r) => Err(r),
-                    Ok((name, time_ms, distinct_id)) => {
+                    Ok((name, time_ms, time_node, distinct_id)) => {
                         let event = Event {
                             nodes,
                             name,
                             properties: &self.entries,
                             time_ms,
+                            time_node,
                             distinct_id,
                         };
                         Ok(f(&event))
@@ -166,7 +169,7 @@ fn validate<'i>(
     nodes: &[Node<'i>],
     entries: &mut Vec<(usize, usize)>,
     hashes: &mut Vec<(u64, u32)>,
-) -> Result<(&'i str, i64, Option<usize>), RejectReason> {
+) -> Result<(&'i str, i64, usize, Option<usize>), RejectReason> {
     if nodes.len() > MAX_DEPTH && max_depth(nodes) > MAX_DEPTH {
         return Err(RejectReason::TooDeep);
     }
@@ -206,9 +209,7 @@ fn validate<'i>(
             false
         }
         Node::String("distinct_id") => {
-            if !matches!(nodes[v], Node::Static(StaticNode::Null)) {
-                distinct_id = Some(v);
-            }
+            distinct_id = Some(v);
             false
         }
         _ => true,
@@ -218,7 +219,7 @@ fn validate<'i>(
         Some(Node::Static(n)) => time_to_ms(n)?,
         Some(_) => return Err(RejectReason::NonNumericTime),
     };
-    Ok((name, time_ms, distinct_id))
+    Ok((name, time_ms, time.expect("checked above"), distinct_id))
 }
 
 /// Collects the entries of the object at `obj` as (key, value) node indices, in order,

@@ -201,7 +201,10 @@ impl BlockTable {
             rows.raw.push(line);
             return;
         }
-        if let Some(d) = event.distinct_id {
+        let distinct_id = event
+            .distinct_id
+            .filter(|&d| !matches!(event.nodes[d], Node::Static(StaticNode::Null)));
+        if let Some(d) = distinct_id {
             text.clear();
             distinct_id_text(text, event.nodes, d, line);
             rows.distinct_id.rows.push(row);
