@@ -1,12 +1,15 @@
-//! Criterion benches of the hot stages: framing, parse+filter+shape, Parquet encoding.
-//! `cargo bench` (release). Throughput is in uncompressed input bytes.
+//! Criterion benches of the hot stages: framing, parse+filter+shape, Parquet encoding,
+//! and `where` VM evaluations over parsed events. `cargo bench` (release). Throughput is
+//! in uncompressed input bytes, or in events for the VM.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tidewater::filter::EventFilter;
 use tidewater::frame::{frame_input, Block, FrameConfig};
 use tidewater::gen::{generate, GenConfig};
 use tidewater::merge::{BufferLimits, Merger, RowGroup};
-use tidewater::options::{Partition, SchemaMode};
+use tidewater::options::{OnWhereError, Partition, SchemaMode};
+use simd_json::value::tape::Node;
+use tidewater::parse;
 use tidewater::registry::Registry;
 use tidewater::shape::Shaper;
 use tidewater::window::Windowing;
@@ -58,7 +61,11 @@ fn bench_stages(c: &mut Criterion) {
             b.iter(|| {
                 framed
                     .iter()
-                    .map(|blk| shaper.shape(blk, schema, &filter, &windowing).kept)
+                    .map(|blk| {
+                        shaper
+                            .shape(blk, schema, &filter, OnWhereError::Fail, &windowing)
+                            .kept
+                    })
                     .sum::<u64>()
             })
         });
@@ -75,7 +82,13 @@ fn bench_stages(c: &mut Criterion) {
     let mut groups: Vec<RowGroup> = Vec::new();
     for blk in &framed {
         for t in shaper
-            .shape(blk, SchemaMode::Monoschema, &filter, &windowing)
+            .shape(
+                blk,
+                SchemaMode::Monoschema,
+                &filter,
+                OnWhereError::Fail,
+                &windowing,
+            )
             .tables
         {
             merger.add(t, &mut |g| groups.push(g));
@@ -93,5 +106,97 @@ fn bench_stages(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_stages);
+/// `where` evaluations per second on parsed events (lines are parsed once, outside the
+/// timing): what the filter stage adds per event on top of parsing.
+fn bench_where_vm(c: &mut Criterion) {
+    use tidewater::wherelang::{compile, Context, EventRef, Scratch};
+    // Few enough events for their tapes to stay in cache, as a freshly parsed line's
+    // tape is in the pipeline; otherwise the bench measures memory latency.
+    let data = sample(500);
+    let lines: Vec<&[u8]> = data
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut g = c.benchmark_group("where_vm");
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    g.sample_size(10);
+    let expressions = [
+        (
+            "os_and_city",
+            r#"properties["$os"] == "Linux" and defined(properties["$city"])"#,
+        ),
+        (
+            "in_set",
+            r#"properties["mp_country_code"] in ["US", "GB", "DE", "FR", "JP", "BR"]"#,
+        ),
+        (
+            "time_range",
+            r#"properties["$time"] >= datetime("2024-01-01T06:00:00") and properties["$time"] < datetime("2024-01-01T18:00:00")"#,
+        ),
+        (
+            "contains_or",
+            r#""Mobile" in properties["$browser"] or has_prefix(properties["$current_url"], "https://shop")"#,
+        ),
+    ];
+    // Every line parsed once, outside the timing: the bench measures the VM alone.
+    let mut buffers: Vec<Vec<u8>> = lines.iter().map(|l| l.to_vec()).collect();
+    let tapes: Vec<_> = buffers
+        .iter_mut()
+        .map(|b| simd_json::to_tape(b).expect("generated lines are valid JSON"))
+        .collect();
+    let mut parsed = Vec::with_capacity(tapes.len());
+    for tape in &tapes {
+        let nodes = &tape.0[..];
+        let (mut name, mut props, mut time) = ("", 0, None);
+        let (mut top, mut hashes) = (Vec::new(), Vec::new());
+        parse::object_entries(nodes, 0, &mut top, &mut hashes);
+        for &(k, v) in &top {
+            match (&nodes[k], &nodes[v]) {
+                (Node::String("event"), Node::String(s)) => name = s,
+                (Node::String("properties"), _) => props = v,
+                _ => {}
+            }
+        }
+        let mut entries = Vec::new();
+        parse::object_entries(nodes, props, &mut entries, &mut hashes);
+        entries.retain(|&(k, v)| {
+            let special = matches!(nodes[k], Node::String("time"));
+            if special {
+                time = Some(v);
+            }
+            !special
+        });
+        parsed.push((nodes, name, entries, time));
+    }
+    let events: Vec<EventRef<'_>> = parsed
+        .iter()
+        .map(|(nodes, name, entries, time)| EventRef {
+            nodes,
+            name,
+            properties: entries,
+            time: *time,
+            distinct_id: None,
+        })
+        .collect();
+    for (name, expr) in expressions {
+        let program = compile(expr, Context::new("UTC").unwrap()).unwrap();
+        let mut scratch = Scratch::default();
+        let kept = events
+            .iter()
+            .filter(|e| program.matches(e, &mut scratch).unwrap())
+            .count();
+        assert!(kept > 0 && kept < events.len(), "{name} keeps {kept}");
+        g.bench_function(format!("eval_{name}"), |b| {
+            b.iter(|| {
+                events
+                    .iter()
+                    .filter(|e| program.matches(e, &mut scratch).unwrap_or(false))
+                    .count()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_stages, bench_where_vm);
 criterion_main!(benches);

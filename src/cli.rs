@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tidewater::{
-    Compression, Converter, Format, Layout, Partition, Progress, RunOptions, RunSummary,
-    SchemaMode, WriteMode,
+    Compression, Converter, Format, Layout, OnWhereError, Partition, Progress, RunOptions,
+    RunSummary, SchemaMode, WriteMode,
 };
 
 #[derive(Parser)]
@@ -34,6 +34,9 @@ enum Command {
     Gen(GenArgs),
     /// Run the pipeline on generated or given data and report throughput and memory.
     Bench(BenchArgs),
+    /// Check, explain or evaluate a Mixpanel `where` expression.
+    #[command(subcommand)]
+    Where(crate::where_cmd::WhereCommand),
 }
 
 #[derive(Args)]
@@ -60,6 +63,14 @@ struct OutputArgs {
     /// Keep only this event name (exact, case-sensitive); repeat for several.
     #[arg(long = "events", value_name = "NAME")]
     events: Vec<String>,
+    /// Keep only events for which this Mixpanel `where` expression is true, e.g.
+    /// 'properties["$os"] == "Linux"' (see `tidewater where explain`).
+    #[arg(long = "where", value_name = "EXPR", allow_hyphen_values = true)]
+    where_expr: Option<String>,
+    /// What a `where` runtime error on an event does: fail the run (naming the input,
+    /// line and $insert_id) or skip the event.
+    #[arg(long, value_enum, default_value_t = OnWhereErrorArg::Fail)]
+    on_where_error: OnWhereErrorArg,
     /// Window size.
     #[arg(long, value_enum, default_value_t = PartitionArg::Daily)]
     partition: PartitionArg,
@@ -148,6 +159,11 @@ enum SchemaArg {
     Multischema,
 }
 #[derive(Clone, Copy, ValueEnum)]
+enum OnWhereErrorArg {
+    Fail,
+    Skip,
+}
+#[derive(Clone, Copy, ValueEnum)]
 enum FormatArg {
     Parquet,
     Json,
@@ -210,6 +226,11 @@ impl OutputArgs {
                 FormatArg::Json => Format::Json,
             },
             events: self.events.clone(),
+            where_expr: self.where_expr.clone(),
+            on_where_error: match self.on_where_error {
+                OnWhereErrorArg::Fail => OnWhereError::Fail,
+                OnWhereErrorArg::Skip => OnWhereError::Skip,
+            },
             partition: match self.partition {
                 PartitionArg::Daily => Partition::Daily,
                 PartitionArg::Hourly => Partition::Hourly,
@@ -250,6 +271,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Convert(args) => run_convert(args),
         Command::Gen(args) => run_gen(args),
         Command::Bench(args) => run_bench(args),
+        Command::Where(command) => crate::where_cmd::run(command),
     }
 }
 
@@ -267,6 +289,11 @@ pub fn describe(e: &anyhow::Error) -> (u8, String) {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct UsageError(String);
+
+/// An error that exits with 2 (usage or configuration).
+pub fn usage(message: String) -> anyhow::Error {
+    UsageError(message).into()
+}
 
 fn run_convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     let converter = Converter::new(&args.out)

@@ -36,6 +36,18 @@ pub enum Error {
         /// Why it is incomplete.
         reason: String,
     },
+    /// `where` raised a runtime error on an event and the policy is to fail (§2.4).
+    #[error("--where failed on input {input}, line {line} ($insert_id {insert_id}): {message}; nothing was committed (use --on-where-error skip to drop such events)")]
+    Where {
+        /// The input as given.
+        input: String,
+        /// Physical line number.
+        line: u64,
+        /// The event's `$insert_id`, or `(none)`.
+        insert_id: String,
+        /// The runtime error.
+        message: String,
+    },
     /// The output folder cannot be written.
     #[error("cannot write output {path}: {source}")]
     Output {

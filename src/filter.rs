@@ -3,16 +3,21 @@
 //! The event-name whitelist (F1) is checked twice: first on the raw line, before any
 //! parsing, when the line starts the way Mixpanel writes it (`{"event":"<name>"`), so
 //! dropped lines cost almost nothing (F4); then on the parsed event for lines written any
-//! other way. The `where` expression (F2) plugs into [`EventFilter::keep`].
+//! other way. The compiled `where` program (F2) runs last, on events the whitelist kept
+//! (F3), before any schema decision.
+
+use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
 
 use crate::parse::Event;
+use crate::wherelang::{EventRef, Program, RuntimeError, Scratch};
 
 /// The compiled filter of a run, shared by all workers.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     events: Option<FxHashSet<String>>,
+    program: Option<Arc<Program>>,
 }
 
 /// The verdict of the cheap pre-check on a raw line.
@@ -28,12 +33,21 @@ impl EventFilter {
     /// A filter with an optional event-name whitelist (empty means all events).
     pub fn new(events: &[String]) -> Self {
         let events = (!events.is_empty()).then(|| events.iter().cloned().collect());
-        EventFilter { events }
+        EventFilter {
+            events,
+            program: None,
+        }
+    }
+
+    /// Adds a compiled `where` program (F2).
+    pub fn with_where(mut self, program: Program) -> Self {
+        self.program = Some(Arc::new(program));
+        self
     }
 
     /// Whether any filtering happens at all.
     pub fn is_pass_all(&self) -> bool {
-        self.events.is_none()
+        self.events.is_none() && self.program.is_none()
     }
 
     /// F4: with a whitelist, reads the event name from the start of the line when it is
@@ -60,11 +74,20 @@ impl EventFilter {
         }
     }
 
-    /// F1–F3 on a parsed event. `where` (F2) will be evaluated here as well.
-    pub fn keep(&self, event: &Event<'_, '_>) -> bool {
-        self.events
+    /// F1–F3 on a parsed event: the whitelist, then `where`. An error is a `where`
+    /// runtime error (B3) on this event; the caller applies the run's policy.
+    pub fn keep(&self, event: &Event<'_, '_>, scratch: &mut Scratch) -> Result<bool, RuntimeError> {
+        if !self
+            .events
             .as_ref()
             .is_none_or(|events| events.contains(event.name))
+        {
+            return Ok(false);
+        }
+        match &self.program {
+            None => Ok(true),
+            Some(program) => program.matches(&EventRef::from_event(event), scratch),
+        }
     }
 }
 
@@ -77,8 +100,11 @@ mod tests {
     fn f1_whitelist_exact_and_case_sensitive() {
         let f = EventFilter::new(&["Signup".to_string()]);
         let mut p = LineParser::default();
-        let keep =
-            |line: &str, p: &mut LineParser| p.parse(line.as_bytes(), |e| f.keep(e)).unwrap();
+        let keep = |line: &str, p: &mut LineParser| {
+            p.parse(line.as_bytes(), |e| f.keep(e, &mut Scratch::default()))
+                .unwrap()
+                .unwrap()
+        };
         assert!(keep(
             r#"{"event":"Signup","properties":{"time":1}}"#,
             &mut p
@@ -117,5 +143,29 @@ mod tests {
             Precheck::Parse
         );
         assert_eq!(f.precheck(br#"{ "event":"B"}"#), Precheck::Parse);
+    }
+}
+
+#[cfg(test)]
+mod where_tests {
+    use super::*;
+    use crate::parse::LineParser;
+    use crate::wherelang::{compile, Context};
+
+    #[test]
+    fn f3_whitelist_and_where_both_apply() {
+        let program = compile(r#"properties["n"] > 1"#, Context::new("UTC").unwrap()).unwrap();
+        let f = EventFilter::new(&["A".to_string()]).with_where(program);
+        assert!(!f.is_pass_all());
+        let mut p = LineParser::default();
+        let mut scratch = Scratch::default();
+        let mut keep = |line: &str| {
+            p.parse(line.as_bytes(), |e| f.keep(e, &mut scratch))
+                .unwrap()
+                .unwrap()
+        };
+        assert!(keep(r#"{"event":"A","properties":{"time":1,"n":2}}"#));
+        assert!(!keep(r#"{"event":"A","properties":{"time":1,"n":1}}"#));
+        assert!(!keep(r#"{"event":"B","properties":{"time":1,"n":2}}"#));
     }
 }

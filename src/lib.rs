@@ -20,6 +20,8 @@ pub mod window;
 pub mod write;
 
 pub use error::{Error, Result};
-pub use options::{Compression, Format, Layout, Partition, RunOptions, SchemaMode, WriteMode};
+pub use options::{
+    Compression, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode, WriteMode,
+};
 pub use pipeline::{Converter, TableBatch};
 pub use summary::{Progress, RunSummary};

@@ -64,6 +64,15 @@ pub enum Compression {
     None,
 }
 
+/// What a run does when `where` raises a runtime error on an event (where-language §2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OnWhereError {
+    /// Stop the run, naming the event's input, line and `$insert_id`; nothing is committed.
+    Fail,
+    /// Drop the event (counted as filtered and as a `where` error) and go on.
+    Skip,
+}
+
 /// Everything that decides what a run writes. Built by [`crate::Converter`].
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -73,6 +82,10 @@ pub struct RunOptions {
     pub format: Format,
     /// F1 whitelist; empty means all events.
     pub events: Vec<String>,
+    /// F2 `where` expression; `None` (or empty) means no filter.
+    pub where_expr: Option<String>,
+    /// What a `where` runtime error does.
+    pub on_where_error: OnWhereError,
     /// Window size.
     pub partition: Partition,
     /// IANA time zone name for windows.
@@ -109,6 +122,8 @@ impl Default for RunOptions {
             schema: SchemaMode::Monoschema,
             format: Format::Parquet,
             events: Vec::new(),
+            where_expr: None,
+            on_where_error: OnWhereError::Fail,
             partition: Partition::Daily,
             tz: "UTC".to_string(),
             layout: Layout::Mixpanel,

@@ -31,6 +31,7 @@ use crate::shape::{ShapedBlock, Shaper};
 use crate::source::{self, Input};
 use crate::store::{RejectsWriter, Store};
 use crate::summary::{peak_rss_bytes, IncompleteInput, Progress, RunSummary};
+use crate::wherelang;
 use crate::window::{WindowKey, Windowing};
 use crate::write::{Encoder, Spill};
 
@@ -109,6 +110,20 @@ impl Converter {
     /// Keeps only these event names (F1).
     pub fn events<S: Into<String>>(mut self, events: impl IntoIterator<Item = S>) -> Self {
         self.options.events = events.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Keeps only events for which the Mixpanel `where` expression is `true` (F2). It is
+    /// compiled when the run starts: a bad expression fails the run with
+    /// [`Error::Config`] before any input is read.
+    pub fn where_expr(mut self, expr: impl Into<String>) -> Self {
+        self.options.where_expr = Some(expr.into());
+        self
+    }
+
+    /// What a `where` runtime error on an event does (default: fail the run).
+    pub fn on_where_error(mut self, policy: crate::OnWhereError) -> Self {
+        self.options.on_where_error = policy;
         self
     }
 
@@ -309,7 +324,8 @@ impl Converter {
         };
         let input_names: Vec<String> = inputs.iter().map(Input::name).collect();
         let mut rejects = RejectsWriter::new(&root, input_names.clone());
-        let filter = Arc::new(EventFilter::new(&o.events));
+        let filter = Arc::new(build_filter(o)?);
+        let on_where_error = o.on_where_error;
         let fixed = if raw {
             0
         } else {
@@ -384,7 +400,7 @@ impl Converter {
                             let windowing = windowing.clone();
                             pool.spawn(move || {
                                 let t = Instant::now();
-                                let shaped = SHAPER.with(|s| s.borrow_mut().shape(&block, schema, &filter, &windowing));
+                                let shaped = SHAPER.with(|s| s.borrow_mut().shape(&block, schema, &filter, on_where_error, &windowing));
                                 let _ = tx.send((seq, shaped, t.elapsed()));
                             });
                         }
@@ -418,6 +434,7 @@ impl Converter {
                             &mut merger,
                             &mut rejects,
                             &self.progress,
+                            &input_names,
                             &mut |g| sink.flush(g),
                         ) {
                             sink.failure = Some(e);
@@ -670,11 +687,21 @@ impl RunState {
         merger: &mut Merger,
         rejects: &mut RejectsWriter,
         progress: &Progress,
+        input_names: &[String],
         flush: &mut impl FnMut(RowGroup),
     ) -> Result<()> {
         self.summary.events_kept += block.kept;
         self.summary.events_filtered += block.filtered;
         self.summary.events_rejected += block.rejects.len() as u64;
+        self.summary.where_errors += block.where_errors;
+        if let Some(f) = block.where_failure {
+            return Err(Error::Where {
+                input: input_names[block.input].clone(),
+                line: f.line,
+                insert_id: f.insert_id,
+                message: f.message,
+            });
+        }
         progress.add(&progress.events, block.kept);
         progress.add(&progress.lines, block.lines);
         for r in &block.rejects {
@@ -691,6 +718,19 @@ impl RunState {
         }
         Ok(())
     }
+}
+
+/// The run's filter: the event whitelist and the compiled `where` (F1–F3). An empty
+/// `where` means no filter (where-language §2.5).
+fn build_filter(o: &RunOptions) -> Result<EventFilter> {
+    let filter = EventFilter::new(&o.events);
+    let Some(expr) = o.where_expr.as_deref().filter(|e| !e.is_empty()) else {
+        return Ok(filter);
+    };
+    let ctx = wherelang::Context::new(&o.tz).map_err(|m| Error::config("--tz", m))?;
+    let program =
+        wherelang::compile(expr, ctx).map_err(|e| Error::config("--where", e.to_string()))?;
+    Ok(filter.with_where(program))
 }
 
 fn read_inputs(

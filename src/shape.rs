@@ -10,8 +10,9 @@ use simd_json::{value::tape::Node, StaticNode};
 use crate::columns::{SparseColumn, Strings, TypeClass, Values};
 use crate::filter::{EventFilter, Precheck};
 use crate::frame::{is_blank, Block};
-use crate::options::SchemaMode;
+use crate::options::{OnWhereError, SchemaMode};
 use crate::parse::{self, Event, LineParser, RejectReason};
+use crate::wherelang::Scratch;
 use crate::window::{WindowKey, Windowing};
 
 /// A rejected line (IN4, M2).
@@ -46,6 +47,24 @@ pub struct Rows {
     pub raw: Strings,
 }
 
+/// A `where` runtime error that fails the run (where-language §2.4).
+#[derive(Debug, Clone)]
+pub struct WhereFailure {
+    /// Physical line number.
+    pub line: u64,
+    /// The event's `$insert_id`, or `(none)`.
+    pub insert_id: String,
+    /// The error.
+    pub message: String,
+}
+
+/// What the filter decided for one parsed line.
+enum Verdict {
+    Kept,
+    Filtered,
+    WhereError(String, String),
+}
+
 /// One table's share of a block.
 #[derive(Debug, Default)]
 pub struct BlockTable {
@@ -74,6 +93,10 @@ pub struct ShapedBlock {
     pub filtered: u64,
     /// Rejected lines, in line order.
     pub rejects: Vec<Reject>,
+    /// Events dropped because `where` raised a runtime error (skip policy).
+    pub where_errors: u64,
+    /// The first `where` runtime error under the fail policy; shaping stopped there.
+    pub where_failure: Option<WhereFailure>,
     /// Tables in order of first appearance in the block.
     pub tables: Vec<BlockTable>,
 }
@@ -83,6 +106,7 @@ pub struct ShapedBlock {
 pub struct Shaper {
     parser: LineParser,
     text: Vec<u8>,
+    scratch: Scratch,
 }
 
 impl Shaper {
@@ -92,6 +116,7 @@ impl Shaper {
         block: &Block,
         schema: SchemaMode,
         filter: &EventFilter,
+        on_where_error: OnWhereError,
         windowing: &Windowing,
     ) -> ShapedBlock {
         let mut windowing = windowing.clone();
@@ -129,9 +154,12 @@ impl Shaper {
                 continue;
             }
             let text = &mut self.text;
+            let scratch = &mut self.scratch;
             let result = self.parser.parse(line, |event| {
-                if !filter.keep(event) {
-                    return false;
+                match filter.keep(event, scratch) {
+                    Ok(true) => {}
+                    Ok(false) => return Verdict::Filtered,
+                    Err(e) => return Verdict::WhereError(e.to_string(), insert_id(event)),
                 }
                 // IN3 bounds times to [1970, 10000), all of which the calendar supports.
                 let window = windowing
@@ -157,11 +185,25 @@ impl Shaper {
                     }
                 };
                 out.tables[table].add_event(event, line, window, schema, text);
-                true
+                Verdict::Kept
             });
             match result {
-                Ok(true) => out.kept += 1,
-                Ok(false) => out.filtered += 1,
+                Ok(Verdict::Kept) => out.kept += 1,
+                Ok(Verdict::Filtered) => out.filtered += 1,
+                Ok(Verdict::WhereError(message, insert_id)) => match on_where_error {
+                    OnWhereError::Skip => {
+                        out.filtered += 1;
+                        out.where_errors += 1;
+                    }
+                    OnWhereError::Fail => {
+                        out.where_failure = Some(WhereFailure {
+                            line: this_line,
+                            insert_id,
+                            message,
+                        });
+                        break;
+                    }
+                },
                 Err(reason) => out.rejects.push(Reject {
                     input: block.input,
                     line: this_line,
@@ -267,6 +309,23 @@ impl BlockTable {
     }
 }
 
+/// `properties.$insert_id` as text for messages, or `(none)`.
+fn insert_id(event: &Event<'_, '_>) -> String {
+    let found = event
+        .properties
+        .iter()
+        .find(|&&e| event.key(e) == "$insert_id");
+    match found.map(|&(_, v)| &event.nodes[v]) {
+        Some(Node::String(s)) => (*s).to_string(),
+        Some(Node::Static(n)) if !matches!(n, StaticNode::Null) => {
+            let mut out = Vec::new();
+            parse::write_number(&mut out, n);
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        _ => "(none)".to_string(),
+    }
+}
+
 /// `distinct_id` as text (§4.3): strings as is, integers as written, other numbers in
 /// shortest plain decimal, booleans/lists/objects as compact JSON.
 fn distinct_id_text(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, line: &[u8]) {
@@ -328,7 +387,7 @@ mod tests {
         };
         let filter = EventFilter::new(&events.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let windowing = Windowing::new("UTC", Partition::Daily).unwrap();
-        Shaper::default().shape(&block, schema, &filter, &windowing)
+        Shaper::default().shape(&block, schema, &filter, OnWhereError::Fail, &windowing)
     }
 
     #[test]

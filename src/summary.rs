@@ -70,6 +70,9 @@ pub struct RunSummary {
     pub events_filtered: u64,
     /// Lines rejected (IN4).
     pub events_rejected: u64,
+    /// Events dropped because `where` raised a runtime error (`--on-where-error skip`);
+    /// included in `events_filtered`.
+    pub where_errors: u64,
     /// Rows per table.
     pub rows_per_table: BTreeMap<String, u64>,
     /// Windows committed.
