@@ -3,12 +3,12 @@
 //! in uncompressed input bytes, or in events for the VM.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use simd_json::value::tape::Node;
 use tidewater::filter::EventFilter;
 use tidewater::frame::{frame_input, Block, FrameConfig};
 use tidewater::gen::{generate, GenConfig};
 use tidewater::merge::{BufferLimits, Merger, RowGroup};
 use tidewater::options::{OnWhereError, Partition, SchemaMode};
-use simd_json::value::tape::Node;
 use tidewater::parse;
 use tidewater::registry::Registry;
 use tidewater::shape::Shaper;
