@@ -63,7 +63,7 @@ fn bench_stages(c: &mut Criterion) {
                     .iter()
                     .map(|blk| {
                         shaper
-                            .shape(blk, schema, &filter, OnWhereError::Fail, &windowing)
+                            .shape(blk, schema, &filter, OnWhereError::Fail, &windowing, None)
                             .kept
                     })
                     .sum::<u64>()
@@ -88,6 +88,7 @@ fn bench_stages(c: &mut Criterion) {
                 &filter,
                 OnWhereError::Fail,
                 &windowing,
+                None,
             )
             .tables
         {

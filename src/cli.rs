@@ -37,6 +37,12 @@ enum Command {
     /// Check, explain or evaluate a Mixpanel `where` expression.
     #[command(subcommand)]
     Where(crate::where_cmd::WhereCommand),
+    /// Export days from the Mixpanel export API (paced, resumable, each window
+    /// committed whole or not at all).
+    Export(crate::export_cmd::ExportArgs),
+    /// Serve local event files as a Mixpanel export API, with injectable faults.
+    #[command(after_help = format!("Fault specs (--fault):\n{}", tidewater::mock::FAULT_HELP))]
+    MockServer(crate::export_cmd::MockArgs),
 }
 
 #[derive(Args)]
@@ -51,9 +57,9 @@ struct ConvertArgs {
     output: OutputArgs,
 }
 
-/// Options shared by convert and bench.
+/// Options shared by convert, export and bench.
 #[derive(Args, Clone)]
-struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// raw (lines as they are), monoschema (one table) or multischema (one table per event).
     #[arg(long, value_enum, default_value_t = SchemaArg::Monoschema)]
     schema: SchemaArg,
@@ -109,10 +115,10 @@ struct OutputArgs {
     block_size: u64,
     /// Print the run summary as one JSON object on stdout.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// No progress or summary on stderr.
     #[arg(long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 #[derive(Args)]
@@ -214,7 +220,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 impl OutputArgs {
-    fn to_options(&self, out: PathBuf) -> RunOptions {
+    pub(crate) fn to_options(&self, out: PathBuf) -> RunOptions {
         RunOptions {
             schema: match self.schema {
                 SchemaArg::Raw => SchemaMode::Raw,
@@ -272,6 +278,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Gen(args) => run_gen(args),
         Command::Bench(args) => run_bench(args),
         Command::Where(command) => crate::where_cmd::run(command),
+        Command::Export(args) => crate::export_cmd::run_export(args),
+        Command::MockServer(args) => crate::export_cmd::run_mock(args),
     }
 }
 
@@ -305,12 +313,12 @@ fn run_convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Exit 1 naming the input when an input was incomplete (IN5).
-fn finish(summary: &RunSummary) -> anyhow::Result<ExitCode> {
+pub(crate) fn finish(summary: &RunSummary) -> anyhow::Result<ExitCode> {
     summary.check()?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(summary: &RunSummary, json: bool, quiet: bool) -> anyhow::Result<()> {
+pub(crate) fn report(summary: &RunSummary, json: bool, quiet: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(summary)?);
     }

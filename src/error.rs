@@ -72,6 +72,15 @@ pub enum Error {
         /// The encoder's message.
         message: String,
     },
+    /// The export API refused a request (400, 401, 402, 403, 404), or a download could
+    /// not go on.
+    #[error("export window {window}: {message}")]
+    Export {
+        /// The window, `YYYY-MM-DD` or `YYYY-MM-DD..YYYY-MM-DD`.
+        window: String,
+        /// The server's answer or what went wrong.
+        message: String,
+    },
     /// The run was cancelled by its caller (a sink asked to stop).
     #[error("run stopped by the caller: {0}")]
     Stopped(String),

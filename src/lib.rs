@@ -2,10 +2,12 @@
 pub mod columns;
 pub mod decode;
 pub mod error;
+pub mod export;
 pub mod filter;
 pub mod frame;
 pub mod gen;
 pub mod merge;
+pub mod mock;
 pub mod naming;
 pub mod options;
 pub mod parse;

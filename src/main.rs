@@ -3,6 +3,7 @@
 //! 1 failures at run time.
 
 mod cli;
+mod export_cmd;
 mod where_cmd;
 
 /// Shaping allocates many small per-block vectors (one set per table and window); the

@@ -243,6 +243,24 @@ impl Merger {
         flush(group);
     }
 
+    /// Flushes the buffers of some windows, in (window, table) order, and forgets them.
+    pub fn flush_windows(
+        &mut self,
+        windows: &std::collections::BTreeSet<WindowKey>,
+        flush: &mut impl FnMut(RowGroup),
+    ) {
+        let keys: Vec<_> = self
+            .pending
+            .keys()
+            .filter(|(w, _)| windows.contains(w))
+            .copied()
+            .collect();
+        for k in keys {
+            self.flush_one(k, flush);
+            self.pending.remove(&k);
+        }
+    }
+
     /// Flushes every buffer, in (window, table) order.
     pub fn flush_all(&mut self, flush: &mut impl FnMut(RowGroup)) {
         let keys: Vec<_> = self.pending.keys().copied().collect();

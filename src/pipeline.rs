@@ -210,6 +210,12 @@ impl Converter {
         &self.options
     }
 
+    /// Shares live counters with another run's display.
+    pub(crate) fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
     /// Live counters, for a progress display.
     pub fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
@@ -250,12 +256,6 @@ impl Converter {
 
     fn validate(&self) -> Result<()> {
         let o = &self.options;
-        if self.inputs.is_empty() {
-            return Err(Error::config(
-                "INPUT",
-                "no input given; pass files, directories or - for stdin",
-            ));
-        }
         if o.memory_limit < 64 << 20 {
             return Err(Error::config("--memory-limit", "must be at least 64MiB"));
         }
@@ -286,13 +286,35 @@ impl Converter {
     }
 
     fn execute(&self, destination: Destination<'_>) -> Result<RunSummary> {
+        if self.inputs.is_empty() {
+            return Err(Error::config(
+                "INPUT",
+                "no input given; pass files, directories or - for stdin",
+            ));
+        }
+        let inputs = source::expand_inputs(&self.inputs)?;
+        let plan = Plan {
+            names: inputs.iter().map(Input::name).collect(),
+            total_bytes: inputs.iter().filter_map(Input::size).sum(),
+            feed: Box::new(LocalFeed(inputs)),
+            owned: None,
+        };
+        self.execute_plan(plan, destination)
+    }
+
+    /// Runs the pipeline over the inputs of `plan`.
+    pub(crate) fn execute_plan(
+        &self,
+        mut plan: Plan<'_>,
+        destination: Destination<'_>,
+    ) -> Result<RunSummary> {
         let started = Instant::now();
         self.validate()?;
         let o = &self.options;
         let windowing = Windowing::new(&o.tz, o.partition)?;
-        let inputs = source::expand_inputs(&self.inputs)?;
-        let total: u64 = inputs.iter().filter_map(Input::size).sum();
-        self.progress.input_total.store(total, Ordering::Relaxed);
+        self.progress
+            .input_total
+            .store(plan.total_bytes, Ordering::Relaxed);
         let threads = if o.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -322,7 +344,7 @@ impl Converter {
             }
             _ => Registry::new(o.schema),
         };
-        let input_names: Vec<String> = inputs.iter().map(Input::name).collect();
+        let input_names = plan.names.clone();
         let mut rejects = RejectsWriter::new(&root, input_names.clone());
         let filter = Arc::new(build_filter(o)?);
         let on_where_error = o.on_where_error;
@@ -331,6 +353,7 @@ impl Converter {
         } else {
             fixed_columns(o.schema == SchemaMode::Monoschema)
         };
+        let owned_ranges = plan.owned.as_ref().map(|w| w.ranges.clone());
 
         // Memory: about a third of the budget for buffered rows (counted as input bytes),
         // the rest for blocks in flight, row groups being encoded and their encoders.
@@ -350,12 +373,15 @@ impl Converter {
             max_line_bytes: o.max_line_bytes,
         };
         let reader = {
-            let inputs = inputs.clone();
+            let count = input_names.len();
+            let mut feed = std::mem::replace(&mut plan.feed, Box::new(LocalFeed(Vec::new())));
             let progress = self.progress.clone();
             let busy = reader_busy.clone();
             std::thread::Builder::new()
                 .name("tidewater-reader".into())
-                .spawn(move || read_inputs(&inputs, frame_config, &block_tx, &progress, &busy))
+                .spawn(move || {
+                    read_inputs(count, &mut *feed, frame_config, &block_tx, &progress, &busy)
+                })
                 .map_err(|e| {
                     Error::config("--threads", format!("cannot start the reader thread: {e}"))
                 })?
@@ -377,6 +403,15 @@ impl Converter {
             encode_seconds: 0.0,
             failure: None,
         };
+        let finisher = store.as_ref().map(|store| Finisher {
+            store,
+            encoder: &encoder,
+            pool: &pool,
+            fixed,
+            raw,
+            root: &root,
+            mode: o.mode,
+        });
         let mut st = RunState::default();
         let mut next_seq = 0u64;
         let mut next_merge = 0u64;
@@ -398,9 +433,10 @@ impl Converter {
                             let tx = shaped_tx.clone();
                             let filter = filter.clone();
                             let windowing = windowing.clone();
+                            let range = owned_ranges.as_ref().map(|r| r[block.input]);
                             pool.spawn(move || {
                                 let t = Instant::now();
-                                let shaped = SHAPER.with(|s| s.borrow_mut().shape(&block, schema, &filter, on_where_error, &windowing));
+                                let shaped = SHAPER.with(|s| s.borrow_mut().shape(&block, schema, &filter, on_where_error, &windowing, range));
                                 let _ = tx.send((seq, shaped, t.elapsed()));
                             });
                         }
@@ -426,21 +462,36 @@ impl Converter {
             let merge_start = Instant::now();
             while let Some(item) = ordered.remove(&next_merge) {
                 next_merge += 1;
-                match item {
-                    Ordered::End(end) => st.end_input(end, &input_names),
-                    Ordered::Shaped(block) => {
-                        if let Err(e) = st.merge_block(
-                            block,
-                            &mut merger,
-                            &mut rejects,
-                            &self.progress,
-                            &input_names,
-                            &mut |g| sink.flush(g),
-                        ) {
-                            sink.failure = Some(e);
-                            break;
+                let result = match item {
+                    Ordered::End(end) => {
+                        let input = end.input;
+                        st.end_input(end, &input_names);
+                        match (&mut plan.owned, &finisher) {
+                            // Each input owns its windows: commit them now (XC1).
+                            (Some(owned), Some(finisher)) => st.commit_input(
+                                input,
+                                owned,
+                                finisher,
+                                &mut merger,
+                                &mut sink,
+                                &mut rejects,
+                                &windowing,
+                            ),
+                            _ => Ok(()),
                         }
                     }
+                    Ordered::Shaped(block) => st.merge_block(
+                        block,
+                        &mut merger,
+                        &mut rejects,
+                        &self.progress,
+                        &input_names,
+                        &mut |g| sink.flush(g),
+                    ),
+                };
+                if let Err(e) = result {
+                    sink.failure.get_or_insert(e);
+                    break;
                 }
             }
             st.stages.merge += merge_start.elapsed().as_secs_f64();
@@ -457,7 +508,6 @@ impl Converter {
         if let Some(e) = sink.failure.take() {
             return Err(e);
         }
-        st.summary.rejects_file = rejects.finish()?.map(|p| p.display().to_string());
 
         // Windows holding an event of an incomplete input are not committed (IN5).
         let bad: BTreeSet<usize> = st.incomplete.iter().map(|(i, _)| *i).collect();
@@ -480,50 +530,29 @@ impl Converter {
             *st.summary.rows_per_table.entry(name).or_default() += rows;
         }
         st.summary.windows_not_committed = failed.iter().map(|w| w.to_string()).collect();
-
-        if let Some(store) = &store {
-            let table_name =
-                |t: u32| (!raw).then(|| merger.registry.tables[t as usize].name.as_str());
-            let finish_start = Instant::now();
-            let jobs: Vec<_> = sink
-                .spills
-                .iter()
-                .filter(|((w, _), _)| !failed.contains(w))
-                .collect();
-            pool.install(|| {
-                jobs.par_iter().try_for_each(|((w, t), spills)| {
-                    let dir = store.staged_dir(table_name(*t), *w);
-                    std::fs::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
-                    let spills: Vec<Spill> = spills
-                        .iter()
-                        .map(|s| s.clone().expect("every dispatched row group was encoded"))
-                        .collect();
-                    encoder.finish(
-                        &spills,
-                        &merger.registry.tables[*t as usize].columns,
-                        fixed,
-                        &dir.join(store.part_name(0)),
-                    )
-                })
-            })?;
-            st.stages.finish_files = finish_start.elapsed().as_secs_f64();
-            if !raw && merger.registry.changed() {
-                merger.registry.save(&root)?;
+        let to_commit: BTreeSet<WindowKey> = windows
+            .difference(&failed)
+            .filter(|w| !st.committed.contains(w))
+            .copied()
+            .collect();
+        match &finisher {
+            Some(finisher) => {
+                let done = finisher.commit(
+                    &to_commit,
+                    &BTreeSet::new(),
+                    &mut sink.spills,
+                    &mut merger.registry,
+                    &mut st.stages,
+                )?;
+                st.summary.files_written += done.files;
+                st.summary.windows_committed += done.windows;
             }
-            let commit_start = Instant::now();
-            for w in windows.iter().filter(|w| !failed.contains(w)) {
-                for t in 0..merger.registry.tables.len() as u32 {
-                    if sink.spills.contains_key(&(*w, t)) {
-                        st.summary.files_written += store.commit(table_name(t), *w)?;
-                    } else if o.mode == WriteMode::Replace {
-                        store.remove_window(table_name(t), *w)?;
-                    }
-                }
-                st.summary.windows_committed += 1;
-            }
-            st.stages.commit = commit_start.elapsed().as_secs_f64();
-        } else {
-            st.summary.windows_committed = (windows.len() - failed.len()) as u64;
+            None => st.summary.windows_committed += to_commit.len() as u64,
+        }
+        if let Some(path) = rejects.commit()? {
+            st.summary
+                .rejects_file
+                .get_or_insert(path.display().to_string());
         }
         st.summary.input_bytes_compressed = self.progress.input_bytes.load(Ordering::Relaxed);
         st.summary.seconds = started.elapsed().as_secs_f64();
@@ -533,7 +562,166 @@ impl Converter {
     }
 }
 
-enum Destination<'a> {
+/// The inputs of a run as the reader thread sees them.
+pub(crate) struct Plan<'a> {
+    /// Input names for messages and the rejects file, by input number.
+    pub names: Vec<String>,
+    /// Total size of the inputs where known, for progress.
+    pub total_bytes: u64,
+    /// Opens each input in turn.
+    pub feed: Box<dyn Feed>,
+    /// Export: each input owns a time range of windows, committed when it ends.
+    pub owned: Option<OwnedWindows<'a>>,
+}
+
+/// Inputs that own their windows (an export response per requested window).
+pub(crate) struct OwnedWindows<'a> {
+    /// `[start, end)` in ms of each input's windows; events outside are rejected.
+    pub ranges: Arc<Vec<(i64, i64)>>,
+    /// Called when an input has ended and its windows were committed (or, when the
+    /// input was incomplete, not committed).
+    pub on_input_end: &'a mut (dyn FnMut(InputReport) -> Result<()> + 'a),
+}
+
+/// What became of one input of a run whose inputs own their windows.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct InputReport {
+    /// Input number.
+    pub input: usize,
+    /// Physical lines read.
+    pub lines: u64,
+    /// Decompressed bytes read.
+    pub bytes: u64,
+    /// Events kept.
+    pub events_kept: u64,
+    /// Events filtered out.
+    pub events_filtered: u64,
+    /// Lines rejected.
+    pub events_rejected: u64,
+    /// Windows committed.
+    pub windows_committed: u64,
+    /// Data files written.
+    pub files_written: u64,
+    /// Why the input is incomplete (then nothing of it was committed).
+    pub incomplete: Option<String>,
+    /// The window folders committed (each now holds a `complete` marker).
+    #[serde(skip)]
+    pub committed_folders: Vec<PathBuf>,
+}
+
+/// Where the reader thread gets its inputs from.
+pub(crate) trait Feed: Send {
+    /// Opens input `i`, blocking until it can be read. `raw_bytes` counts the bytes
+    /// read as stored.
+    fn open(&mut self, i: usize, raw_bytes: &Arc<AtomicU64>) -> Result<Opened>;
+
+    /// Input `i` was read to its end.
+    fn close(&mut self, _i: usize) {}
+}
+
+/// An input ready to read, or the reason it cannot be had (treated as IN5).
+pub(crate) enum Opened {
+    Stream(Box<dyn std::io::Read + Send>),
+    Unavailable(String),
+}
+
+/// The local inputs of `convert`.
+struct LocalFeed(Vec<Input>);
+
+impl Feed for LocalFeed {
+    fn open(&mut self, i: usize, raw_bytes: &Arc<AtomicU64>) -> Result<Opened> {
+        source::open(&self.0[i], raw_bytes.clone()).map(|o| Opened::Stream(o.reader))
+    }
+}
+
+/// Turns encoded row groups into final files and commits windows (C1, C2).
+struct Finisher<'a> {
+    store: &'a Store,
+    encoder: &'a Encoder,
+    pool: &'a rayon::ThreadPool,
+    fixed: usize,
+    raw: bool,
+    root: &'a std::path::Path,
+    mode: WriteMode,
+}
+
+#[derive(Default)]
+struct Committed {
+    windows: u64,
+    files: u64,
+    folders: Vec<PathBuf>,
+}
+
+impl Finisher<'_> {
+    /// Writes the final files of `windows` from their spills, saves the mapping file if
+    /// it grew, then moves each window folder into place. In replace mode, tables without
+    /// rows in a committed window, and every table in the windows of `empty`, lose their
+    /// old folders there.
+    fn commit(
+        &self,
+        windows: &BTreeSet<WindowKey>,
+        empty: &BTreeSet<WindowKey>,
+        spills: &mut BTreeMap<(WindowKey, u32), Vec<Option<Spill>>>,
+        registry: &mut Registry,
+        stages: &mut crate::summary::StageTimes,
+    ) -> Result<Committed> {
+        let raw = self.raw;
+        let table_name = |t: u32| (!raw).then(|| registry.tables[t as usize].name.as_str());
+        let finish_start = Instant::now();
+        let jobs: Vec<_> = spills
+            .iter()
+            .filter(|((w, _), _)| windows.contains(w))
+            .collect();
+        self.pool.install(|| {
+            jobs.par_iter().try_for_each(|((w, t), spills)| {
+                let dir = self.store.staged_dir(table_name(*t), *w);
+                std::fs::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
+                let spills: Vec<Spill> = spills
+                    .iter()
+                    .map(|s| s.clone().expect("every dispatched row group was encoded"))
+                    .collect();
+                self.encoder.finish(
+                    &spills,
+                    &registry.tables[*t as usize].columns,
+                    self.fixed,
+                    &dir.join(self.store.part_name(0)),
+                )
+            })
+        })?;
+        stages.finish_files += finish_start.elapsed().as_secs_f64();
+        if !raw && registry.changed() {
+            registry.save(self.root)?;
+            registry.mark_saved();
+        }
+        let commit_start = Instant::now();
+        let mut done = Committed::default();
+        let tables = if raw { 1 } else { registry.tables.len() as u32 };
+        let table_name = |t: u32| (!raw).then(|| registry.tables[t as usize].name.as_str());
+        for w in windows {
+            for t in 0..tables {
+                if spills.contains_key(&(*w, t)) {
+                    done.files += self.store.commit(table_name(t), *w)?;
+                    done.folders.push(self.store.final_dir(table_name(t), *w));
+                } else if self.mode == WriteMode::Replace {
+                    self.store.remove_window(table_name(t), *w)?;
+                }
+            }
+            done.windows += 1;
+        }
+        if self.mode == WriteMode::Replace {
+            for w in empty.difference(windows) {
+                for t in 0..tables {
+                    self.store.remove_window(table_name(t), *w)?;
+                }
+            }
+        }
+        spills.retain(|(w, _), _| !windows.contains(w));
+        stages.commit += commit_start.elapsed().as_secs_f64();
+        Ok(done)
+    }
+}
+
+pub(crate) enum Destination<'a> {
     Files,
     Batches(&'a mut dyn FnMut(TableBatch) -> Result<()>),
 }
@@ -666,12 +854,20 @@ struct RunState {
     stages: crate::summary::StageTimes,
     window_inputs: BTreeMap<WindowKey, BTreeSet<usize>>,
     incomplete: Vec<(usize, String)>,
+    /// Windows committed while the run went on (inputs that own their windows).
+    committed: BTreeSet<WindowKey>,
+    /// Per-input counts (inputs that own their windows).
+    per_input: BTreeMap<usize, InputReport>,
 }
 
 impl RunState {
     fn end_input(&mut self, end: InputEnd, names: &[String]) {
         self.summary.lines_read += end.lines;
         self.summary.input_bytes_uncompressed += end.bytes;
+        let report = self.per_input.entry(end.input).or_default();
+        report.lines = end.lines;
+        report.bytes = end.bytes;
+        report.incomplete = end.incomplete.clone();
         if let Some(reason) = end.incomplete {
             self.summary.incomplete_inputs.push(IncompleteInput {
                 input: names[end.input].clone(),
@@ -694,6 +890,10 @@ impl RunState {
         self.summary.events_filtered += block.filtered;
         self.summary.events_rejected += block.rejects.len() as u64;
         self.summary.where_errors += block.where_errors;
+        let report = self.per_input.entry(block.input).or_default();
+        report.events_kept += block.kept;
+        report.events_filtered += block.filtered;
+        report.events_rejected += block.rejects.len() as u64;
         if let Some(f) = block.where_failure {
             return Err(Error::Where {
                 input: input_names[block.input].clone(),
@@ -720,6 +920,69 @@ impl RunState {
     }
 }
 
+impl RunState {
+    /// Commits the windows an input owns, once the input has ended: the windows it has
+    /// rows in, and (replace mode) the removal of old data in its empty windows. Nothing
+    /// is committed for an incomplete input.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_input(
+        &mut self,
+        input: usize,
+        owned: &mut OwnedWindows<'_>,
+        finisher: &Finisher<'_>,
+        merger: &mut Merger,
+        sink: &mut Sink<'_, '_>,
+        rejects: &mut RejectsWriter,
+        windowing: &Windowing,
+    ) -> Result<()> {
+        let mut report = self.per_input.remove(&input).unwrap_or_default();
+        report.input = input;
+        let windows: BTreeSet<WindowKey> = self
+            .window_inputs
+            .iter()
+            .filter(|(_, ins)| ins.contains(&input))
+            .map(|(w, _)| *w)
+            .collect();
+        if report.incomplete.is_none() {
+            let (start, end) = owned.ranges[input];
+            let mut all = BTreeSet::new();
+            let mut walker = windowing.clone();
+            let mut t = start;
+            while t < end {
+                let Some((w, next)) = walker.window_and_end(t) else {
+                    break;
+                };
+                all.insert(w);
+                t = next.max(t + 1);
+            }
+            merger.flush_windows(&windows, &mut |g| sink.flush(g));
+            sink.wait_all();
+            if let Some(e) = sink.failure.take() {
+                return Err(e);
+            }
+            let done = finisher.commit(
+                &windows,
+                &all,
+                &mut sink.spills,
+                &mut merger.registry,
+                &mut self.stages,
+            )?;
+            if let Some(path) = rejects.commit()? {
+                self.summary
+                    .rejects_file
+                    .get_or_insert(path.display().to_string());
+            }
+            self.summary.files_written += done.files;
+            self.summary.windows_committed += done.windows;
+            report.windows_committed = done.windows;
+            report.files_written = done.files;
+            report.committed_folders = done.folders;
+            self.committed.extend(windows);
+        }
+        (owned.on_input_end)(report)
+    }
+}
+
 /// The run's filter: the event whitelist and the compiled `where` (F1–F3). An empty
 /// `where` means no filter (where-language §2.5).
 fn build_filter(o: &RunOptions) -> Result<EventFilter> {
@@ -734,23 +997,36 @@ fn build_filter(o: &RunOptions) -> Result<EventFilter> {
 }
 
 fn read_inputs(
-    inputs: &[Input],
+    count: usize,
+    feed: &mut dyn Feed,
     config: FrameConfig,
     tx: &crossbeam_channel::Sender<ReaderItem>,
     progress: &Progress,
     busy: &AtomicU64,
 ) {
-    for (i, input) in inputs.iter().enumerate() {
-        let start = Instant::now();
-        let opened = match source::open(input, progress.input_bytes.clone()) {
-            Ok(o) => o,
+    for i in 0..count {
+        let opened = match feed.open(i, &progress.input_bytes) {
+            Ok(Opened::Stream(reader)) => reader,
+            Ok(Opened::Unavailable(reason)) => {
+                let end = InputEnd {
+                    input: i,
+                    lines: 0,
+                    bytes: 0,
+                    incomplete: Some(reason),
+                };
+                if tx.send(ReaderItem::End(end)).is_err() {
+                    return;
+                }
+                continue;
+            }
             Err(e) => {
                 let _ = tx.send(ReaderItem::Failed(e));
                 return;
             }
         };
+        let start = Instant::now();
         let mut waiting = Duration::ZERO;
-        let end = frame_input(opened.reader, i, config, |block| {
+        let end = frame_input(opened, i, config, |block| {
             progress.add(&progress.decompressed_bytes, block.data.len() as u64);
             let t = Instant::now();
             let sent = tx.send(ReaderItem::Block(block)).is_ok();
@@ -761,6 +1037,7 @@ fn read_inputs(
             (start.elapsed().saturating_sub(waiting)).as_nanos() as u64,
             Ordering::Relaxed,
         );
+        feed.close(i);
         match end {
             Some(end) => {
                 if tx.send(ReaderItem::End(end)).is_err() {

@@ -266,6 +266,12 @@ impl Registry {
         self.size() != self.loaded_size
     }
 
+    /// Records that the mapping file now holds every table and column (after [`Registry::save`]
+    /// in the middle of a run, so that later windows save only what they add).
+    pub fn mark_saved(&mut self) {
+        self.loaded_size = self.size();
+    }
+
     /// Path of the mapping file in an output root.
     pub fn mapping_path(root: &Path) -> PathBuf {
         root.join("schema").join("events.json")

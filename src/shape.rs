@@ -63,6 +63,7 @@ enum Verdict {
     Kept,
     Filtered,
     WhereError(String, String),
+    OutsideWindow(i64),
 }
 
 /// One table's share of a block.
@@ -118,6 +119,7 @@ impl Shaper {
         filter: &EventFilter,
         on_where_error: OnWhereError,
         windowing: &Windowing,
+        owned_range: Option<(i64, i64)>,
     ) -> ShapedBlock {
         let mut windowing = windowing.clone();
         let mut out = ShapedBlock {
@@ -160,6 +162,12 @@ impl Shaper {
                     Ok(true) => {}
                     Ok(false) => return Verdict::Filtered,
                     Err(e) => return Verdict::WhereError(e.to_string(), insert_id(event)),
+                }
+                // An export response may only hold its own window's events.
+                if let Some((start, end)) = owned_range {
+                    if event.time_ms < start || event.time_ms >= end {
+                        return Verdict::OutsideWindow(event.time_ms);
+                    }
                 }
                 // IN3 bounds times to [1970, 10000), all of which the calendar supports.
                 let window = windowing
@@ -204,6 +212,16 @@ impl Shaper {
                         break;
                     }
                 },
+                Ok(Verdict::OutsideWindow(ms)) => out.rejects.push(Reject {
+                    input: block.input,
+                    line: this_line,
+                    reason: format!(
+                        "event time {} is outside the window this response was requested for",
+                        jiff::Timestamp::from_millisecond(ms)
+                            .map_or_else(|_| ms.to_string(), |t| t.to_string())
+                    ),
+                    raw: String::from_utf8_lossy(line).into_owned(),
+                }),
                 Err(reason) => out.rejects.push(Reject {
                     input: block.input,
                     line: this_line,
@@ -387,7 +405,14 @@ mod tests {
         };
         let filter = EventFilter::new(&events.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let windowing = Windowing::new("UTC", Partition::Daily).unwrap();
-        Shaper::default().shape(&block, schema, &filter, OnWhereError::Fail, &windowing)
+        Shaper::default().shape(
+            &block,
+            schema,
+            &filter,
+            OnWhereError::Fail,
+            &windowing,
+            None,
+        )
     }
 
     #[test]

@@ -214,12 +214,20 @@ fn next_part_number(dir: &Path) -> Result<u32> {
 }
 
 /// Writes rejected lines to `<root>/_rejects/rejects-<NNNNN>.jsonl` (M2), creating the
-/// file at the first reject.
+/// file at the first reject. The file is written under a temporary name and moved into
+/// place by [`RejectsWriter::commit`], together with the windows it belongs to, so that
+/// a run that is interrupted and started again never lists a reject twice.
 pub struct RejectsWriter {
     dir: PathBuf,
-    file: Option<(PathBuf, BufWriter<File>)>,
+    file: Option<OpenRejects>,
     /// Input names, by input number.
     inputs: Vec<String>,
+}
+
+struct OpenRejects {
+    temp: PathBuf,
+    path: PathBuf,
+    writer: BufWriter<File>,
 }
 
 impl RejectsWriter {
@@ -237,29 +245,47 @@ impl RejectsWriter {
         if self.file.is_none() {
             fs::create_dir_all(&self.dir).map_err(|e| Error::output(&self.dir, e))?;
             let n = next_numbered(&self.dir, "rejects-")?;
-            let path = self.dir.join(format!("rejects-{n:05}.jsonl"));
-            let f = File::create(&path).map_err(|e| Error::output(&path, e))?;
-            self.file = Some((path, BufWriter::new(f)));
+            let name = format!("rejects-{n:05}.jsonl");
+            let temp = self.dir.join(format!(".{name}.tmp"));
+            let f = File::create(&temp).map_err(|e| Error::output(&temp, e))?;
+            self.file = Some(OpenRejects {
+                temp,
+                path: self.dir.join(name),
+                writer: BufWriter::new(f),
+            });
         }
-        let (path, f) = self.file.as_mut().expect("opened above");
+        let f = self.file.as_mut().expect("opened above");
         let line = serde_json::json!({
             "source": self.inputs.get(r.input).map(String::as_str).unwrap_or("?"),
             "line": r.line,
             "reason": r.reason,
             "raw": r.raw,
         });
-        serde_json::to_writer(&mut *f, &line).map_err(|e| Error::output(&*path, e.into()))?;
-        f.write_all(b"\n").map_err(|e| Error::output(&*path, e))
+        serde_json::to_writer(&mut f.writer, &line)
+            .map_err(|e| Error::output(&f.temp, e.into()))?;
+        f.writer
+            .write_all(b"\n")
+            .map_err(|e| Error::output(&f.temp, e))
     }
 
-    /// Flushes the file; returns its path if any reject was written.
-    pub fn finish(&mut self) -> Result<Option<PathBuf>> {
-        match &mut self.file {
-            Some((path, f)) => {
-                f.flush().map_err(|e| Error::output(&*path, e))?;
-                Ok(Some(path.clone()))
-            }
-            None => Ok(None),
+    /// Moves the rejects written so far into place; returns the file's path if any
+    /// reject was written. Later rejects go to a new file.
+    pub fn commit(&mut self) -> Result<Option<PathBuf>> {
+        let Some(mut f) = self.file.take() else {
+            return Ok(None);
+        };
+        f.writer.flush().map_err(|e| Error::output(&f.temp, e))?;
+        fs::rename(&f.temp, &f.path).map_err(|e| Error::output(&f.path, e))?;
+        Ok(Some(f.path))
+    }
+}
+
+impl Drop for RejectsWriter {
+    fn drop(&mut self) {
+        // Rejects of windows that were not committed are not kept.
+        if let Some(f) = self.file.take() {
+            drop(f.writer);
+            let _ = fs::remove_file(&f.temp);
         }
     }
 }

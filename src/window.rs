@@ -93,6 +93,17 @@ impl Windowing {
         Some(key)
     }
 
+    /// The window of a time and the instant (ms) at which that window ends; for walking
+    /// through every window of a time range.
+    pub fn window_and_end(&mut self, ms: i64) -> Option<(WindowKey, i64)> {
+        let key = self.window_of(ms)?;
+        match self.cached {
+            Some((start, end, k)) if k == key && ms >= start => Some((key, end)),
+            // Around a skipped hour the bounds are not cached: step an hour at most.
+            _ => Some((key, ms + 3_600_000)),
+        }
+    }
+
     /// `[start, end)` in ms of a local date (or hour). A repeated local hour (end of
     /// daylight saving) is one window covering both occurrences.
     fn bounds(&self, date: Date, hour: Option<i8>) -> Option<(i64, i64)> {

@@ -60,6 +60,16 @@ impl CompileError {
         }
     }
 
+    /// The compiler could not run (its thread could not be started or died): reported as
+    /// a depth error, the only resource limit the language has.
+    pub(crate) fn resources() -> Self {
+        CompileError::new(
+            ErrorCode::Depth,
+            0,
+            "the compiler ran out of resources (cannot start its thread)".into(),
+        )
+    }
+
     /// Adds the line of `src` holding the fault and a caret under it.
     pub(crate) fn with_source(mut self, src: &str) -> Self {
         let offset = self.offset.min(src.len());

@@ -61,6 +61,26 @@ pub struct Program {
 /// Compiles `source` (§2.1: every syntax, identifier, arity and context error is found
 /// here, before any data is read).
 pub fn compile(source: &str, ctx: Context) -> Result<Program, CompileError> {
+    // Parsing and constant folding recurse once per nesting level (at most 256, G12).
+    // Unoptimised builds use several KiB of stack per level, more than the caller's
+    // thread may have; a thread with a known stack makes the bound hold in every build.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("tidewater-where-compile".into())
+            .stack_size(64 << 20)
+            .spawn_scoped(scope, || compile_on_this_stack(source, ctx))
+            .map_or_else(
+                |_| Err(CompileError::resources()),
+                |handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Err(CompileError::resources()))
+                },
+            )
+    })
+}
+
+fn compile_on_this_stack(source: &str, ctx: Context) -> Result<Program, CompileError> {
     let tokens = lexer::lex(source).map_err(|e| e.with_source(source))?;
     let ast = parser::parse(&tokens).map_err(|e| e.with_source(source))?;
     let code = compile::compile(&ast, &ctx);
