@@ -567,6 +567,11 @@ fn validate(
         let v = q
             .get(name)
             .ok_or_else(|| format!("'{name}' is a required parameter"))?;
+        if v.len() != 10 {
+            return Err(format!(
+                "'{name}' is not a valid date: {v:?} (expected YYYY-MM-DD)"
+            ));
+        }
         Date::strptime("%Y-%m-%d", v)
             .map_err(|_| format!("'{name}' is not a valid date: {v:?} (expected YYYY-MM-DD)"))
     };
@@ -783,10 +788,12 @@ async fn export(
                 &format!("injected fault: {}", fault.as_ref().expect("matched").spec),
             );
         }
-        Some(FaultKind::SlowFirstByte(d)) => tokio::time::sleep(*d).await,
         _ => {}
     }
     state.record(&request, StatusCode::OK, fault.as_ref());
+    if let Some(FaultKind::SlowFirstByte(d)) = fault.as_ref().map(|f| &f.kind) {
+        tokio::time::sleep(*d).await;
+    }
     let accepts_gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
