@@ -191,7 +191,8 @@ fn xm4_export_under_every_fault_matches_convert_byte_for_byte() {
 fn x7_refused_requests_fail_at_once_with_the_servers_message() {
     let dir = tempfile::tempdir().unwrap();
     let data = generated(dir.path(), 300, 3);
-    let cases: [(&str, Box<dyn Fn(&mut MockConfig)>, &str); 4] = [
+    type Configure = Box<dyn Fn(&mut MockConfig)>;
+    let cases: [(&str, Configure, &str); 4] = [
         (
             "400",
             Box::new(|c| c.today = Some(jiff::civil::date(2024, 1, 1))),
