@@ -154,8 +154,18 @@ struct BenchArgs {
     /// Output folder (default: a temporary folder, removed afterwards).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// file: convert the data; http: serve it from an in-process mock export server on
+    /// loopback (no rate limits) and run `export` against it.
+    #[arg(long, value_enum, default_value_t = BenchSource::File)]
+    source: BenchSource,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchSource {
+    File,
+    Http,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -467,10 +477,15 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.inputs.clone()
     };
     let out = args.out.clone().unwrap_or_else(|| temp.path().join("out"));
-    let converter = Converter::new(&out)
-        .inputs(inputs)
-        .with_options(args.output.to_options(out.clone()));
-    let summary = run_with_progress(&converter, true)?;
+    let summary = match args.source {
+        BenchSource::File => {
+            let converter = Converter::new(&out)
+                .inputs(inputs)
+                .with_options(args.output.to_options(out.clone()));
+            run_with_progress(&converter, true)?
+        }
+        BenchSource::Http => bench_http(inputs, &out, &args.output)?,
+    };
     if args.output.json {
         println!("{}", serde_json::to_string(&summary)?);
     }
@@ -495,6 +510,54 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         s.commit
     );
     finish(&summary)
+}
+
+/// `bench --source http`: the export path end to end on loopback.
+fn bench_http(
+    inputs: Vec<PathBuf>,
+    out: &std::path::Path,
+    output: &OutputArgs,
+) -> anyhow::Result<RunSummary> {
+    use tidewater::export::{Credentials, Exporter, Tuning};
+    use tidewater::mock::{MockConfig, MockServer};
+    let t = Instant::now();
+    let server = MockServer::start(MockConfig {
+        data: inputs,
+        tz: output.tz.clone(),
+        limits: Vec::new(),
+        ..Default::default()
+    })?;
+    let days = server.days();
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        return Err(usage("the bench data holds no events".into()));
+    };
+    eprintln!(
+        "tidewater bench: mock server ready in {:.1}s ({} days at {})",
+        t.elapsed().as_secs_f64(),
+        days.len(),
+        server.url()
+    );
+    let tuning = Tuning {
+        pace: vec![(1_000_000, Duration::from_secs(1))],
+        ..Tuning::default()
+    };
+    let exporter = Exporter::new(
+        out,
+        Credentials::ApiSecret("bench".into()),
+        &first.to_string(),
+        &last.to_string(),
+    )?
+    .with_options(output.to_options(out.to_path_buf()))
+    .base_url(server.url())
+    .tuning(tuning);
+    let summary = exporter.run()?;
+    eprintln!(
+        "tidewater bench: {} requests, {} retries, {:.1} MB received",
+        summary.requests,
+        summary.retries,
+        summary.run.input_bytes_compressed as f64 / 1e6
+    );
+    Ok(summary.run)
 }
 
 #[cfg(test)]
