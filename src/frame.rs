@@ -183,28 +183,25 @@ fn fill<R: Read>(
     if failure.is_some() {
         return true;
     }
-    while buf.len() < target {
-        let start = buf.len();
-        let want = target - start;
-        buf.resize(start + want, 0);
-        match reader.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                return true;
-            }
-            Ok(n) => {
-                buf.truncate(start + n);
-                *total += n as u64;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => {
-                buf.truncate(start);
-                *failure = Some(describe_read_error(&e));
-                return true;
-            }
+    let start = buf.len();
+    if start >= target {
+        return false;
+    }
+    let want = target - start;
+    buf.reserve(want);
+    // `read_to_end` on a `Take` reads into the spare capacity and zeroes each byte at most
+    // once; resizing before every `read` zeroed the whole rest of the block for each
+    // chunk the decoder returned. It retries `Interrupted` itself, and on an error keeps
+    // what it read before it.
+    let result = reader.by_ref().take(want as u64).read_to_end(buf);
+    *total += (buf.len() - start) as u64;
+    match result {
+        Ok(n) => n < want,
+        Err(e) => {
+            *failure = Some(describe_read_error(&e));
+            true
         }
     }
-    false
 }
 
 fn describe_read_error(e: &std::io::Error) -> String {
