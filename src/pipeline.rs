@@ -420,9 +420,75 @@ impl Converter {
         let mut reader_done = false;
         let schema = o.schema;
 
+        // Encoded row groups are collected while waiting for anything else, so that a
+        // pending window commit learns when its last row group is done.
+        let encoded_rx = sink.encoded_rx.clone();
+        // An input whose windows are being committed: merging waits for the commit (so
+        // the registry, mapping file and rejects are exactly those of the inputs up to
+        // it), while the workers go on shaping the blocks that follow.
+        let mut pending: Option<PendingCommit> = None;
+
         while sink.failure.is_none() {
+            if pending.is_some() && sink.encoding == 0 {
+                let commit = pending.take().expect("checked");
+                let owned = plan
+                    .owned
+                    .as_mut()
+                    .expect("only inputs that own windows commit");
+                let finisher = finisher.as_ref().expect("only file output commits");
+                if let Err(e) = st.finish_commit(
+                    commit,
+                    owned,
+                    finisher,
+                    &mut merger,
+                    &mut sink,
+                    &mut rejects,
+                ) {
+                    sink.failure.get_or_insert(e);
+                    break;
+                }
+            }
+            let merge_start = Instant::now();
+            while pending.is_none() {
+                let Some(item) = ordered.remove(&next_merge) else {
+                    break;
+                };
+                next_merge += 1;
+                let result = match item {
+                    Ordered::End(end) => {
+                        let input = end.input;
+                        st.end_input(end, &input_names);
+                        match (&mut plan.owned, &finisher) {
+                            // Each input owns its windows: commit them now (XC1).
+                            (Some(owned), Some(_)) => st
+                                .begin_commit(input, owned, &mut merger, &mut sink, &windowing)
+                                .map(|p| pending = p),
+                            _ => Ok(()),
+                        }
+                    }
+                    Ordered::Shaped(block) => st.merge_block(
+                        block,
+                        &mut merger,
+                        &mut rejects,
+                        &self.progress,
+                        &input_names,
+                        &mut |g| sink.flush(g),
+                    ),
+                };
+                if let Err(e) = result {
+                    sink.failure.get_or_insert(e);
+                    break;
+                }
+            }
+            st.stages.merge += merge_start.elapsed().as_secs_f64();
+            if sink.failure.is_some() || (pending.is_some() && sink.encoding == 0) {
+                continue;
+            }
+
             let mut shaped = None;
-            if !reader_done && in_flight < max_in_flight {
+            // Shaped blocks waiting to be merged count against the limit too: they pile up
+            // while a commit is pending.
+            if !reader_done && in_flight + ordered.len() < max_in_flight {
                 // Take the next block, and merge finished ones while waiting for it.
                 crossbeam_channel::select! {
                     recv(block_rx) -> item => match item {
@@ -448,9 +514,15 @@ impl Converter {
                         Err(_) => reader_done = true,
                     },
                     recv(shaped_rx) -> r => shaped = r.ok(),
+                    recv(encoded_rx) -> r => sink.record(r.expect("the sender lives in sink")),
                 }
             } else if in_flight > 0 {
-                shaped = shaped_rx.recv().ok();
+                crossbeam_channel::select! {
+                    recv(shaped_rx) -> r => shaped = r.ok(),
+                    recv(encoded_rx) -> r => sink.record(r.expect("the sender lives in sink")),
+                }
+            } else if pending.is_some() {
+                sink.record(encoded_rx.recv().expect("the sender lives in sink"));
             } else if reader_done {
                 break;
             }
@@ -459,42 +531,6 @@ impl Converter {
                 st.stages.parse_filter_shape += took.as_secs_f64();
                 ordered.insert(seq, Ordered::Shaped(block));
             }
-            let merge_start = Instant::now();
-            while let Some(item) = ordered.remove(&next_merge) {
-                next_merge += 1;
-                let result = match item {
-                    Ordered::End(end) => {
-                        let input = end.input;
-                        st.end_input(end, &input_names);
-                        match (&mut plan.owned, &finisher) {
-                            // Each input owns its windows: commit them now (XC1).
-                            (Some(owned), Some(finisher)) => st.commit_input(
-                                input,
-                                owned,
-                                finisher,
-                                &mut merger,
-                                &mut sink,
-                                &mut rejects,
-                                &windowing,
-                            ),
-                            _ => Ok(()),
-                        }
-                    }
-                    Ordered::Shaped(block) => st.merge_block(
-                        block,
-                        &mut merger,
-                        &mut rejects,
-                        &self.progress,
-                        &input_names,
-                        &mut |g| sink.flush(g),
-                    ),
-                };
-                if let Err(e) = result {
-                    sink.failure.get_or_insert(e);
-                    break;
-                }
-            }
-            st.stages.merge += merge_start.elapsed().as_secs_f64();
         }
         if sink.failure.is_none() {
             merger.flush_all(&mut |g| sink.flush(g));
@@ -920,65 +956,95 @@ impl RunState {
     }
 }
 
+/// An input's windows, flushed and waiting for their row groups to be encoded.
+struct PendingCommit {
+    report: InputReport,
+    /// Windows the input has rows in.
+    windows: BTreeSet<WindowKey>,
+    /// Every window of the input's range (replace mode empties those without rows).
+    all: BTreeSet<WindowKey>,
+}
+
 impl RunState {
-    /// Commits the windows an input owns, once the input has ended: the windows it has
-    /// rows in, and (replace mode) the removal of old data in its empty windows. Nothing
-    /// is committed for an incomplete input.
-    #[allow(clippy::too_many_arguments)]
-    fn commit_input(
+    /// Starts committing the windows an input owns, once the input has ended: flushes
+    /// the row groups of the windows it has rows in. Nothing is committed for an
+    /// incomplete input: it is reported at once and `None` returned.
+    fn begin_commit(
         &mut self,
         input: usize,
         owned: &mut OwnedWindows<'_>,
-        finisher: &Finisher<'_>,
         merger: &mut Merger,
         sink: &mut Sink<'_, '_>,
-        rejects: &mut RejectsWriter,
         windowing: &Windowing,
-    ) -> Result<()> {
+    ) -> Result<Option<PendingCommit>> {
         let mut report = self.per_input.remove(&input).unwrap_or_default();
         report.input = input;
+        if report.incomplete.is_some() {
+            (owned.on_input_end)(report)?;
+            return Ok(None);
+        }
         let windows: BTreeSet<WindowKey> = self
             .window_inputs
             .iter()
             .filter(|(_, ins)| ins.contains(&input))
             .map(|(w, _)| *w)
             .collect();
-        if report.incomplete.is_none() {
-            let (start, end) = owned.ranges[input];
-            let mut all = BTreeSet::new();
-            let mut walker = windowing.clone();
-            let mut t = start;
-            while t < end {
-                let Some((w, next)) = walker.window_and_end(t) else {
-                    break;
-                };
-                all.insert(w);
-                t = next.max(t + 1);
-            }
-            merger.flush_windows(&windows, &mut |g| sink.flush(g));
-            sink.wait_all();
-            if let Some(e) = sink.failure.take() {
-                return Err(e);
-            }
-            let done = finisher.commit(
-                &windows,
-                &all,
-                &mut sink.spills,
-                &mut merger.registry,
-                &mut self.stages,
-            )?;
-            if let Some(path) = rejects.commit()? {
-                self.summary
-                    .rejects_file
-                    .get_or_insert(path.display().to_string());
-            }
-            self.summary.files_written += done.files;
-            self.summary.windows_committed += done.windows;
-            report.windows_committed = done.windows;
-            report.files_written = done.files;
-            report.committed_folders = done.folders;
-            self.committed.extend(windows);
+        let (start, end) = owned.ranges[input];
+        let mut all = BTreeSet::new();
+        let mut walker = windowing.clone();
+        let mut t = start;
+        while t < end {
+            let Some((w, next)) = walker.window_and_end(t) else {
+                break;
+            };
+            all.insert(w);
+            t = next.max(t + 1);
         }
+        merger.flush_windows(&windows, &mut |g| sink.flush(g));
+        Ok(Some(PendingCommit {
+            report,
+            windows,
+            all,
+        }))
+    }
+
+    /// Finishes a commit once every row group was encoded: writes the windows' files,
+    /// moves them into place, commits the rejects and reports the input.
+    fn finish_commit(
+        &mut self,
+        commit: PendingCommit,
+        owned: &mut OwnedWindows<'_>,
+        finisher: &Finisher<'_>,
+        merger: &mut Merger,
+        sink: &mut Sink<'_, '_>,
+        rejects: &mut RejectsWriter,
+    ) -> Result<()> {
+        if let Some(e) = sink.failure.take() {
+            return Err(e);
+        }
+        let PendingCommit {
+            mut report,
+            windows,
+            all,
+        } = commit;
+        let done = finisher.commit(
+            &windows,
+            &all,
+            &mut sink.spills,
+            &mut merger.registry,
+            &mut self.stages,
+        )?;
+        if let Some(path) = rejects.commit()? {
+            self.summary
+                .rejects_file
+                .get_or_insert(path.display().to_string());
+        }
+        self.summary.files_written += done.files;
+        self.summary.windows_committed += done.windows;
+        report.windows_committed = done.windows;
+        report.files_written = done.files;
+        report.committed_folders = done.folders;
+        self.committed.extend(windows);
         (owned.on_input_end)(report)
     }
 }

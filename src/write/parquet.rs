@@ -8,6 +8,8 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use arrow::array::{new_null_array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
@@ -128,10 +130,19 @@ pub fn encode_row_group(
     let mut writer = writer_for(path, &schema, props)?;
     let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
     let col_writers = factory.create_column_writers(0)?;
+    // Columns encode in parallel (on the caller's rayon pool) and are appended in
+    // order, so the file is the same at any thread count. A window's last row group is
+    // often encoded while little else runs (an export commits each window as its
+    // response ends), and one column at a time left the other cores idle.
+    let chunks = present
+        .par_iter()
+        .zip(schema.fields().par_iter())
+        .zip(col_writers)
+        .map(|((&c, field), w)| encode_column(w, field, &dense_column(group, c, fixed, columns)))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut rg = writer.next_row_group()?;
-    for ((&c, field), w) in present.iter().zip(schema.fields()).zip(col_writers) {
-        let array = dense_column(group, c, fixed, columns);
-        encode_column(w, field, &array)?.append_to_row_group(&mut rg)?;
+    for chunk in chunks {
+        chunk.append_to_row_group(&mut rg)?;
     }
     rg.close()?;
     writer.close()?;
