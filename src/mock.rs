@@ -266,6 +266,8 @@ pub struct RequestRecord {
     pub status: u16,
     /// The fault applied, if any.
     pub fault: Option<String>,
+    /// Whether the request accepted gzip (X4).
+    pub accept_gzip: bool,
 }
 
 /// A day of data: its lines as plain JSONL and as one gzip member.
@@ -662,12 +664,13 @@ fn authorized(state: &MockState, headers: &HeaderMap) -> bool {
 }
 
 impl MockState {
-    fn record(&self, request: &str, status: StatusCode, fault: Option<&Fault>) {
+    fn record(&self, request: &str, accept_gzip: bool, status: StatusCode, fault: Option<&Fault>) {
         self.log.lock().expect("log lock").push(RequestRecord {
             at_ms: self.started.elapsed().as_millis() as u64,
             request: request.to_string(),
             status: status.as_u16(),
             fault: fault.map(|f| f.spec.clone()),
+            accept_gzip,
         });
     }
 
@@ -737,21 +740,25 @@ async fn export(
     let request = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
+    let accepts_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
     if !authorized(&state, &headers) {
-        state.record(&request, StatusCode::UNAUTHORIZED, None);
+        state.record(&request, accepts_gzip, StatusCode::UNAUTHORIZED, None);
         return json_error(StatusCode::UNAUTHORIZED, &request, "Invalid credentials");
     }
     let query = match validate(&state, &q) {
         Ok(v) => v,
         Err(message) => {
-            state.record(&request, StatusCode::BAD_REQUEST, None);
+            state.record(&request, accepts_gzip, StatusCode::BAD_REQUEST, None);
             return json_error(StatusCode::BAD_REQUEST, &request, &message);
         }
     };
     let in_flight = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
     let guard = InFlight(state.in_flight.clone());
     if in_flight > state.config.max_concurrent || !state.admit() {
-        state.record(&request, StatusCode::TOO_MANY_REQUESTS, None);
+        state.record(&request, accepts_gzip, StatusCode::TOO_MANY_REQUESTS, None);
         return json_error(
             StatusCode::TOO_MANY_REQUESTS,
             &request,
@@ -761,7 +768,12 @@ async fn export(
     let fault = state.pick_fault();
     match fault.as_ref().map(|f| &f.kind) {
         Some(FaultKind::RateLimited(after)) => {
-            state.record(&request, StatusCode::TOO_MANY_REQUESTS, fault.as_ref());
+            state.record(
+                &request,
+                accepts_gzip,
+                StatusCode::TOO_MANY_REQUESTS,
+                fault.as_ref(),
+            );
             let mut r = json_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 &request,
@@ -781,7 +793,7 @@ async fn export(
         }
         Some(FaultKind::Status(s)) => {
             let status = StatusCode::from_u16(*s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            state.record(&request, status, fault.as_ref());
+            state.record(&request, accepts_gzip, status, fault.as_ref());
             return json_error(
                 status,
                 &request,
@@ -790,14 +802,10 @@ async fn export(
         }
         _ => {}
     }
-    state.record(&request, StatusCode::OK, fault.as_ref());
+    state.record(&request, accepts_gzip, StatusCode::OK, fault.as_ref());
     if let Some(FaultKind::SlowFirstByte(d)) = fault.as_ref().map(|f| &f.kind) {
         tokio::time::sleep(*d).await;
     }
-    let accepts_gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
     let days: Vec<(PathBuf, PathBuf, u64)> = state
         .days
         .range(query.from..=query.to)

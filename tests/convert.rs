@@ -377,7 +377,7 @@ fn t5_overflow_into_mp_properties() {
 }
 
 #[test]
-fn t6_c2_replace_and_append_keep_names_stable() {
+fn t6_c2_w2_replace_and_append_by_window_keep_names_stable() {
     let dir = tempfile::tempdir().unwrap();
     let a = write(
         dir.path(),

@@ -571,3 +571,99 @@ fn x3_credentials_never_appear_in_output_logs_or_summary() {
     assert!(!format!("{summary:?}").contains(SECRET));
     assert!(!format!("{:?}", Credentials::ApiSecret(SECRET.into())).contains(SECRET));
 }
+
+/// A GET over a plain socket, so that the test sees the response as sent: the status
+/// line and headers (lowercased) and the body with chunked transfer encoding removed.
+fn raw_get(url: &str, path_query: &str, accept_gzip: bool) -> (String, bool, Vec<u8>) {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let host = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{SECRET}:"));
+    let accept = if accept_gzip {
+        "Accept-Encoding: gzip\r\n"
+    } else {
+        ""
+    };
+    write!(
+        stream,
+        "GET {path_query} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {auth}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(response[..split].to_vec())
+        .unwrap()
+        .to_ascii_lowercase();
+    let mut rest = &response[split + 4..];
+    let chunked = head.contains("transfer-encoding: chunked");
+    if !chunked {
+        return (head, false, rest.to_vec());
+    }
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+    (head, true, body)
+}
+
+#[test]
+fn x4_x5_xm3_gzip_only_when_accepted_and_large_streamed_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 600, 3);
+    let server = mock(&data, |_| {});
+    let day = "/api/2.0/export?from_date=2024-01-02&to_date=2024-01-02";
+
+    let (head, chunked, plain) = raw_get(server.url(), day, false);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(chunked, "XM3: streamed with chunked transfer: {head}");
+    assert!(plain.starts_with(b"{\"event\""), "plain JSONL");
+    assert!(plain.len() > 1400);
+
+    let (head, chunked, zipped) = raw_get(server.url(), day, true);
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(chunked, "{head}");
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::MultiGzDecoder::new(&zipped[..]),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(unzipped, plain, "the same day, gzip-encoded");
+
+    // X5: a body of at most 1400 bytes is sent as it is, even when gzip is accepted.
+    let (head, _, small) = raw_get(server.url(), &format!("{day}&limit=1"), true);
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(small.len() <= 1400 && small.starts_with(b"{\"event\""));
+
+    // X4: the client always asks for gzip.
+    let out = dir.path().join("out");
+    exporter(
+        &out,
+        &server,
+        RunOptions::default(),
+        "2024-01-01",
+        "2024-01-03",
+    )
+    .run()
+    .unwrap()
+    .check()
+    .unwrap();
+    let from_client: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.request.contains("2024-01-01"))
+        .collect();
+    assert!(!from_client.is_empty());
+    assert!(from_client.iter().all(|r| r.accept_gzip), "{from_client:?}");
+}
