@@ -117,6 +117,11 @@ pub fn record_batch(
     RecordBatch::try_new(schema, arrays)
 }
 
+/// Row groups smaller than this encode their columns one after another: splitting a
+/// few hundred rows across the pool cost more than it saved (multischema runs write
+/// thousands of such groups).
+const PARALLEL_COLUMNS_MIN_ROWS: u32 = 4096;
+
 /// Encodes one row group into a spill file.
 pub fn encode_row_group(
     group: &RowGroup,
@@ -134,12 +139,24 @@ pub fn encode_row_group(
     // order, so the file is the same at any thread count. A window's last row group is
     // often encoded while little else runs (an export commits each window as its
     // response ends), and one column at a time left the other cores idle.
-    let chunks = present
-        .par_iter()
-        .zip(schema.fields().par_iter())
-        .zip(col_writers)
-        .map(|((&c, field), w)| encode_column(w, field, &dense_column(group, c, fixed, columns)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let encode = |((&c, field), w): ((&u32, &Arc<Field>), ArrowColumnWriter)| {
+        encode_column(w, field, &dense_column(group, c, fixed, columns))
+    };
+    let chunks = if group.rows >= PARALLEL_COLUMNS_MIN_ROWS {
+        present
+            .par_iter()
+            .zip(schema.fields().par_iter())
+            .zip(col_writers)
+            .map(encode)
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        present
+            .iter()
+            .zip(schema.fields().iter())
+            .zip(col_writers)
+            .map(encode)
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let mut rg = writer.next_row_group()?;
     for chunk in chunks {
         chunk.append_to_row_group(&mut rg)?;
