@@ -713,3 +713,49 @@ fn sample_fixture_is_what_gen_produces() {
     );
     assert!(s["rows_per_table"].as_object().unwrap().len() > 30);
 }
+
+#[test]
+fn parquet_dictionary_only_for_columns_that_repeat() {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..300)
+        .map(|i| {
+            event(
+                "e",
+                DAY1 + i,
+                &format!(r#""unique":"id-{i:05}","few":"v{}""#, i % 3),
+            )
+        })
+        .collect();
+    let input = write(dir.path(), "in.jsonl", &lines.join("\n"));
+    let out = dir.path().join("out");
+    tidewater_ok(
+        dir.path(),
+        &[
+            "convert",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ],
+        0,
+    );
+    let file =
+        std::fs::File::open(out.join("mp_master_event/2024/01/01/part-00000.parquet")).unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let group = reader.metadata().row_group(0);
+    let dictionary = |name: &str| {
+        let column = (0..group.num_columns())
+            .map(|i| group.column(i))
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("column {name}"));
+        column.encodings().any(|e| e == Encoding::RLE_DICTIONARY)
+    };
+    assert!(
+        dictionary("few"),
+        "a column of 3 values keeps its dictionary"
+    );
+    assert!(!dictionary("unique"), "all distinct: no dictionary");
+    assert!(!dictionary("time"), "all distinct: no dictionary");
+}
