@@ -133,12 +133,12 @@ pub fn encode_row_group(
     let columns = &group.columns[..];
     let present = present_columns(group, fixed);
     let schema = schema_of(columns, &present);
-    let props = without_useless_dictionaries(group, &present, &schema, props);
+    let props = without_useless_dictionaries(group, fixed, &present, &schema, props);
     let mut writer = writer_for(path, &schema, &props)?;
     let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
     let col_writers = factory.create_column_writers(0)?;
-    // Columns encode in parallel (on the caller's rayon pool) and are appended in
-    // order, so the file is the same at any thread count. A window's last row group is
+    // The columns of large row groups encode in parallel (on the caller's rayon pool)
+    // and are appended in order, so the file is the same at any thread count. A window's last row group is
     // often encoded while little else runs (an export commits each window as its
     // response ends), and one column at a time left the other cores idle.
     let encode = |((&c, field), w): ((&u32, &Arc<Field>), ArrowColumnWriter)| {
@@ -183,6 +183,7 @@ const DICTIONARY_SAMPLE: usize = 512;
 /// values, so the output is the same at any thread count.
 fn without_useless_dictionaries(
     group: &RowGroup,
+    fixed: usize,
     present: &[u32],
     schema: &Schema,
     props: &WriterPropertiesPtr,
@@ -190,7 +191,7 @@ fn without_useless_dictionaries(
     let distinct: Vec<&Arc<Field>> = present
         .iter()
         .zip(schema.fields())
-        .filter(|(&c, _)| mostly_distinct(group, c))
+        .filter(|(&c, _)| mostly_distinct(group, c, fixed))
         .map(|(_, f)| f)
         .collect();
     if distinct.is_empty() {
@@ -205,7 +206,7 @@ fn without_useless_dictionaries(
 }
 
 /// Whether at least 90% of the column's first values (of at least 64) differ.
-fn mostly_distinct(group: &RowGroup, column: u32) -> bool {
+fn mostly_distinct(group: &RowGroup, column: u32, fixed: usize) -> bool {
     use std::hash::BuildHasher;
     let hasher = rustc_hash::FxBuildHasher;
     let mut hashes: Vec<u64> = Vec::with_capacity(DICTIONARY_SAMPLE);
@@ -222,7 +223,7 @@ fn mostly_distinct(group: &RowGroup, column: u32) -> bool {
                 None
             }
             1 => Some(&chunk.distinct_id.values),
-            2 => None, // mp_event_name (monoschema): few distinct names
+            2 if fixed == 3 => None, // mp_event_name (monoschema): few distinct names
             c => chunk
                 .columns
                 .binary_search_by_key(&c, |(id, _)| *id)
