@@ -141,24 +141,18 @@ pub fn encode_row_group(
     // and are appended in order, so the file is the same at any thread count. A window's last row group is
     // often encoded while little else runs (an export commits each window as its
     // response ends), and one column at a time left the other cores idle.
-    let encode = |((&c, field), w): ((&u32, &Arc<Field>), ArrowColumnWriter)| {
-        encode_column(w, field, &dense_column(group, c, fixed, columns))
-    };
-    let chunks = if group.rows >= PARALLEL_COLUMNS_MIN_ROWS {
-        present
-            .par_iter()
-            .zip(schema.fields().par_iter())
-            .zip(col_writers)
-            .map(encode)
-            .collect::<Result<Vec<_>, _>>()?
+    let min_columns_per_task = if group.rows >= PARALLEL_COLUMNS_MIN_ROWS {
+        1
     } else {
-        present
-            .iter()
-            .zip(schema.fields().iter())
-            .zip(col_writers)
-            .map(encode)
-            .collect::<Result<Vec<_>, _>>()?
+        present.len().max(1)
     };
+    let chunks = present
+        .par_iter()
+        .zip(schema.fields().par_iter())
+        .zip(col_writers)
+        .with_min_len(min_columns_per_task)
+        .map(|((&c, field), w)| encode_column(w, field, &dense_column(group, c, fixed, columns)))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut rg = writer.next_row_group()?;
     for chunk in chunks {
         chunk.append_to_row_group(&mut rg)?;
