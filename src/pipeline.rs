@@ -1009,7 +1009,8 @@ impl RunState {
     }
 
     /// Finishes a commit once every row group was encoded: writes the windows' files,
-    /// moves them into place, commits the rejects and reports the input.
+    /// moves them into place, commits the rejects and reports the input. Called only
+    /// while no row group failed (the run loop stops on the first failure).
     fn finish_commit(
         &mut self,
         commit: PendingCommit,
@@ -1019,9 +1020,6 @@ impl RunState {
         sink: &mut Sink<'_, '_>,
         rejects: &mut RejectsWriter,
     ) -> Result<()> {
-        if let Some(e) = sink.failure.take() {
-            return Err(e);
-        }
         let PendingCommit {
             mut report,
             windows,

@@ -307,19 +307,7 @@ fn s1_raw_keeps_exact_line_bytes() {
         &format!("{line1}\r\nbroken line\n\n{line2}"),
     );
     let out = dir.path().join("out");
-    tidewater_ok(
-        dir.path(),
-        &[
-            "convert",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--schema",
-            "raw",
-            "--quiet",
-        ],
-        0,
-    );
+    convert_quietly(dir.path(), &input, &out, &["--schema", "raw"]);
     let t = tree(&out);
     assert_eq!(
         String::from_utf8_lossy(&t["2024/01/01/full_day/export-00000.json"]),
@@ -730,17 +718,7 @@ fn parquet_dictionary_only_for_columns_that_repeat() {
         .collect();
     let input = write(dir.path(), "in.jsonl", &lines.join("\n"));
     let out = dir.path().join("out");
-    tidewater_ok(
-        dir.path(),
-        &[
-            "convert",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ],
-        0,
-    );
+    convert_quietly(dir.path(), &input, &out, &[]);
     let file =
         std::fs::File::open(out.join("mp_master_event/2024/01/01/part-00000.parquet")).unwrap();
     let reader = SerializedFileReader::new(file).unwrap();

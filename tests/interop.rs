@@ -24,20 +24,11 @@ fn check(schema: &str) {
         0,
     );
     let out = dir.path().join("out");
-    tidewater_ok(
+    convert_quietly(
         dir.path(),
-        &[
-            "convert",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--schema",
-            schema,
-            "--row-group-rows",
-            "500",
-            "--quiet",
-        ],
-        0,
+        &input,
+        &out,
+        &["--schema", schema, "--row-group-rows", "500"],
     );
     let script = fixtures().join("../tests/interop/check.py");
     let result = std::process::Command::new("python3")

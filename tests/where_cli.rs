@@ -250,18 +250,11 @@ fn f3_where_filtered_events_create_no_columns() {
     .join("\n");
     let input = write(dir.path(), "in.jsonl", &text);
     let out = dir.path().join("out");
-    tidewater_ok(
+    convert_quietly(
         dir.path(),
-        &[
-            "convert",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--where",
-            r#"properties["keep"]"#,
-            "--quiet",
-        ],
-        0,
+        &input,
+        &out,
+        &["--where", r#"properties["keep"]"#],
     );
     let mapping = String::from_utf8_lossy(&tree(&out)["schema/events.json"]).into_owned();
     assert!(

@@ -34,6 +34,20 @@ pub fn tidewater_ok(cwd: &Path, args: &[&str], code: i32) -> (String, String) {
     (stdout, stderr)
 }
 
+/// Runs `tidewater convert INPUT --out OUT EXTRA... --quiet` in `cwd` and requires
+/// success.
+pub fn convert_quietly(cwd: &Path, input: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "convert",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.push("--quiet");
+    tidewater_ok(cwd, &args, 0);
+}
+
 /// Every file below `root` (relative path → bytes), gzip files decompressed and
 /// renamed without `.gz`. Staging folders must not exist.
 pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
