@@ -149,8 +149,8 @@ fn bench_where_vm(c: &mut Criterion) {
     for tape in &tapes {
         let nodes = &tape.0[..];
         let (mut name, mut props, mut time) = ("", 0, None);
-        let (mut top, mut hashes) = (Vec::new(), Vec::new());
-        parse::object_entries(nodes, 0, &mut top, &mut hashes);
+        let (mut top, mut scratch) = (Vec::new(), parse::EntryScratch::default());
+        parse::object_entries(nodes, 0, &mut top, &mut scratch);
         for &(k, v) in &top {
             match (&nodes[k], &nodes[v]) {
                 (Node::String("event"), Node::String(s)) => name = s,
@@ -159,7 +159,7 @@ fn bench_where_vm(c: &mut Criterion) {
             }
         }
         let mut entries = Vec::new();
-        parse::object_entries(nodes, props, &mut entries, &mut hashes);
+        parse::object_entries(nodes, props, &mut entries, &mut scratch);
         entries.retain(|&(k, v)| {
             let special = matches!(nodes[k], Node::String("time"));
             if special {

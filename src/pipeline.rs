@@ -357,9 +357,11 @@ impl Converter {
 
         // Memory: about a third of the budget for buffered rows (counted as input bytes),
         // the rest for blocks in flight, row groups being encoded and their encoders.
+        // A row group holds at most 1 GiB of input, so that no text column of it can
+        // reach the 2 GiB that Arrow's 32-bit string offsets address.
         let limits = BufferLimits {
             row_group_rows: o.row_group_rows as u32,
-            row_group_bytes: (o.memory_limit / 8).max(1 << 20),
+            row_group_bytes: (o.memory_limit / 8).clamp(1 << 20, 1 << 30),
             total_bytes: o.memory_limit * 3 / 10,
         };
         let mut merger = Merger::new(registry, limits);

@@ -75,7 +75,8 @@ pub struct BlockTable {
     pub columns: Vec<(String, TypeClass)>,
     /// Rows per window, in order of first appearance in the block.
     pub parts: Vec<(WindowKey, Rows)>,
-    pub(crate) lookup: FxHashMap<Box<str>, [u32; 5]>,
+    /// Block-local column per (key, type class), found by the key's hash.
+    pub(crate) lookup: hashbrown::HashTable<(Box<str>, [u32; 5])>,
     pub(crate) slots: Vec<Vec<u32>>,
 }
 
@@ -275,7 +276,7 @@ impl BlockTable {
         if schema == SchemaMode::Monoschema {
             rows.event_name.push(event.name.as_bytes());
         }
-        for &(k, v) in event.properties {
+        for (&(k, v), &hash) in event.properties.iter().zip(event.key_hashes) {
             let (class, node) = match &event.nodes[v] {
                 Node::Static(StaticNode::Null) => continue,
                 Node::String(_) => (TypeClass::String, v),
@@ -285,17 +286,21 @@ impl BlockTable {
                 Node::Object { .. } => (TypeClass::Object, v),
             };
             let key = event.key((k, v));
-            let local = match self.lookup.get_mut(key) {
-                Some(ids) if ids[class as usize] != u32::MAX => ids[class as usize],
+            let found = self.lookup.find_mut(hash, |(name, _)| **name == *key);
+            let local = match found {
+                Some((_, ids)) if ids[class as usize] != u32::MAX => ids[class as usize],
                 found => {
                     let id = self.columns.len() as u32;
                     self.columns.push((key.to_string(), class));
                     match found {
-                        Some(ids) => ids[class as usize] = id,
+                        Some((_, ids)) => ids[class as usize] = id,
                         None => {
                             let mut ids = [u32::MAX; 5];
                             ids[class as usize] = id;
-                            self.lookup.insert(key.into(), ids);
+                            self.lookup
+                                .insert_unique(hash, (key.into(), ids), |(name, _)| {
+                                    parse::hash_key(name)
+                                });
                         }
                     }
                     id

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use arrow::array::{new_null_array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow::array::{new_null_array, ArrayRef, RecordBatch, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowSchemaConverter;
@@ -22,7 +22,7 @@ use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
-use crate::columns::{densify, SparseColumn, TypeClass, Values};
+use crate::columns::{concat_strings, densify, SparseColumn, TypeClass, Values};
 use crate::merge::RowGroup;
 use crate::options::Compression;
 use crate::registry::{ColumnInfo, ColumnType};
@@ -261,14 +261,7 @@ fn dense_column(group: &RowGroup, column: u32, fixed: usize, columns: &[ColumnIn
             Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC"))
         }
         1 => sparse(group, rows, |c| Some(&c.distinct_id), true),
-        2 if fixed == 3 => {
-            let names: StringArray = group
-                .chunks
-                .iter()
-                .flat_map(|c| (0..c.event_name.len()).map(move |i| Some(c.event_name.get(i))))
-                .collect();
-            Arc::new(names)
-        }
+        2 if fixed == 3 => Arc::new(concat_strings(group.chunks.iter().map(|c| &c.event_name))),
         c => {
             let is_text = matches!(columns[c as usize].ty, ColumnType::Class(t) if t.is_text());
             sparse(
