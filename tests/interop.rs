@@ -58,3 +58,61 @@ fn duckdb_and_pyarrow_read_monoschema() {
 fn duckdb_and_pyarrow_read_multischema() {
     check("multischema");
 }
+
+/// Every `--compression` codec gives files that pyarrow and DuckDB read back to the
+/// same rows as the default (snappy).
+#[test]
+fn every_codec_reads_back_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("gen.jsonl");
+    tidewater_ok(
+        dir.path(),
+        &[
+            "gen",
+            "--events",
+            "1500",
+            "--days",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            input.to_str().unwrap(),
+        ],
+        0,
+    );
+    let mut roots = Vec::new();
+    for codec in ["snappy", "zstd", "lz4", "gzip", "none"] {
+        let out = dir.path().join(codec);
+        convert_quietly(dir.path(), &input, &out, &["--compression", codec]);
+        roots.push(out.to_str().unwrap().to_string());
+    }
+    let script = r#"
+import sys, glob, duckdb, pyarrow.parquet as pq
+roots = sys.argv[1:]
+def tables(root):
+    return [pq.read_table(f) for f in sorted(glob.glob(f"{root}/mp_master_event/*/*/*/*.parquet"))]
+want = tables(roots[0])
+for root in roots[1:]:
+    got = tables(root)
+    assert len(got) == len(want) and all(a.equals(b) for a, b in zip(got, want)), root
+    files = sorted(glob.glob(f"{root}/mp_master_event/*/*/*/*.parquet"))
+    n = duckdb.connect().execute(f"select count(*) from read_parquet({files!r}, union_by_name = true)").fetchone()[0]
+    assert n == sum(t.num_rows for t in want), (root, n)
+print("codecs ok")
+"#;
+    let result = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(&roots)
+        .output()
+        .expect("python3 must be installed (see .ci/run)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(
+        result.status.success() && text.contains("codecs ok"),
+        "{text}"
+    );
+}

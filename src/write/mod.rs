@@ -1,6 +1,7 @@
 //! Write: encodes full row groups into spill files on workers, and at window close
 //! turns a (table, window)'s spills into its final data file.
 
+mod chunk;
 pub mod json;
 pub mod parquet;
 

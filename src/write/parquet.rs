@@ -20,13 +20,13 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
 
 use crate::columns::{concat_strings, densify, SparseColumn, TypeClass, Values};
 use crate::merge::RowGroup;
 use crate::options::Compression;
 use crate::registry::{ColumnInfo, ColumnType};
 
+use super::chunk::{self, ColumnInput, ColumnValues};
 use super::Spill;
 
 /// Writer properties for a codec.
@@ -133,14 +133,13 @@ pub fn encode_row_group(
     let columns = &group.columns[..];
     let present = present_columns(group, fixed);
     let schema = schema_of(columns, &present);
-    let props = without_useless_dictionaries(group, fixed, &present, &schema, props);
-    let mut writer = writer_for(path, &schema, &props)?;
-    let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
-    let col_writers = factory.create_column_writers(0)?;
+    let mut writer = writer_for(path, &schema, props)?;
+    let descriptors = writer.schema_descr();
     // The columns of large row groups encode in parallel (on the caller's rayon pool)
-    // and are appended in order, so the file is the same at any thread count. A window's last row group is
-    // often encoded while little else runs (an export commits each window as its
-    // response ends), and one column at a time left the other cores idle.
+    // and are appended in order, so the file is the same at any thread count. A
+    // window's last row group is often encoded while little else runs (an export
+    // commits each window as its response ends), and one column at a time left the
+    // other cores idle.
     let min_columns_per_task = if group.rows >= PARALLEL_COLUMNS_MIN_ROWS {
         1
     } else {
@@ -148,14 +147,19 @@ pub fn encode_row_group(
     };
     let chunks = present
         .par_iter()
-        .zip(schema.fields().par_iter())
-        .zip(col_writers)
+        .enumerate()
         .with_min_len(min_columns_per_task)
-        .map(|((&c, field), w)| encode_column(w, field, &dense_column(group, c, fixed, columns)))
+        .map(|(pos, &c)| {
+            let descr = descriptors.column(pos);
+            let codec = props.compression(descr.path());
+            let input = column_input(group, c, fixed, columns);
+            let dictionary = !mostly_distinct(group, c, fixed);
+            chunk::encode_chunk(descr, &input, codec, dictionary)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut rg = writer.next_row_group()?;
     for chunk in chunks {
-        chunk.append_to_row_group(&mut rg)?;
+        rg.append_column(&chunk.bytes, chunk.close)?;
     }
     rg.close()?;
     writer.close()?;
@@ -169,36 +173,11 @@ pub fn encode_row_group(
 /// How many of a column's first values decide whether it gets a dictionary.
 const DICTIONARY_SAMPLE: usize = 512;
 
-/// The writer properties for a row group, with dictionary encoding off for columns
-/// whose first values are nearly all distinct (`$insert_id`, `distinct_id`, `time`,
-/// URLs, ...). A dictionary gains such columns nothing, and building one (hashing
-/// every value until the dictionary page overflows and the writer falls back) was a
-/// quarter of Parquet encoding time (perf, 1M events). Decided from the row group's own
-/// values, so the output is the same at any thread count.
-fn without_useless_dictionaries(
-    group: &RowGroup,
-    fixed: usize,
-    present: &[u32],
-    schema: &Schema,
-    props: &WriterPropertiesPtr,
-) -> WriterPropertiesPtr {
-    let distinct: Vec<&Arc<Field>> = present
-        .iter()
-        .zip(schema.fields())
-        .filter(|(&c, _)| mostly_distinct(group, c, fixed))
-        .map(|(_, f)| f)
-        .collect();
-    if distinct.is_empty() {
-        return props.clone();
-    }
-    let mut builder = (**props).clone().into_builder();
-    for field in distinct {
-        builder =
-            builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
-    }
-    Arc::new(builder.build())
-}
-
+/// Whether a column is left without a dictionary: its first values are nearly all
+/// distinct (`$insert_id`, `distinct_id`, `time`, URLs, ...). A dictionary gains such
+/// columns nothing, and building one until it overflowed was a quarter of Parquet
+/// encoding time (perf, 1M events). Decided from the row group's own values, so the
+/// output is the same at any thread count.
 /// Whether at least 90% of the column's first values (of at least 64) differ.
 fn mostly_distinct(group: &RowGroup, column: u32, fixed: usize) -> bool {
     use std::hash::BuildHasher;
@@ -246,6 +225,57 @@ fn mostly_distinct(group: &RowGroup, column: u32, fixed: usize) -> bool {
     hashes.sort_unstable();
     hashes.dedup();
     hashes.len() * 10 >= sampled * 9
+}
+
+/// One column of a row group as the values the chunk encoder takes.
+fn column_input<'g>(
+    group: &'g RowGroup,
+    column: u32,
+    fixed: usize,
+    columns: &[ColumnInfo],
+) -> ColumnInput<'g> {
+    let rows = group.rows as usize;
+    match column {
+        0 => ColumnInput {
+            rows,
+            value_rows: None,
+            values: ColumnValues::Times(group.chunks.iter().map(|c| &c.time[..]).collect()),
+        },
+        2 if fixed == 3 => ColumnInput {
+            rows,
+            value_rows: None,
+            values: ColumnValues::Text(group.chunks.iter().map(|c| &c.event_name).collect()),
+        },
+        c => {
+            let mut parts = Vec::new();
+            let mut offset = 0u32;
+            for chunk in &group.chunks {
+                let col = if c == 1 {
+                    Some(&chunk.distinct_id)
+                } else {
+                    chunk
+                        .columns
+                        .binary_search_by_key(&c, |(id, _)| *id)
+                        .ok()
+                        .map(|i| &chunk.columns[i].1)
+                };
+                if let Some(col) = col.filter(|col| !col.is_empty()) {
+                    parts.push((offset, col));
+                }
+                offset += chunk.count;
+            }
+            let mut input = ColumnInput::sparse(&parts, rows);
+            if parts.is_empty() {
+                // No values: the storage kind comes from the column's type.
+                input.values = match columns[c as usize].ty {
+                    ColumnType::Class(TypeClass::Number) => ColumnValues::Numbers(Vec::new()),
+                    ColumnType::Class(TypeClass::Boolean) => ColumnValues::Booleans(Vec::new()),
+                    _ => ColumnValues::Text(Vec::new()),
+                };
+            }
+            input
+        }
+    }
 }
 
 /// One column of a row group as a dense Arrow array.

@@ -48,7 +48,20 @@ for table, spec in mapping.items():
         for c in t.column_names:
             if t.column(c).null_count == len(t):
                 fail(f"{f}: column {c} is all null (FC2)")
+        # DuckDB decodes every column itself: the same non-null counts as pyarrow.
+        counts = con.execute("select " + ", ".join(f'count("{c}")' for c in t.column_names)
+                             + f" from read_parquet({f!r})").fetchone()
+        for c, n_duck in zip(t.column_names, counts):
+            if n_duck != len(t) - t.column(c).null_count:
+                fail(f"{f}: DuckDB counts {n_duck} values in {c}, pyarrow {len(t) - t.column(c).null_count}")
         rows.extend(t.to_pylist())
+    # A time filter DuckDB may answer from the chunk statistics must agree with the rows.
+    if rows:
+        middle = sorted(r["time"] for r in rows)[len(rows) // 2]
+        n_after = con.execute(f"select count(*) from read_parquet({files!r}, union_by_name = true) "
+                              "where time >= ?", [middle]).fetchone()[0]
+        if n_after != sum(1 for r in rows if r["time"] >= middle):
+            fail(f"{table}: DuckDB counts {n_after} rows at or after {middle}")
     for e, r in zip(src, rows):
         p = e["properties"]
         if int(r["time"].timestamp()) != int(p["time"]) if p["time"] < 1e11 else False:

@@ -1,0 +1,840 @@
+//! Parquet column chunks encoded straight from sparse columns.
+//!
+//! Going through Arrow arrays and parquet's generic column writer cost a third of a
+//! monoschema run (callgrind): a wide table is mostly null, and that path builds,
+//! walks and run-length encodes one definition level per row and column, then
+//! copies every value twice more. Here the levels come from a validity bitmap whose
+//! bytes already are Parquet's bit-packed form, values are encoded once into the page,
+//! and the dictionary is built over the chunk's own values. Pages are plain v1 data
+//! pages (PLAIN or RLE_DICTIONARY values, RLE/bit-packed definition levels), as any
+//! Parquet reader expects.
+
+use std::hash::BuildHasher;
+use std::io::Write;
+
+use bytes::Bytes;
+use parquet::basic::{Compression as Codec, Encoding};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::ByteArray;
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::statistics::{Statistics, ValueStatistics};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+
+use crate::columns::{SparseColumn, Strings, Values};
+
+/// Values per data page before a new page starts (uncompressed bytes), as parquet's
+/// default `data_page_size_limit`.
+const PAGE_BYTES: usize = 1 << 20;
+
+/// A dictionary whose plain size passes this is dropped for plain values, as parquet's
+/// default `dictionary_page_size_limit`.
+const DICTIONARY_BYTES: usize = 1 << 20;
+
+/// Statistics keep at most this many bytes of a text min or max, as parquet's default
+/// `statistics_truncate_length`.
+const STATISTICS_PREFIX: usize = 64;
+
+/// The present (non-null) values of one column of a row group, in row order.
+pub enum ColumnValues<'a> {
+    /// `time`, one per row.
+    Times(Vec<&'a [i64]>),
+    /// Text values, from one or more parts.
+    Text(Vec<&'a Strings>),
+    /// Numbers.
+    Numbers(Vec<&'a [f64]>),
+    /// Booleans.
+    Booleans(Vec<&'a [bool]>),
+}
+
+/// One column of a row group: its values and which rows hold them.
+pub struct ColumnInput<'a> {
+    /// Rows in the row group.
+    pub rows: usize,
+    /// Row number (in the row group) of each value; `None` when every row has one.
+    pub value_rows: Option<Vec<u32>>,
+    /// The values.
+    pub values: ColumnValues<'a>,
+}
+
+impl<'a> ColumnInput<'a> {
+    /// A nullable column from sparse parts placed at row offsets.
+    pub fn sparse(parts: &[(u32, &'a SparseColumn)], rows: usize) -> Self {
+        let present: usize = parts.iter().map(|(_, c)| c.len()).sum();
+        let value_rows = (present != rows).then(|| {
+            let mut at = Vec::with_capacity(present);
+            for &(offset, col) in parts {
+                at.extend(col.rows.iter().map(|r| offset + r));
+            }
+            at
+        });
+        let values = match parts.first().map(|(_, c)| &c.values) {
+            Some(Values::Number(_)) => ColumnValues::Numbers(
+                parts
+                    .iter()
+                    .map(|(_, c)| match &c.values {
+                        Values::Number(v) => &v[..],
+                        _ => unreachable!("parts of one column share a storage kind"),
+                    })
+                    .collect(),
+            ),
+            Some(Values::Boolean(_)) => ColumnValues::Booleans(
+                parts
+                    .iter()
+                    .map(|(_, c)| match &c.values {
+                        Values::Boolean(v) => &v[..],
+                        _ => unreachable!("parts of one column share a storage kind"),
+                    })
+                    .collect(),
+            ),
+            _ => ColumnValues::Text(
+                parts
+                    .iter()
+                    .map(|(_, c)| match &c.values {
+                        Values::Text(s) => s,
+                        _ => unreachable!("parts of one column share a storage kind"),
+                    })
+                    .collect(),
+            ),
+        };
+        ColumnInput {
+            rows,
+            value_rows,
+            values,
+        }
+    }
+}
+
+/// An encoded column chunk, ready for `SerializedRowGroupWriter::append_column`.
+pub struct EncodedChunk {
+    /// The chunk's pages.
+    pub bytes: Bytes,
+    /// Its metadata, with offsets relative to `bytes`.
+    pub close: ColumnCloseResult,
+}
+
+/// Encodes one column chunk. `dictionary` asks for dictionary encoding of text and
+/// number values (kept only while the dictionary stays under 1 MiB).
+pub fn encode_chunk(
+    descr: ColumnDescPtr,
+    input: &ColumnInput<'_>,
+    codec: Codec,
+    dictionary: bool,
+) -> Result<EncodedChunk> {
+    let nullable = descr.max_def_level() > 0;
+    if !nullable && input.value_rows.is_some() {
+        return Err(ParquetError::General(format!(
+            "column {} is required but has null rows",
+            descr.name()
+        )));
+    }
+    let mut compressor = Compressor::new(codec)?;
+    let mut sink = TrackedWrite::new(Vec::new());
+    let mut pages = SerializedPageWriter::new(&mut sink);
+    let mut uncompressed_total = 0usize;
+    let mut encodings = vec![Encoding::PLAIN];
+    if nullable {
+        encodings.push(Encoding::RLE);
+    }
+
+    let value_count = input.value_rows.as_ref().map_or(input.rows, Vec::len);
+    let nulls = Some((input.rows - value_count) as u64);
+    let (statistics, dict) = match &input.values {
+        ColumnValues::Text(parts) => {
+            let values = || parts.iter().flat_map(|p| text_values(p));
+            let dict = dictionary
+                .then(|| Dictionary::build(values(), value_count, |v| 4 + v.len()))
+                .flatten();
+            let stats = match &dict {
+                Some(d) => text_statistics(d.values.iter().copied(), nulls),
+                None => text_statistics(values(), nulls),
+            };
+            let dict = dict.map(|d| {
+                d.encode(|v, out| {
+                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    out.extend_from_slice(v);
+                })
+            });
+            (stats, dict)
+        }
+        ColumnValues::Numbers(parts) => {
+            let bits = parts.iter().flat_map(|p| p.iter().map(|x| x.to_bits()));
+            let dict = dictionary
+                .then(|| Dictionary::build(bits, value_count, |_| 8))
+                .flatten()
+                .map(|d| d.encode(|v, out| out.extend_from_slice(&v.to_le_bytes())));
+            (number_statistics(parts, nulls), dict)
+        }
+        ColumnValues::Booleans(parts) => (boolean_statistics(parts, nulls), None),
+        ColumnValues::Times(parts) => (time_statistics(parts, nulls), None),
+    };
+
+    let mut data_page_offset = 0u64;
+    if let Some(d) = &dict {
+        let compressed = compressor.compress(&d.page)?;
+        let spec = pages.write_page(CompressedPage::new(
+            Page::DictionaryPage {
+                buf: compressed,
+                num_values: d.len,
+                encoding: Encoding::PLAIN,
+                is_sorted: false,
+            },
+            d.page.len(),
+        ))?;
+        uncompressed_total += spec.uncompressed_size;
+        data_page_offset = spec.bytes_written;
+        encodings.push(Encoding::RLE_DICTIONARY);
+    }
+
+    // Data pages: each ends after the value that brings it to PAGE_BYTES.
+    let mut cursor = ValueCursor::new(&input.values);
+    let (mut first_value, mut first_row) = (0usize, 0usize);
+    let (mut values, mut levels, mut body) = (Vec::new(), Vec::new(), Vec::new());
+    loop {
+        values.clear();
+        let end_value = match &dict {
+            Some(d) => {
+                let end = (first_value + PAGE_BYTES / 4).min(value_count);
+                encode_indices(&d.indices[first_value..end], d.bit_width, &mut values);
+                end
+            }
+            None => cursor.encode_until(&mut values, PAGE_BYTES, value_count),
+        };
+        let end_row = match &input.value_rows {
+            None => end_value,
+            Some(_) if end_value == value_count => input.rows,
+            Some(at) => at[end_value] as usize,
+        };
+        body.clear();
+        if nullable {
+            levels.clear();
+            encode_levels(input, first_row, end_row, &mut levels);
+            body.extend_from_slice(&(levels.len() as u32).to_le_bytes());
+            body.extend_from_slice(&levels);
+        }
+        body.extend_from_slice(&values);
+        let compressed = compressor.compress(&body)?;
+        let spec = pages.write_page(CompressedPage::new(
+            Page::DataPage {
+                buf: compressed,
+                num_values: (end_row - first_row) as u32,
+                encoding: if dict.is_some() {
+                    Encoding::RLE_DICTIONARY
+                } else {
+                    Encoding::PLAIN
+                },
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            },
+            body.len(),
+        ))?;
+        uncompressed_total += spec.uncompressed_size;
+        (first_value, first_row) = (end_value, end_row);
+        if first_row >= input.rows {
+            break;
+        }
+    }
+    let bytes = sink.into_inner()?;
+    let total = bytes.len();
+
+    let metadata = ColumnChunkMetaData::builder(descr)
+        .set_encodings(encodings)
+        .set_compression(codec)
+        .set_num_values(input.rows as i64)
+        .set_total_compressed_size(total as i64)
+        .set_total_uncompressed_size(uncompressed_total as i64)
+        .set_data_page_offset(data_page_offset as i64)
+        .set_dictionary_page_offset(dict.as_ref().map(|_| 0))
+        .set_statistics(statistics)
+        .build()?;
+    Ok(EncodedChunk {
+        bytes: Bytes::from(bytes),
+        close: ColumnCloseResult {
+            bytes_written: total as u64,
+            rows_written: input.rows as u64,
+            metadata,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        },
+    })
+}
+
+/// Iterates the bytes of each value of a `Strings`.
+fn text_values(s: &Strings) -> impl Iterator<Item = &[u8]> + '_ {
+    let mut start = 0usize;
+    s.ends.iter().map(move |&end| {
+        let v = &s.data[start..end as usize];
+        start = end as usize;
+        v
+    })
+}
+
+/// Walks the values of a column across its parts, plain-encoding them into pages.
+struct ValueCursor<'v, 'a> {
+    values: &'v ColumnValues<'a>,
+    part: usize,
+    index: usize,
+    done: usize,
+}
+
+impl<'v, 'a> ValueCursor<'v, 'a> {
+    fn new(values: &'v ColumnValues<'a>) -> Self {
+        ValueCursor {
+            values,
+            part: 0,
+            index: 0,
+            done: 0,
+        }
+    }
+
+    /// Appends PLAIN values until `budget` bytes are reached or all `total` are done;
+    /// returns the number of values done so far.
+    fn encode_until(&mut self, out: &mut Vec<u8>, budget: usize, total: usize) -> usize {
+        let start = out.len();
+        match self.values {
+            ColumnValues::Text(parts) => {
+                while self.done < total && out.len() - start < budget {
+                    let s = parts[self.part];
+                    if self.index == s.len() {
+                        self.part += 1;
+                        self.index = 0;
+                        continue;
+                    }
+                    let from = if self.index == 0 {
+                        0
+                    } else {
+                        s.ends[self.index - 1] as usize
+                    };
+                    let v = &s.data[from..s.ends[self.index] as usize];
+                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    out.extend_from_slice(v);
+                    self.index += 1;
+                    self.done += 1;
+                }
+            }
+            ColumnValues::Numbers(parts) => self.fixed(parts, out, budget, total, |x, out| {
+                out.extend_from_slice(&x.to_le_bytes())
+            }),
+            ColumnValues::Times(parts) => self.fixed(parts, out, budget, total, |x, out| {
+                out.extend_from_slice(&x.to_le_bytes())
+            }),
+            ColumnValues::Booleans(parts) => {
+                // PLAIN booleans are bit-packed, least significant bit first.
+                let mut bits = 0u8;
+                let mut n = 0;
+                while self.done < total && (out.len() - start) < budget {
+                    let p = parts[self.part];
+                    if self.index == p.len() {
+                        self.part += 1;
+                        self.index = 0;
+                        continue;
+                    }
+                    bits |= u8::from(p[self.index]) << n;
+                    n += 1;
+                    if n == 8 {
+                        out.push(bits);
+                        bits = 0;
+                        n = 0;
+                    }
+                    self.index += 1;
+                    self.done += 1;
+                }
+                if n > 0 {
+                    out.push(bits);
+                }
+            }
+        }
+        self.done
+    }
+
+    fn fixed<T: Copy>(
+        &mut self,
+        parts: &[&[T]],
+        out: &mut Vec<u8>,
+        budget: usize,
+        total: usize,
+        put: impl Fn(T, &mut Vec<u8>),
+    ) {
+        let start = out.len();
+        while self.done < total && out.len() - start < budget {
+            let p = parts[self.part];
+            if self.index == p.len() {
+                self.part += 1;
+                self.index = 0;
+                continue;
+            }
+            // A run of this part within the budget at once.
+            let room = (budget - (out.len() - start))
+                .div_ceil(size_of::<T>())
+                .max(1);
+            let end = (self.index + room).min(p.len());
+            for &x in &p[self.index..end] {
+                put(x, out);
+            }
+            self.done += end - self.index;
+            self.index = end;
+        }
+    }
+}
+
+/// A chunk's distinct values, in first-seen order, and each value's index.
+struct Dictionary<V> {
+    values: Vec<V>,
+    indices: Vec<u32>,
+}
+
+impl<V: Copy + Eq + std::hash::Hash> Dictionary<V> {
+    /// The dictionary of `count` values, or `None` once its PLAIN size (`plain_size`
+    /// per entry) passes `DICTIONARY_BYTES`.
+    fn build(
+        values: impl Iterator<Item = V>,
+        count: usize,
+        plain_size: impl Fn(V) -> usize,
+    ) -> Option<Self> {
+        let hash = |v: &V| rustc_hash::FxBuildHasher.hash_one(v);
+        let mut table: hashbrown::HashTable<u32> = hashbrown::HashTable::new();
+        let mut distinct: Vec<V> = Vec::new();
+        let mut indices = Vec::with_capacity(count);
+        let mut plain_bytes = 0usize;
+        for v in values {
+            let h = hash(&v);
+            let index = match table.find(h, |&i| distinct[i as usize] == v) {
+                Some(&i) => i,
+                None => {
+                    plain_bytes += plain_size(v);
+                    if plain_bytes > DICTIONARY_BYTES {
+                        return None;
+                    }
+                    let i = distinct.len() as u32;
+                    distinct.push(v);
+                    table.insert_unique(h, i, |&j| hash(&distinct[j as usize]));
+                    i
+                }
+            };
+            indices.push(index);
+        }
+        Some(Dictionary {
+            values: distinct,
+            indices,
+        })
+    }
+
+    /// The dictionary page (entries PLAIN-encoded by `put`) and the indices.
+    fn encode(self, put: impl Fn(V, &mut Vec<u8>)) -> EncodedDictionary {
+        let mut page = Vec::new();
+        for &v in &self.values {
+            put(v, &mut page);
+        }
+        let max = self.values.len().saturating_sub(1) as u32;
+        EncodedDictionary {
+            page,
+            len: self.values.len() as u32,
+            indices: self.indices,
+            bit_width: (32 - max.leading_zeros()).max(1) as u8,
+        }
+    }
+}
+
+/// A dictionary ready to write.
+struct EncodedDictionary {
+    page: Vec<u8>,
+    len: u32,
+    indices: Vec<u32>,
+    bit_width: u8,
+}
+
+/// RLE_DICTIONARY page values: the bit width, then the indices as bit-packed runs.
+fn encode_indices(indices: &[u32], bit_width: u8, out: &mut Vec<u8>) {
+    out.push(bit_width);
+    for run in indices.chunks(MAX_GROUPS_PER_RUN * 8) {
+        let groups = run.len().div_ceil(8);
+        put_varint(out, ((groups as u64) << 1) | 1);
+        let mut acc = 0u64;
+        let mut bits = 0u32;
+        let width = u32::from(bit_width);
+        for i in 0..groups * 8 {
+            acc |= u64::from(run.get(i).copied().unwrap_or(0)) << bits;
+            bits += width;
+            while bits >= 8 {
+                out.push(acc as u8);
+                acc >>= 8;
+                bits -= 8;
+            }
+        }
+        debug_assert_eq!(bits, 0, "eight values of any width end on a byte");
+    }
+}
+
+/// Bit-packed runs hold at most this many groups of eight, which every reader accepts.
+const MAX_GROUPS_PER_RUN: usize = 63;
+
+/// Definition levels (0 null, 1 present) of rows `from..to` as RLE/bit-packed hybrid:
+/// the validity bits themselves as bit-packed runs, with long stretches of only nulls
+/// or only values as RLE runs.
+fn encode_levels(input: &ColumnInput<'_>, from: usize, to: usize, out: &mut Vec<u8>) {
+    let n = to - from;
+    let mut bits = vec![0u8; n.div_ceil(8)];
+    match &input.value_rows {
+        None => bits.iter_mut().for_each(|b| *b = 0xff),
+        Some(at) => {
+            let lo = at.partition_point(|&r| (r as usize) < from);
+            let hi = at.partition_point(|&r| (r as usize) < to);
+            for &r in &at[lo..hi] {
+                let i = r as usize - from;
+                bits[i / 8] |= 1 << (i % 8);
+            }
+        }
+    }
+    if !n.is_multiple_of(8) {
+        // Only whole groups may be run-length encoded; the last, partial group is
+        // bit-packed with zero padding, which readers ignore past `num_values`.
+        let last = bits.len() - 1;
+        bits[last] &= (1u8 << (n % 8)) - 1;
+    }
+    let full = n / 8;
+    let mut packed_from = 0;
+    let mut i = 0;
+    while i < full {
+        let b = bits[i];
+        if b == 0 || b == 0xff {
+            let mut j = i + 1;
+            while j < full && bits[j] == b {
+                j += 1;
+            }
+            if j - i >= 8 {
+                put_packed(&bits[packed_from..i], out);
+                put_varint(out, (((j - i) * 8) as u64) << 1);
+                out.push(b & 1);
+                packed_from = j;
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    put_packed(&bits[packed_from..], out);
+}
+
+/// Bit-packed runs (bit width 1) of whole bytes of levels.
+fn put_packed(bytes: &[u8], out: &mut Vec<u8>) {
+    for run in bytes.chunks(MAX_GROUPS_PER_RUN) {
+        put_varint(out, ((run.len() as u64) << 1) | 1);
+        out.extend_from_slice(run);
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Page compression with the file's codec.
+enum Compressor {
+    None,
+    Snappy(Box<snap::raw::Encoder>),
+    Gzip(u32),
+    Lz4,
+    Zstd(Box<zstd::bulk::Compressor<'static>>),
+}
+
+impl Compressor {
+    fn new(codec: Codec) -> Result<Self> {
+        Ok(match codec {
+            Codec::UNCOMPRESSED => Compressor::None,
+            Codec::SNAPPY => Compressor::Snappy(Box::new(snap::raw::Encoder::new())),
+            Codec::GZIP(level) => Compressor::Gzip(level.compression_level()),
+            Codec::LZ4_RAW => Compressor::Lz4,
+            Codec::ZSTD(level) => Compressor::Zstd(Box::new(
+                zstd::bulk::Compressor::new(level.compression_level())
+                    .map_err(|e| ParquetError::External(Box::new(e)))?,
+            )),
+            other => return Err(ParquetError::NYI(format!("page compression with {other}"))),
+        })
+    }
+
+    fn compress(&mut self, data: &[u8]) -> Result<Bytes> {
+        let external = |e: std::io::Error| ParquetError::External(Box::new(e));
+        Ok(Bytes::from(match self {
+            Compressor::None => data.to_vec(),
+            Compressor::Snappy(encoder) => encoder
+                .compress_vec(data)
+                .map_err(|e| ParquetError::External(Box::new(e)))?,
+            Compressor::Gzip(level) => {
+                let mut e = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(data.len() / 2),
+                    flate2::Compression::new(*level),
+                );
+                e.write_all(data).map_err(external)?;
+                e.finish().map_err(external)?
+            }
+            Compressor::Lz4 => lz4_flex::block::compress(data),
+            Compressor::Zstd(c) => c.compress(data).map_err(external)?,
+        }))
+    }
+}
+
+/// Min and max of text by bytes, truncated to `STATISTICS_PREFIX` bytes: the min to a
+/// prefix (still a lower bound), the max to a prefix whose last character is
+/// incremented (an upper bound), or left out when no such character exists.
+fn text_statistics<'v>(values: impl Iterator<Item = &'v [u8]>, nulls: Option<u64>) -> Statistics {
+    let mut min: Option<&[u8]> = None;
+    let mut max: Option<&[u8]> = None;
+    for v in values {
+        if min.is_none_or(|m| v < m) {
+            min = Some(v);
+        }
+        if max.is_none_or(|m| v > m) {
+            max = Some(v);
+        }
+    }
+    let (min, min_exact) = match min {
+        Some(m) if m.len() > STATISTICS_PREFIX => (Some(utf8_prefix(m).to_vec()), false),
+        Some(m) => (Some(m.to_vec()), true),
+        None => (None, false),
+    };
+    let (max, max_exact) = match max {
+        Some(m) if m.len() > STATISTICS_PREFIX => (increment_utf8(utf8_prefix(m)), false),
+        Some(m) => (Some(m.to_vec()), true),
+        None => (None, false),
+    };
+    Statistics::ByteArray(
+        ValueStatistics::new(
+            min.map(ByteArray::from),
+            max.map(ByteArray::from),
+            None,
+            nulls,
+            false,
+        )
+        .with_min_is_exact(min_exact)
+        .with_max_is_exact(max_exact),
+    )
+}
+
+/// The longest prefix of `v` of at most `STATISTICS_PREFIX` bytes ending on a character
+/// boundary (values are valid UTF-8).
+fn utf8_prefix(v: &[u8]) -> &[u8] {
+    let mut end = STATISTICS_PREFIX.min(v.len());
+    while end > 0 && end < v.len() && (v[end] & 0xc0) == 0x80 {
+        end -= 1;
+    }
+    &v[..end]
+}
+
+/// The shortest string greater than every string starting with `prefix`: the prefix up
+/// to its last character that can be incremented, with that character incremented.
+fn increment_utf8(prefix: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(prefix).ok()?;
+    let mut chars: Vec<char> = text.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(next) = next.filter(|n| n.len_utf8() == last.len_utf8()) {
+            chars.push(next);
+            return Some(chars.into_iter().collect::<String>().into_bytes());
+        }
+    }
+    None
+}
+
+fn number_statistics(parts: &[&[f64]], nulls: Option<u64>) -> Statistics {
+    let mut min: Option<f64> = None;
+    let mut max: Option<f64> = None;
+    for &x in parts.iter().flat_map(|p| p.iter()) {
+        if x.is_nan() {
+            continue;
+        }
+        if min.is_none_or(|m| x < m) {
+            min = Some(x);
+        }
+        if max.is_none_or(|m| x > m) {
+            max = Some(x);
+        }
+    }
+    // Parquet: a zero min is written as -0.0 and a zero max as +0.0.
+    let min = min.map(|m| if m == 0.0 { -0.0 } else { m });
+    let max = max.map(|m| if m == 0.0 { 0.0 } else { m });
+    Statistics::double(min, max, None, nulls, false)
+}
+
+fn boolean_statistics(parts: &[&[bool]], nulls: Option<u64>) -> Statistics {
+    let any = parts.iter().any(|p| !p.is_empty());
+    let all_true = parts.iter().all(|p| p.iter().all(|&b| b));
+    let any_true = parts.iter().any(|p| p.iter().any(|&b| b));
+    Statistics::boolean(
+        any.then_some(all_true),
+        any.then_some(any_true),
+        None,
+        nulls,
+        false,
+    )
+}
+
+fn time_statistics(parts: &[&[i64]], nulls: Option<u64>) -> Statistics {
+    let values = parts.iter().flat_map(|p| p.iter().copied());
+    Statistics::int64(values.clone().min(), values.max(), None, nulls, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_runs_and_packing() {
+        // 200 rows: values at 0..3, then nulls up to 150, then values to the end.
+        let value_rows: Vec<u32> = (0..3).chain(150..200).collect();
+        let input = ColumnInput {
+            rows: 200,
+            value_rows: Some(value_rows),
+            values: ColumnValues::Numbers(vec![]),
+        };
+        let mut out = Vec::new();
+        encode_levels(&input, 0, 200, &mut out);
+        // Rows 0..8 bit-packed (one group), rows 8..144 an RLE run of 136 nulls
+        // (varint 272), rows 144..200 bit-packed: seven groups, too short for a run.
+        let mut want = vec![3, 0b0000_0111, 0x90, 2, 0, 15, 0b1100_0000];
+        want.extend([0xff; 6]);
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn increment_utf8_bounds_the_prefix() {
+        assert_eq!(increment_utf8(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(increment_utf8("a\u{7f}".as_bytes()), Some(b"b".to_vec()));
+        assert_eq!(
+            increment_utf8("é".as_bytes()),
+            Some("ê".as_bytes().to_vec())
+        );
+        assert_eq!(increment_utf8(b""), None);
+    }
+
+    use arrow::array::{Array, ArrayRef};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+
+    use crate::columns::{densify, TypeClass};
+
+    /// Writes `parts` as the one column of a file with the chunk encoder and reads it
+    /// back with parquet's Arrow reader.
+    fn round_trip(
+        class: TypeClass,
+        parts: &[(u32, &SparseColumn)],
+        rows: usize,
+        dictionary: bool,
+    ) -> ArrayRef {
+        let data_type = match class {
+            TypeClass::Number => arrow::datatypes::DataType::Float64,
+            TypeClass::Boolean => arrow::datatypes::DataType::Boolean,
+            _ => arrow::datatypes::DataType::Utf8,
+        };
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("c", data_type, true),
+        ]));
+        let parquet_schema = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&schema)
+            .unwrap();
+        let mut out = Vec::new();
+        let mut writer = SerializedFileWriter::new(
+            &mut out,
+            parquet_schema.root_schema_ptr(),
+            Arc::new(WriterProperties::builder().build()),
+        )
+        .unwrap();
+        let descr = writer.schema_descr().column(0);
+        let input = ColumnInput::sparse(parts, rows);
+        let chunk = encode_chunk(descr, &input, Codec::SNAPPY, dictionary).unwrap();
+        let mut rg = writer.next_row_group().unwrap();
+        rg.append_column(&chunk.bytes, chunk.close).unwrap();
+        rg.close().unwrap();
+        writer.close().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(out))
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<_> = reader.map(|b| b.unwrap().column(0).clone()).collect();
+        let refs: Vec<&dyn Array> = batches.iter().map(|a| a.as_ref()).collect();
+        if refs.is_empty() {
+            return arrow::array::new_empty_array(schema.field(0).data_type());
+        }
+        arrow::compute::concat(&refs).unwrap()
+    }
+
+    fn sparse_text(rows: &[u32], value: impl Fn(u32) -> String) -> SparseColumn {
+        let mut s = Strings::default();
+        rows.iter().for_each(|&r| s.push(value(r).as_bytes()));
+        SparseColumn {
+            rows: rows.to_vec(),
+            values: Values::Text(s),
+        }
+    }
+
+    #[test]
+    fn multi_page_text_round_trips() {
+        // About 3 MiB of values: several data pages, with and without a dictionary.
+        let rows: Vec<u32> = (0..4000).filter(|r| r % 3 != 1).collect();
+        let col = sparse_text(&rows, |r| format!("{r:0>800}"));
+        let parts = [(0, &col)];
+        for dictionary in [false, true] {
+            let got = round_trip(TypeClass::String, &parts, 4100, dictionary);
+            assert_eq!(got.as_ref(), densify(true, &parts, 4100).as_ref());
+        }
+        // A dictionary kept over more indices than one page holds.
+        let rows: Vec<u32> = (0..600_000).filter(|r| r % 7 != 0).collect();
+        let col = sparse_text(&rows, |r| format!("value {}", r % 50));
+        let parts = [(0, &col)];
+        let got = round_trip(TypeClass::String, &parts, 600_003, true);
+        assert_eq!(got.as_ref(), densify(true, &parts, 600_003).as_ref());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sparse_columns_round_trip(
+            rows in 0usize..700,
+            seed in proptest::collection::vec(0u8..4, 0..700),
+            split in 0usize..700,
+            dictionary in proptest::bool::ANY,
+        ) {
+            // Rows with a value: where the seed says so; two parts split at `split`.
+            let present: Vec<u32> =
+                (0..rows as u32).filter(|&r| seed.get(r as usize).is_some_and(|&s| s > 0)).collect();
+            let split = split.min(rows) as u32;
+            let (a, b): (Vec<u32>, Vec<u32>) = present.iter().partition(|&&r| r < split);
+            let b: Vec<u32> = b.iter().map(|r| r - split).collect();
+            let text = |r: u32| ["x", "", "é long", "\"q\""][(r % 4) as usize].repeat(r as usize % 5);
+            let number = |r: u32| [0.0, -0.0, 1.5, f64::NAN, -3e300][(r % 5) as usize];
+            let (ta, tb) = (sparse_text(&a, text), sparse_text(&b, |r| text(r + split)));
+            let nums = |rows: &[u32], base: u32| SparseColumn {
+                rows: rows.to_vec(),
+                values: Values::Number(rows.iter().map(|&r| number(r + base)).collect()),
+            };
+            let bools = |rows: &[u32], base: u32| SparseColumn {
+                rows: rows.to_vec(),
+                values: Values::Boolean(rows.iter().map(|&r| (r + base).is_multiple_of(3)).collect()),
+            };
+            let (na, nb) = (nums(&a, 0), nums(&b, split));
+            let (ba, bb) = (bools(&a, 0), bools(&b, split));
+            for (class, pa, pb) in [
+                (TypeClass::String, &ta, &tb),
+                (TypeClass::Number, &na, &nb),
+                (TypeClass::Boolean, &ba, &bb),
+            ] {
+                let parts: Vec<(u32, &SparseColumn)> =
+                    [(0, pa), (split, pb)].into_iter().filter(|(_, c)| !c.is_empty()).collect();
+                if parts.is_empty() {
+                    continue;
+                }
+                let got = round_trip(class, &parts, rows, dictionary);
+                let want = densify(class.is_text(), &parts, rows);
+                // NaN != NaN in Arrow's equality: compare the text of the values.
+                proptest::prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+            }
+        }
+    }
+}
