@@ -381,6 +381,17 @@ impl<'v, 'a> ValueCursor<'v, 'a> {
     }
 }
 
+/// How many of a chunk's first values decide whether it gets a dictionary.
+const DICTIONARY_SAMPLE: usize = 512;
+
+/// Whether a sample of at least 64 values is at least 90% distinct: `$insert_id`,
+/// `distinct_id`, URLs and the like, which a dictionary only slows down (building one
+/// until it overflowed was a quarter of encoding time). Decided from the chunk's own
+/// values, so the output is the same at any thread count.
+fn mostly_distinct(distinct: usize, sampled: usize) -> bool {
+    sampled >= 64 && distinct * 10 >= sampled * 9
+}
+
 /// A chunk's distinct values, in first-seen order, and each value's index.
 struct Dictionary<V> {
     values: Vec<V>,
@@ -388,8 +399,8 @@ struct Dictionary<V> {
 }
 
 impl<V: Copy + Eq + std::hash::Hash> Dictionary<V> {
-    /// The dictionary of `count` values, or `None` once its PLAIN size (`plain_size`
-    /// per entry) passes `DICTIONARY_BYTES`.
+    /// The dictionary of `count` values, or `None` when its first values are mostly
+    /// distinct or its PLAIN size (`plain_size` per entry) passes `DICTIONARY_BYTES`.
     fn build(
         values: impl Iterator<Item = V>,
         count: usize,
@@ -400,7 +411,10 @@ impl<V: Copy + Eq + std::hash::Hash> Dictionary<V> {
         let mut distinct: Vec<V> = Vec::new();
         let mut indices = Vec::with_capacity(count);
         let mut plain_bytes = 0usize;
-        for v in values {
+        for (n, v) in values.enumerate() {
+            if n == DICTIONARY_SAMPLE && mostly_distinct(distinct.len(), n) {
+                return None;
+            }
             let h = hash(&v);
             let index = match table.find(h, |&i| distinct[i as usize] == v) {
                 Some(&i) => i,
@@ -416,6 +430,9 @@ impl<V: Copy + Eq + std::hash::Hash> Dictionary<V> {
                 }
             };
             indices.push(index);
+        }
+        if count <= DICTIONARY_SAMPLE && mostly_distinct(distinct.len(), count) {
+            return None;
         }
         Some(Dictionary {
             values: distinct,
@@ -535,10 +552,18 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+thread_local! {
+    /// Each worker's snappy encoder and output buffer. A fresh encoder allocates and
+    /// zeroes its hash table, and `compress_vec` a zeroed worst-case output, for every
+    /// chunk: a twentieth of a multischema run, whose chunks are small and many.
+    static SNAPPY: std::cell::RefCell<(snap::raw::Encoder, Vec<u8>)> =
+        std::cell::RefCell::new((snap::raw::Encoder::new(), Vec::new()));
+}
+
 /// Page compression with the file's codec.
 enum Compressor {
     None,
-    Snappy(Box<snap::raw::Encoder>),
+    Snappy,
     Gzip(u32),
     Lz4,
     Zstd(Box<zstd::bulk::Compressor<'static>>),
@@ -548,7 +573,7 @@ impl Compressor {
     fn new(codec: Codec) -> Result<Self> {
         Ok(match codec {
             Codec::UNCOMPRESSED => Compressor::None,
-            Codec::SNAPPY => Compressor::Snappy(Box::new(snap::raw::Encoder::new())),
+            Codec::SNAPPY => Compressor::Snappy,
             Codec::GZIP(level) => Compressor::Gzip(level.compression_level()),
             Codec::LZ4_RAW => Compressor::Lz4,
             Codec::ZSTD(level) => Compressor::Zstd(Box::new(
@@ -563,9 +588,16 @@ impl Compressor {
         let external = |e: std::io::Error| ParquetError::External(Box::new(e));
         Ok(Bytes::from(match self {
             Compressor::None => data.to_vec(),
-            Compressor::Snappy(encoder) => encoder
-                .compress_vec(data)
-                .map_err(|e| ParquetError::External(Box::new(e)))?,
+            Compressor::Snappy => SNAPPY.with_borrow_mut(|(encoder, out)| {
+                let need = snap::raw::max_compress_len(data.len());
+                if out.len() < need {
+                    out.resize(need, 0);
+                }
+                let n = encoder
+                    .compress(data, out)
+                    .map_err(|e| ParquetError::External(Box::new(e)))?;
+                Ok::<_, ParquetError>(out[..n].to_vec())
+            })?,
             Compressor::Gzip(level) => {
                 let mut e = flate2::write::GzEncoder::new(
                     Vec::with_capacity(data.len() / 2),

@@ -21,7 +21,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
 
-use crate::columns::{concat_strings, densify, SparseColumn, TypeClass, Values};
+use crate::columns::{concat_strings, densify, SparseColumn, TypeClass};
 use crate::merge::RowGroup;
 use crate::options::Compression;
 use crate::registry::{ColumnInfo, ColumnType};
@@ -153,8 +153,7 @@ pub fn encode_row_group(
             let descr = descriptors.column(pos);
             let codec = props.compression(descr.path());
             let input = column_input(group, c, fixed, columns);
-            let dictionary = !mostly_distinct(group, c, fixed);
-            chunk::encode_chunk(descr, &input, codec, dictionary)
+            chunk::encode_chunk(descr, &input, codec, true)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut rg = writer.next_row_group()?;
@@ -168,63 +167,6 @@ pub fn encode_row_group(
         rows: group.rows,
         columns: present,
     })
-}
-
-/// How many of a column's first values decide whether it gets a dictionary.
-const DICTIONARY_SAMPLE: usize = 512;
-
-/// Whether a column is left without a dictionary: its first values are nearly all
-/// distinct (`$insert_id`, `distinct_id`, `time`, URLs, ...). A dictionary gains such
-/// columns nothing, and building one until it overflowed was a quarter of Parquet
-/// encoding time (perf, 1M events). Decided from the row group's own values, so the
-/// output is the same at any thread count.
-/// Whether at least 90% of the column's first values (of at least 64) differ.
-fn mostly_distinct(group: &RowGroup, column: u32, fixed: usize) -> bool {
-    use std::hash::BuildHasher;
-    let hasher = rustc_hash::FxBuildHasher;
-    let mut hashes: Vec<u64> = Vec::with_capacity(DICTIONARY_SAMPLE);
-    for chunk in &group.chunks {
-        let values = match column {
-            0 => {
-                hashes.extend(
-                    chunk
-                        .time
-                        .iter()
-                        .take(DICTIONARY_SAMPLE)
-                        .map(|t| hasher.hash_one(t)),
-                );
-                None
-            }
-            1 => Some(&chunk.distinct_id.values),
-            2 if fixed == 3 => None, // mp_event_name (monoschema): few distinct names
-            c => chunk
-                .columns
-                .binary_search_by_key(&c, |(id, _)| *id)
-                .ok()
-                .map(|i| &chunk.columns[i].1.values),
-        };
-        match values {
-            Some(Values::Text(s)) => hashes
-                .extend((0..s.len().min(DICTIONARY_SAMPLE)).map(|i| hasher.hash_one(s.get(i)))),
-            Some(Values::Number(v)) => hashes.extend(
-                v.iter()
-                    .take(DICTIONARY_SAMPLE)
-                    .map(|x| hasher.hash_one(x.to_bits())),
-            ),
-            Some(Values::Boolean(_)) | None => {}
-        }
-        if hashes.len() >= DICTIONARY_SAMPLE {
-            break;
-        }
-    }
-    hashes.truncate(DICTIONARY_SAMPLE);
-    if hashes.len() < 64 {
-        return false;
-    }
-    let sampled = hashes.len();
-    hashes.sort_unstable();
-    hashes.dedup();
-    hashes.len() * 10 >= sampled * 9
 }
 
 /// One column of a row group as the values the chunk encoder takes.
