@@ -5,24 +5,27 @@ mod util;
 
 use util::*;
 
+/// `tidewater gen` into `dir/gen.jsonl`.
+fn generate(dir: &std::path::Path, events: &str, days: &str, seed: &str) -> std::path::PathBuf {
+    let input = dir.join("gen.jsonl");
+    let args = [
+        "gen",
+        "--events",
+        events,
+        "--days",
+        days,
+        "--seed",
+        seed,
+        "--out",
+        input.to_str().unwrap(),
+    ];
+    tidewater_ok(dir, &args, 0);
+    input
+}
+
 fn check(schema: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("gen.jsonl");
-    tidewater_ok(
-        dir.path(),
-        &[
-            "gen",
-            "--events",
-            "4000",
-            "--days",
-            "3",
-            "--seed",
-            "11",
-            "--out",
-            input.to_str().unwrap(),
-        ],
-        0,
-    );
+    let input = generate(dir.path(), "4000", "3", "11");
     let out = dir.path().join("out");
     convert_quietly(
         dir.path(),
@@ -64,22 +67,7 @@ fn duckdb_and_pyarrow_read_multischema() {
 #[test]
 fn every_codec_reads_back_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("gen.jsonl");
-    tidewater_ok(
-        dir.path(),
-        &[
-            "gen",
-            "--events",
-            "1500",
-            "--days",
-            "2",
-            "--seed",
-            "5",
-            "--out",
-            input.to_str().unwrap(),
-        ],
-        0,
-    );
+    let input = generate(dir.path(), "1500", "2", "5");
     let mut roots = Vec::new();
     for codec in ["snappy", "zstd", "lz4", "gzip", "none"] {
         let out = dir.path().join(codec);

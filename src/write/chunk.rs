@@ -71,33 +71,18 @@ impl<'a> ColumnInput<'a> {
             at
         });
         let values = match parts.first().map(|(_, c)| &c.values) {
-            Some(Values::Number(_)) => ColumnValues::Numbers(
-                parts
-                    .iter()
-                    .map(|(_, c)| match &c.values {
-                        Values::Number(v) => &v[..],
-                        _ => unreachable!("parts of one column share a storage kind"),
-                    })
-                    .collect(),
-            ),
-            Some(Values::Boolean(_)) => ColumnValues::Booleans(
-                parts
-                    .iter()
-                    .map(|(_, c)| match &c.values {
-                        Values::Boolean(v) => &v[..],
-                        _ => unreachable!("parts of one column share a storage kind"),
-                    })
-                    .collect(),
-            ),
-            _ => ColumnValues::Text(
-                parts
-                    .iter()
-                    .map(|(_, c)| match &c.values {
-                        Values::Text(s) => s,
-                        _ => unreachable!("parts of one column share a storage kind"),
-                    })
-                    .collect(),
-            ),
+            Some(Values::Number(_)) => ColumnValues::Numbers(storage(parts, |v| match v {
+                Values::Number(v) => Some(&v[..]),
+                _ => None,
+            })),
+            Some(Values::Boolean(_)) => ColumnValues::Booleans(storage(parts, |v| match v {
+                Values::Boolean(v) => Some(&v[..]),
+                _ => None,
+            })),
+            _ => ColumnValues::Text(storage(parts, |v| match v {
+                Values::Text(s) => Some(s),
+                _ => None,
+            })),
         };
         ColumnInput {
             rows,
@@ -105,6 +90,17 @@ impl<'a> ColumnInput<'a> {
             values,
         }
     }
+}
+
+/// The storage of each part, all of the kind `pick` accepts.
+fn storage<'a, T: ?Sized>(
+    parts: &[(u32, &'a SparseColumn)],
+    pick: impl Fn(&'a Values) -> Option<&'a T>,
+) -> Vec<&'a T> {
+    parts
+        .iter()
+        .map(|(_, c)| pick(&c.values).expect("parts of one column share a storage kind"))
+        .collect()
 }
 
 /// An encoded column chunk, ready for `SerializedRowGroupWriter::append_column`.
