@@ -182,6 +182,22 @@ impl SparseColumn {
         }
     }
 
+    /// An empty column with room for `values` values and `bytes` bytes of text.
+    pub fn with_capacity(class: TypeClass, values: usize, bytes: usize) -> Self {
+        let storage = match class {
+            TypeClass::Number => Values::Number(Vec::with_capacity(values)),
+            TypeClass::Boolean => Values::Boolean(Vec::with_capacity(values)),
+            _ => Values::Text(Strings {
+                data: Vec::with_capacity(bytes),
+                ends: Vec::with_capacity(values),
+            }),
+        };
+        SparseColumn {
+            rows: Vec::with_capacity(values),
+            values: storage,
+        }
+    }
+
     /// An empty text column.
     pub fn text() -> Self {
         SparseColumn {

@@ -312,7 +312,11 @@ impl BlockTable {
             }
             if slots[local as usize] == u32::MAX {
                 slots[local as usize] = rows.columns.len() as u32;
-                rows.columns.push((local, SparseColumn::new(class)));
+                // Room for a few values from the start: most columns of a multischema
+                // block hold dozens, and growing each from the minimum capacity made
+                // allocation a tenth of such a run (perf).
+                let column = SparseColumn::with_capacity(class, 16, 256);
+                rows.columns.push((local, column));
             }
             let column = &mut rows.columns[slots[local as usize] as usize].1;
             column.rows.push(row);
