@@ -23,6 +23,21 @@ fn generate(dir: &std::path::Path, events: &str, days: &str, seed: &str) -> std:
     input
 }
 
+/// Runs python3 with `args`; it must succeed and print `expected`.
+fn python_ok(args: &[&str], expected: &str) {
+    let result = std::process::Command::new("python3")
+        .args(args)
+        .output()
+        .expect("python3 must be installed (see .ci/run)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(result.status.success(), "python check failed:\n{text}");
+    assert!(text.contains(expected), "{text}");
+}
+
 fn check(schema: &str) {
     let dir = tempfile::tempdir().unwrap();
     let input = generate(dir.path(), "4000", "3", "11");
@@ -34,22 +49,14 @@ fn check(schema: &str) {
         &["--schema", schema, "--row-group-rows", "500"],
     );
     let script = fixtures().join("../tests/interop/check.py");
-    let result = std::process::Command::new("python3")
-        .args([
-            script.to_str().unwrap(),
-            input.to_str().unwrap(),
-            out.to_str().unwrap(),
-            schema,
-        ])
-        .output()
-        .expect("python3 must be installed (see .ci/run)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    assert!(result.status.success(), "interop check failed:\n{text}");
-    assert!(text.contains("interop ok"), "{text}");
+    let script = script.to_str().unwrap();
+    let args = [
+        script,
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        schema,
+    ];
+    python_ok(&args, "interop ok");
 }
 
 #[test]
@@ -88,19 +95,7 @@ for root in roots[1:]:
     assert n == sum(t.num_rows for t in want), (root, n)
 print("codecs ok")
 "#;
-    let result = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(&roots)
-        .output()
-        .expect("python3 must be installed (see .ci/run)");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    assert!(
-        result.status.success() && text.contains("codecs ok"),
-        "{text}"
-    );
+    let mut args = vec!["-c", script];
+    args.extend(roots.iter().map(String::as_str));
+    python_ok(&args, "codecs ok");
 }
