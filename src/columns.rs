@@ -130,13 +130,22 @@ pub enum Values {
 }
 
 impl Values {
-    /// Empty values of the storage that a type class uses.
-    pub fn for_class(class: TypeClass) -> Values {
+    /// Empty values of the storage that a type class uses, with room for `values`
+    /// values and `bytes` bytes of text.
+    pub fn for_class(class: TypeClass, values: usize, bytes: usize) -> Values {
         match class {
-            TypeClass::Number => Values::Number(Vec::new()),
-            TypeClass::Boolean => Values::Boolean(Vec::new()),
-            _ => Values::Text(Strings::default()),
+            TypeClass::Number => Values::Number(Vec::with_capacity(values)),
+            TypeClass::Boolean => Values::Boolean(Vec::with_capacity(values)),
+            _ => Values::Text(Strings {
+                data: Vec::with_capacity(bytes),
+                ends: Vec::with_capacity(values),
+            }),
         }
+    }
+
+    /// Whether the values are stored as text.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Values::Text(_))
     }
 
     fn len(&self) -> usize {
@@ -176,25 +185,14 @@ impl Default for SparseColumn {
 impl SparseColumn {
     /// An empty column for a type class.
     pub fn new(class: TypeClass) -> Self {
-        SparseColumn {
-            rows: Vec::new(),
-            values: Values::for_class(class),
-        }
+        Self::with_capacity(class, 0, 0)
     }
 
     /// An empty column with room for `values` values and `bytes` bytes of text.
     pub fn with_capacity(class: TypeClass, values: usize, bytes: usize) -> Self {
-        let storage = match class {
-            TypeClass::Number => Values::Number(Vec::with_capacity(values)),
-            TypeClass::Boolean => Values::Boolean(Vec::with_capacity(values)),
-            _ => Values::Text(Strings {
-                data: Vec::with_capacity(bytes),
-                ends: Vec::with_capacity(values),
-            }),
-        };
         SparseColumn {
             rows: Vec::with_capacity(values),
-            values: storage,
+            values: Values::for_class(class, values, bytes),
         }
     }
 
@@ -248,7 +246,7 @@ impl SparseColumn {
 pub fn densify(class_is_text: bool, parts: &[(u32, &SparseColumn)], rows: usize) -> ArrayRef {
     debug_assert!(parts
         .iter()
-        .all(|(_, c)| matches!(c.values, Values::Text(_)) == class_is_text));
+        .all(|(_, c)| c.values.is_text() == class_is_text));
     let valid = validity(parts, rows);
     match parts.first().map(|(_, c)| &c.values) {
         Some(Values::Number(_)) => {

@@ -259,14 +259,9 @@ pub fn encode_chunk(
     })
 }
 
-/// Iterates the bytes of each value of a `Strings`.
+/// The bytes of each value of a `Strings`.
 fn text_values(s: &Strings) -> impl Iterator<Item = &[u8]> + '_ {
-    let mut start = 0usize;
-    s.ends.iter().map(move |&end| {
-        let v = &s.data[start..end as usize];
-        start = end as usize;
-        v
-    })
+    (0..s.len()).map(|i| s.get(i).as_bytes())
 }
 
 /// Walks the values of a column across its parts, plain-encoding them into pages.
@@ -294,18 +289,8 @@ impl<'v, 'a> ValueCursor<'v, 'a> {
         match self.values {
             ColumnValues::Text(parts) => {
                 while self.done < total && out.len() - start < budget {
-                    let s = parts[self.part];
-                    if self.index == s.len() {
-                        self.part += 1;
-                        self.index = 0;
-                        continue;
-                    }
-                    let from = if self.index == 0 {
-                        0
-                    } else {
-                        s.ends[self.index - 1] as usize
-                    };
-                    let v = &s.data[from..s.ends[self.index] as usize];
+                    let (part, i) = self.next(|p| parts[p].len());
+                    let v = parts[part].get(i).as_bytes();
                     out.extend_from_slice(&(v.len() as u32).to_le_bytes());
                     out.extend_from_slice(v);
                     self.index += 1;
@@ -323,13 +308,8 @@ impl<'v, 'a> ValueCursor<'v, 'a> {
                 let mut bits = 0u8;
                 let mut n = 0;
                 while self.done < total && (out.len() - start) < budget {
-                    let p = parts[self.part];
-                    if self.index == p.len() {
-                        self.part += 1;
-                        self.index = 0;
-                        continue;
-                    }
-                    bits |= u8::from(p[self.index]) << n;
+                    let (part, i) = self.next(|p| parts[p].len());
+                    bits |= u8::from(parts[part][i]) << n;
                     n += 1;
                     if n == 8 {
                         out.push(bits);
@@ -347,6 +327,15 @@ impl<'v, 'a> ValueCursor<'v, 'a> {
         self.done
     }
 
+    /// Steps past used-up parts to the next value, which must exist: (part, index).
+    fn next(&mut self, part_len: impl Fn(usize) -> usize) -> (usize, usize) {
+        while self.index == part_len(self.part) {
+            self.part += 1;
+            self.index = 0;
+        }
+        (self.part, self.index)
+    }
+
     fn fixed<T: Copy>(
         &mut self,
         parts: &[&[T]],
@@ -357,12 +346,8 @@ impl<'v, 'a> ValueCursor<'v, 'a> {
     ) {
         let start = out.len();
         while self.done < total && out.len() - start < budget {
-            let p = parts[self.part];
-            if self.index == p.len() {
-                self.part += 1;
-                self.index = 0;
-                continue;
-            }
+            let (part, _) = self.next(|p| parts[p].len());
+            let p = parts[part];
             // A run of this part within the budget at once.
             let room = (budget - (out.len() - start))
                 .div_ceil(size_of::<T>())

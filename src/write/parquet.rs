@@ -189,23 +189,7 @@ fn column_input<'g>(
             values: ColumnValues::Text(group.chunks.iter().map(|c| &c.event_name).collect()),
         },
         c => {
-            let mut parts = Vec::new();
-            let mut offset = 0u32;
-            for chunk in &group.chunks {
-                let col = if c == 1 {
-                    Some(&chunk.distinct_id)
-                } else {
-                    chunk
-                        .columns
-                        .binary_search_by_key(&c, |(id, _)| *id)
-                        .ok()
-                        .map(|i| &chunk.columns[i].1)
-                };
-                if let Some(col) = col.filter(|col| !col.is_empty()) {
-                    parts.push((offset, col));
-                }
-                offset += chunk.count;
-            }
+            let parts = column_parts(group, c);
             let mut input = ColumnInput::sparse(&parts, rows);
             if parts.is_empty() {
                 // No values: the storage kind comes from the column's type.
@@ -232,51 +216,38 @@ fn dense_column(group: &RowGroup, column: u32, fixed: usize, columns: &[ColumnIn
                 .collect();
             Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC"))
         }
-        1 => sparse(group, rows, |c| Some(&c.distinct_id), true),
         2 if fixed == 3 => Arc::new(concat_strings(group.chunks.iter().map(|c| &c.event_name))),
         c => {
-            let is_text = matches!(columns[c as usize].ty, ColumnType::Class(t) if t.is_text());
-            sparse(
-                group,
-                rows,
-                |chunk| {
-                    chunk
-                        .columns
-                        .binary_search_by_key(&c, |(id, _)| *id)
-                        .ok()
-                        .map(|i| &chunk.columns[i].1)
-                },
-                is_text,
-            )
+            let parts = column_parts(group, c);
+            if parts.is_empty() {
+                return new_null_array(field(&columns[c as usize]).data_type(), rows);
+            }
+            densify(parts[0].1.values.is_text(), &parts, rows)
         }
     }
 }
 
-fn sparse<'a>(
-    group: &'a RowGroup,
-    rows: usize,
-    pick: impl Fn(&'a crate::merge::Chunk) -> Option<&'a SparseColumn>,
-    is_text: bool,
-) -> ArrayRef {
+/// The non-empty parts of column `c` (1, `distinct_id`, or a property column) in a
+/// row group's chunks, each with the row offset of its chunk.
+fn column_parts(group: &RowGroup, c: u32) -> Vec<(u32, &SparseColumn)> {
     let mut parts = Vec::new();
     let mut offset = 0u32;
     for chunk in &group.chunks {
-        if let Some(col) = pick(chunk) {
+        let col = if c == 1 {
+            Some(&chunk.distinct_id)
+        } else {
+            chunk
+                .columns
+                .binary_search_by_key(&c, |(id, _)| *id)
+                .ok()
+                .map(|i| &chunk.columns[i].1)
+        };
+        if let Some(col) = col.filter(|col| !col.is_empty()) {
             parts.push((offset, col));
         }
         offset += chunk.count;
     }
-    if parts.is_empty() {
-        return new_null_array(
-            if is_text {
-                &DataType::Utf8
-            } else {
-                &DataType::Float64
-            },
-            rows,
-        );
-    }
-    densify(is_text, &parts, rows)
+    parts
 }
 
 /// Writes the final file of one (table, window) from its spilled row groups.
