@@ -27,6 +27,16 @@ fn main() -> ExitCode {
     // the environment still wins.
     // SAFETY: sets an option before any thread is started; mimalloc reads it on purge.
     unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, -1) };
+    // Each first touch of a transparent huge page makes the kernel clear 2 MiB at once;
+    // on this kind of VM that cost 1.2–1.8 s of system time per 1M-event convert against
+    // 0.7 s with ordinary pages, for the same peak RSS (5 interleaved runs: 7% less wall
+    // time). mimalloc has already reserved (and advised) its arena before `main`, so the
+    // process opts out as a whole, unless `MIMALLOC_ALLOW_THP` asks otherwise.
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process; an error (an old
+        // kernel) leaves huge pages allowed, which is merely slower.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    }
     match cli::run() {
         Ok(code) => code,
         Err(e) => {
