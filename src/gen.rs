@@ -470,15 +470,23 @@ fn write_value(out: &mut Vec<u8>, rng: &mut Rng, kind: Kind, depth: u32) {
             out.push(b']');
         }
         Kind::Object => {
+            // Distinct keys, as SDKs serialize objects; one object in a hundred repeats
+            // a key, which IN2's rule resolves.
+            let mut keys = ["id", "name", "value", "kind", "enabled", "ratio"];
+            let len = 1 + rng.below(4) as usize;
+            for k in 0..len {
+                let pick = k + rng.below((keys.len() - k) as u64) as usize;
+                keys.swap(k, pick);
+            }
+            if len > 1 && rng.chance(10) {
+                keys[len - 1] = keys[0];
+            }
             out.push(b'{');
-            for k in 0..1 + rng.below(4) {
+            for (k, key) in keys[..len].iter().enumerate() {
                 if k > 0 {
                     out.push(b',');
                 }
-                write_json_string(
-                    out,
-                    rng.pick(&["id", "name", "value", "kind", "enabled", "ratio"]),
-                );
+                write_json_string(out, key);
                 out.push(b':');
                 let inner = if depth < 2 {
                     rng.pick(&[Kind::Str, Kind::Int, Kind::Bool, Kind::Float, Kind::List])

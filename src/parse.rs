@@ -96,6 +96,13 @@ pub struct Event<'t, 'i> {
     pub time_node: usize,
     /// Node index of `properties.distinct_id`, if present (also when it is `null`).
     pub distinct_id: Option<usize>,
+    /// Node index just past the `properties` object.
+    properties_end: usize,
+    /// The line as read, before simd-json rewrote strings in place.
+    line: &'t [u8],
+    /// Address of the parse buffer: a string node's offset in it is the offset of its
+    /// text in `line` (simd-json unescapes in place, from the string's first byte).
+    input_base: usize,
 }
 
 impl<'t, 'i> Event<'t, 'i> {
@@ -106,6 +113,138 @@ impl<'t, 'i> Event<'t, 'i> {
             _ => unreachable!("object keys on the tape are strings"),
         }
     }
+
+    /// The list or object value at node `value` (a property's, found in
+    /// [`Event::properties`]) exactly as written in the line, when that text already is
+    /// its compact JSON (T3): no whitespace between tokens and no repeated key at any
+    /// depth. Copying it costs a fraction of re-encoding it with [`write_compact`],
+    /// which remains the way for every other value.
+    pub fn compact_as_written(&self, value: usize) -> Option<&'t [u8]> {
+        if !matches!(self.nodes[value], Node::Array { .. } | Node::Object { .. })
+            || repeats_a_key(self.nodes, value)
+        {
+            return None;
+        }
+        // The value's own key is the node before it (after repeated keys, the entry's
+        // key may be an earlier one).
+        let mut start = string_end(self.line, self.text_offset(value - 1))?;
+        start = skip_whitespace(self.line, start);
+        if self.line.get(start) != Some(&b':') {
+            return None;
+        }
+        start = skip_whitespace(self.line, start + 1);
+        // The next property's key, when there is one, bounds the value from behind:
+        // `<value>,"<key>`. Without whitespace anywhere in between, the value is
+        // compact; otherwise (or for the last property) scan it token by token.
+        let next = value + span(self.nodes, value);
+        if next < self.properties_end {
+            let end = self.text_offset(next).checked_sub(2)?;
+            let text = self.line.get(start..end)?;
+            if self.line[end] == b',' && !has_space_or_control(text) {
+                return Some(text);
+            }
+        }
+        let end = compact_value_end(self.line, start)?;
+        Some(&self.line[start..end])
+    }
+
+    /// Offset in the line of the text of the string at node `i`.
+    fn text_offset(&self, i: usize) -> usize {
+        match self.nodes[i] {
+            Node::String(s) => s.as_ptr() as usize - self.input_base,
+            _ => unreachable!("called for string nodes only"),
+        }
+    }
+}
+
+/// Whether `text` holds a byte at or below `b' '`.
+fn has_space_or_control(text: &[u8]) -> bool {
+    let mut words = text.chunks_exact(8);
+    let found = words.any(|w| {
+        bytes_below(
+            u64::from_le_bytes(w.try_into().expect("eight bytes")),
+            b' ' + 1,
+        ) != 0
+    });
+    found || words.remainder().iter().any(|&b| b <= b' ')
+}
+
+/// Position after the closing quote of the string whose text starts at `from`.
+#[inline]
+fn string_end(line: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        // Eight bytes at a time while none is a quote or a backslash.
+        while let Some(word) = line.get(i..i + 8) {
+            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            let found = quotes_or_backslashes(word);
+            if found != 0 {
+                i += found.trailing_zeros() as usize / 8;
+                break;
+            }
+            i += 8;
+        }
+        match line.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+fn skip_whitespace(line: &[u8], mut at: usize) -> usize {
+    while matches!(line.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// End of the array or object starting at `start` of a line simd-json accepted, or
+/// `None` if it has whitespace between tokens.
+fn compact_value_end(line: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0u32;
+    let mut i = start;
+    while let Some(&b) = line.get(i) {
+        i += 1;
+        if b == b'"' {
+            i = string_end(line, i)?;
+            continue;
+        }
+        match b {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether any object within the value at node `i` (itself included) repeats a key.
+fn repeats_a_key(nodes: &[Node<'_>], i: usize) -> bool {
+    (i..i + span(nodes, i)).any(|j| match nodes[j] {
+        Node::Object { len, .. } if len > 1 => {
+            let mut keys = [""; 8];
+            if len > keys.len() {
+                return true; // rare; write_compact resolves the repeats if any
+            }
+            let mut k = j + 1;
+            for slot in &mut keys[..len] {
+                *slot = key_of(nodes, k);
+                k += 1 + span(nodes, k + 1);
+            }
+            let keys = &keys[..len];
+            keys.iter()
+                .enumerate()
+                .any(|(a, ka)| keys[a + 1..].contains(ka))
+        }
+        _ => false,
+    })
 }
 
 impl LineParser {
@@ -120,6 +259,7 @@ impl LineParser {
         self.scratch.extend_from_slice(line);
         self.scratch
             .resize(line.len() + simd_json::INPUT_PADDING, 0);
+        let input_base = self.scratch.as_ptr() as usize;
         let mut tape: Tape<'_> = self
             .tape
             .take()
@@ -140,15 +280,19 @@ impl LineParser {
                 let nodes = &tape.0[..];
                 match validate(nodes, &mut self.entries, &mut self.entry_scratch) {
                     Err(r) => Err(r),
-                    Ok((name, time_ms, time_node, distinct_id)) => {
+                    Ok(fields) => {
                         let event = Event {
                             nodes,
-                            name,
+                            name: fields.name,
                             properties: &self.entries,
                             key_hashes: &self.entry_scratch.hashes,
-                            time_ms,
-                            time_node,
-                            distinct_id,
+                            time_ms: fields.time_ms,
+                            time_node: fields.time_node,
+                            distinct_id: fields.distinct_id,
+                            properties_end: fields.properties_node
+                                + span(nodes, fields.properties_node),
+                            line,
+                            input_base,
                         };
                         Ok(f(&event))
                     }
@@ -172,7 +316,7 @@ fn validate<'i>(
     nodes: &[Node<'i>],
     entries: &mut Vec<(usize, usize)>,
     scratch: &mut EntryScratch,
-) -> Result<(&'i str, i64, usize, Option<usize>), RejectReason> {
+) -> Result<Fields<'i>, RejectReason> {
     if nodes.len() > MAX_DEPTH && max_depth(nodes) > MAX_DEPTH {
         return Err(RejectReason::TooDeep);
     }
@@ -206,26 +350,44 @@ fn validate<'i>(
     object_entries(nodes, props, entries, scratch);
     let mut time = None;
     let mut distinct_id = None;
-    let mut n = 0;
-    while n < entries.len() {
+    // `time` and `distinct_id` leave the entries (one compacting pass; removing each
+    // shifted the rest twice).
+    let mut kept = 0;
+    for n in 0..entries.len() {
         let (k, v) = entries[n];
         match nodes[k] {
             Node::String("time") => time = Some(v),
             Node::String("distinct_id") => distinct_id = Some(v),
             _ => {
-                n += 1;
-                continue;
+                entries[kept] = entries[n];
+                scratch.hashes[kept] = scratch.hashes[n];
+                kept += 1;
             }
         }
-        entries.remove(n);
-        scratch.hashes.remove(n);
     }
+    entries.truncate(kept);
+    scratch.hashes.truncate(kept);
     let time_ms = match time.map(|t| &nodes[t]) {
         None | Some(Node::Static(StaticNode::Null)) => return Err(RejectReason::MissingTime),
         Some(Node::Static(n)) => time_to_ms(n)?,
         Some(_) => return Err(RejectReason::NonNumericTime),
     };
-    Ok((name, time_ms, time.expect("checked above"), distinct_id))
+    Ok(Fields {
+        name,
+        time_ms,
+        time_node: time.expect("checked above"),
+        distinct_id,
+        properties_node: props,
+    })
+}
+
+/// What [`validate`] finds besides the property entries.
+struct Fields<'i> {
+    name: &'i str,
+    time_ms: i64,
+    time_node: usize,
+    distinct_id: Option<usize>,
+    properties_node: usize,
 }
 
 /// Scratch space for [`object_entries`]: the entries' key hashes and an open-addressing
@@ -568,12 +730,26 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
 /// high bit survives `(x - 0x01..) & !x` exactly when that byte of `x` is zero, or,
 /// with `0x20`, below 0x20).
 fn has_byte_to_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    (below(word, 0x20) | below(quote, 1) | below(backslash, 1)) != 0
+    (bytes_below(word, 0x20) | bytes_equal(word, b'"') | bytes_equal(word, b'\\')) != 0
+}
+
+/// The high bit of the first byte of `word` (in memory order) that is a quote or a
+/// backslash is set, or 0 if there is none. (Bits above the first such byte may be
+/// wrong: the subtraction's borrow runs upward.)
+fn quotes_or_backslashes(word: u64) -> u64 {
+    bytes_equal(word, b'"') | bytes_equal(word, b'\\')
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// Nonzero exactly when a byte of `word` is below `n` (at most 0x80).
+fn bytes_below(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(ONES * u64::from(n)) & !word & (ONES << 7)
+}
+
+/// Nonzero exactly when a byte of `word` equals `b`.
+fn bytes_equal(word: u64, b: u8) -> u64 {
+    bytes_below(word ^ (ONES * u64::from(b)), 1)
 }
 
 /// Appends the compact JSON text of the value at node `i` (T3). Repeated keys in nested
@@ -843,7 +1019,89 @@ mod tests {
         );
     }
 
+    #[test]
+    fn t3_compact_as_written_skips_repeated_keys_and_whitespace() {
+        let line = r#"{"event":"e","properties":{"time":1,"a":{"x":1,"x":2},"b":[{"y":[{"z":1,"z":1}]}],"c":[1, 2],"d":{"k":"v w"} ,"e\"q":[true],"f":[1,{"g":null}]}}"#;
+        let got = LineParser::default()
+            .parse(line.as_bytes(), |e| {
+                e.properties
+                    .iter()
+                    .map(|&(k, v)| {
+                        let text = e.compact_as_written(v);
+                        (
+                            e.key((k, v)).to_string(),
+                            text.map(|t| String::from_utf8(t.to_vec()).unwrap()),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap();
+        let want = [
+            ("a", None),
+            ("b", None),
+            ("c", None),
+            ("d", Some(r#"{"k":"v w"}"#)),
+            ("e\"q", Some("[true]")),
+            ("f", Some(r#"[1,{"g":null}]"#)),
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(k, t)| (k.to_string(), t.map(str::to_string)))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            "(\\PC|[\\x00-\\x1f\"\\\\ ]){0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::vec(("[a-c \"\\\\]{1,3}", inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest::proptest! {
+        /// A list or object comes back as written exactly when it is written compactly
+        /// (no repeated keys: serde's maps cannot hold any), whatever the whitespace
+        /// around it, the escapes in its key, and its place among the properties.
+        #[test]
+        fn t3_compact_as_written_is_the_compact_text(
+            values in proptest::collection::vec((arb_json(), proptest::bool::ANY, proptest::bool::ANY), 1..6),
+            key_chars in "[a\"\\\\é]{0,3}",
+        ) {
+            let mut line = String::from(r#"{"event":"e","properties":{"time":1"#);
+            let mut want = Vec::new();
+            for (n, (value, pretty, spaced)) in values.iter().enumerate() {
+                let value = serde_json::Value::Array(vec![value.clone()]);
+                let compact = serde_json::to_string(&value).unwrap();
+                let text = if *pretty { serde_json::to_string_pretty(&value).unwrap() } else { compact.clone() };
+                let key = serde_json::to_string(&format!("{key_chars}{n}")).unwrap();
+                let sep = if *spaced { " , " } else { "," };
+                line.push_str(&format!("{sep}{key}{}{text}", if *spaced { " :\t" } else { ":" }));
+                want.push((text == compact).then_some(compact));
+            }
+            line.push_str("}}");
+            let got = LineParser::default()
+                .parse(line.as_bytes(), |e| {
+                    e.properties
+                        .iter()
+                        .map(|&(_, v)| e.compact_as_written(v).map(|t| String::from_utf8(t.to_vec()).unwrap()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap();
+            proptest::prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn json_string_escaping_matches_serde(s in "(\\PC|[\\x00-\\x1f\"\\\\]){0,40}") {
             let mut out = Vec::new();

@@ -322,10 +322,13 @@ impl BlockTable {
             column.rows.push(row);
             match (&mut column.values, &event.nodes[node]) {
                 (Values::Text(s), Node::String(x)) => s.push(x.as_bytes()),
-                (Values::Text(s), _) => {
-                    parse::write_compact(&mut s.data, event.nodes, node);
-                    s.close_value();
-                }
+                (Values::Text(s), _) => match event.compact_as_written(v) {
+                    Some(text) => s.push(text),
+                    None => {
+                        parse::write_compact(&mut s.data, event.nodes, node);
+                        s.close_value();
+                    }
+                },
                 (Values::Number(n), Node::Static(x)) => {
                     n.push(parse::number_value(x).unwrap_or(f64::NAN))
                 }
