@@ -350,23 +350,24 @@ fn validate<'i>(
     object_entries(nodes, props, entries, scratch);
     let mut time = None;
     let mut distinct_id = None;
-    // `time` and `distinct_id` leave the entries (one compacting pass; removing each
-    // shifted the rest twice).
-    let mut kept = 0;
-    for n in 0..entries.len() {
+    // `time` and `distinct_id` leave the entries. Their hashes are compared first: a
+    // string comparison per entry cost more than the rest of this function.
+    let (time_hash, distinct_id_hash) = (hash_key("time"), hash_key("distinct_id"));
+    let mut n = 0;
+    while n < entries.len() {
         let (k, v) = entries[n];
-        match nodes[k] {
-            Node::String("time") => time = Some(v),
-            Node::String("distinct_id") => distinct_id = Some(v),
-            _ => {
-                entries[kept] = entries[n];
-                scratch.hashes[kept] = scratch.hashes[n];
-                kept += 1;
-            }
+        let h = scratch.hashes[n];
+        if h == time_hash && key_of(nodes, k) == "time" {
+            time = Some(v);
+        } else if h == distinct_id_hash && key_of(nodes, k) == "distinct_id" {
+            distinct_id = Some(v);
+        } else {
+            n += 1;
+            continue;
         }
+        entries.remove(n);
+        scratch.hashes.remove(n);
     }
-    entries.truncate(kept);
-    scratch.hashes.truncate(kept);
     let time_ms = match time.map(|t| &nodes[t]) {
         None | Some(Node::Static(StaticNode::Null)) => return Err(RejectReason::MissingTime),
         Some(Node::Static(n)) => time_to_ms(n)?,
