@@ -883,6 +883,26 @@ mod tests {
             b"{\"event\":\"a\",\"properties\":{\"time\":1,\"s\":\"\xff\"}}",
             br#"{"event":"a","properties":{"time":1,"n":1e400}}"#,
             br#"{"event":"a","properties":{"time":1,"s":"\ud800"}}"#,
+            // Everything RFC 8259 forbids inside a list or object must be rejected here:
+            // `Event::compact_as_written` copies accepted values as written.
+            b"{\"event\":\"a\",\"properties\":{\"time\":1,\"x\":[\"a\tb\"]}}",
+            b"{\"event\":\"a\",\"properties\":{\"time\":1,\"x\":[\"a\x01b\"]}}",
+            br#"{"event":"a","properties":{"time":1,"x":[01]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[-01]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[1.]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[.5]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[+1]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[1e]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[0x10]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[Infinity]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":["\q"]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":["\u00"]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":["\udc00\ud800"]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[1,]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":{"a":1,}}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[truex]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[1 2]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":{"a":"b" "c":1}}}"#,
         ];
         let mut p = LineParser::default();
         for line in bad {
