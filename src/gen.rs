@@ -603,6 +603,46 @@ mod tests {
     }
 
     #[test]
+    fn nested_objects_rarely_repeat_a_key() {
+        use simd_json::value::tape::Node;
+        let mut data = Vec::new();
+        generate(&config(3000), false, &mut data).unwrap();
+        let (mut objects, mut repeating) = (0, 0);
+        for line in data.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            let mut line = line.to_vec();
+            let tape = simd_json::to_tape(&mut line).unwrap();
+            let nodes = &tape.0;
+            // Objects inside `properties` (nodes: 0 the event, 1–2 `event`, 3 the key
+            // `properties`, 4 its object).
+            for i in 5..nodes.len() {
+                let Node::Object { len, .. } = nodes[i] else {
+                    continue;
+                };
+                let mut keys = Vec::new();
+                let mut k = i + 1;
+                for _ in 0..len {
+                    let Node::String(key) = nodes[k] else {
+                        unreachable!()
+                    };
+                    keys.push(key);
+                    k += 1 + match nodes[k + 1] {
+                        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+                        _ => 1,
+                    };
+                }
+                objects += 1;
+                let distinct: std::collections::HashSet<_> = keys.iter().collect();
+                repeating += usize::from(distinct.len() < keys.len());
+            }
+        }
+        assert!(objects > 1000, "{objects} nested objects");
+        assert!(
+            repeating > 0 && repeating * 50 < objects,
+            "{repeating} of {objects} nested objects repeat a key"
+        );
+    }
+
+    #[test]
     fn other_seed_other_data() {
         let mut a = Vec::new();
         generate(&config(100), false, &mut a).unwrap();
