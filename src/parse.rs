@@ -133,6 +133,9 @@ impl<'t, 'i> Event<'t, 'i> {
             return None;
         }
         start = skip_whitespace(self.line, start + 1);
+        if !matches!(self.line.get(start), Some(b'[' | b'{')) {
+            return None; // cannot happen in a line simd-json accepted
+        }
         // The next property's key, when there is one, bounds the value from behind:
         // `<value>,"<key>`. Without whitespace anywhere in between, the value is
         // compact; otherwise (or for the last property) scan it token by token.
@@ -225,24 +228,11 @@ fn compact_value_end(line: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// Whether any object within the value at node `i` (itself included) repeats a key.
+/// Whether any object within the value at node `i` (itself included) may repeat a key:
+/// one of more than 8 entries counts as repeating (rare; `write_compact` resolves it).
 fn repeats_a_key(nodes: &[Node<'_>], i: usize) -> bool {
     (i..i + span(nodes, i)).any(|j| match nodes[j] {
-        Node::Object { len, .. } if len > 1 => {
-            let mut keys = [""; 8];
-            if len > keys.len() {
-                return true; // rare; write_compact resolves the repeats if any
-            }
-            let mut k = j + 1;
-            for slot in &mut keys[..len] {
-                *slot = key_of(nodes, k);
-                k += 1 + span(nodes, k + 1);
-            }
-            let keys = &keys[..len];
-            keys.iter()
-                .enumerate()
-                .any(|(a, ka)| keys[a + 1..].contains(ka))
-        }
+        Node::Object { len, .. } if len > 1 => len > 8 || has_duplicate_keys(nodes, j, len),
         _ => false,
     })
 }
@@ -491,18 +481,16 @@ fn has_repeated_key(
 
 /// Whether an object of `len` entries at `obj` repeats a key (pairwise; for small objects).
 fn has_duplicate_keys(nodes: &[Node<'_>], obj: usize, len: usize) -> bool {
-    let mut keys = [0usize; 8];
+    let mut keys = [""; 8];
     let mut j = obj + 1;
     for k in keys.iter_mut().take(len) {
-        *k = j;
+        *k = key_of(nodes, j);
         j += 1 + span(nodes, j + 1);
     }
     let keys = &keys[..len];
-    keys.iter().enumerate().any(|(a, &ka)| {
-        keys[a + 1..]
-            .iter()
-            .any(|&kb| key_of(nodes, ka) == key_of(nodes, kb))
-    })
+    keys.iter()
+        .enumerate()
+        .any(|(a, ka)| keys[a + 1..].contains(ka))
 }
 
 fn key_of<'i>(nodes: &[Node<'i>], k: usize) -> &'i str {
