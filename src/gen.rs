@@ -625,10 +625,7 @@ mod tests {
                         unreachable!()
                     };
                     keys.push(key);
-                    k += 1 + match nodes[k + 1] {
-                        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
-                        _ => 1,
-                    };
+                    k += 1 + crate::parse::span(nodes, k + 1);
                 }
                 objects += 1;
                 let distinct: std::collections::HashSet<_> = keys.iter().collect();

@@ -719,7 +719,7 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
 /// high bit survives `(x - 0x01..) & !x` exactly when that byte of `x` is zero, or,
 /// with `0x20`, below 0x20).
 fn has_byte_to_escape(word: u64) -> bool {
-    (bytes_below(word, 0x20) | bytes_equal(word, b'"') | bytes_equal(word, b'\\')) != 0
+    (bytes_below(word, 0x20) | quotes_or_backslashes(word)) != 0
 }
 
 /// The high bit of the first byte of `word` (in memory order) that is a quote or a
