@@ -5,6 +5,7 @@
 //! and memory never holds more than one row group (DESIGN.md, "Memory and time").
 
 use std::fs::File;
+use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -69,14 +70,29 @@ fn schema_of(columns: &[ColumnInfo], present: &[u32]) -> SchemaRef {
     ))
 }
 
+/// Output buffer of a Parquet file. The writer copies each column chunk through an
+/// 8 KiB buffer, so writing to the file directly made one `write` per 8 KiB: 36k system
+/// calls for a 1M-event convert (strace).
+const FILE_BUFFER_BYTES: usize = 1 << 20;
+
 fn writer_for(
     path: &Path,
     schema: &SchemaRef,
     props: &WriterPropertiesPtr,
-) -> Result<SerializedFileWriter<File>, ParquetError> {
+) -> Result<SerializedFileWriter<BufWriter<File>>, ParquetError> {
     let parquet_schema = ArrowSchemaConverter::new().convert(schema)?;
-    let file = File::create(path)?;
+    let file = BufWriter::with_capacity(FILE_BUFFER_BYTES, File::create(path)?);
     SerializedFileWriter::new(file, parquet_schema.root_schema_ptr(), props.clone())
+}
+
+/// Writes the footer and flushes the file, so that write errors are reported rather
+/// than lost when the buffer is dropped.
+fn close_file(writer: SerializedFileWriter<BufWriter<File>>) -> Result<(), ParquetError> {
+    writer
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| ParquetError::External(Box::new(e.into_error())))?;
+    Ok(())
 }
 
 fn encode_column(
@@ -161,7 +177,7 @@ pub fn encode_row_group(
         rg.append_column(&chunk.bytes, chunk.close)?;
     }
     rg.close()?;
-    writer.close()?;
+    close_file(writer)?;
     Ok(Spill {
         path: path.to_path_buf(),
         rows: group.rows,
@@ -313,6 +329,5 @@ pub fn finish_file(
         }
         rg.close()?;
     }
-    writer.close()?;
-    Ok(())
+    close_file(writer)
 }
