@@ -737,3 +737,36 @@ fn parquet_dictionary_only_for_columns_that_repeat() {
     assert!(!dictionary("unique"), "all distinct: no dictionary");
     assert!(!dictionary("time"), "all distinct: no dictionary");
 }
+
+#[test]
+fn bench_generates_the_events_it_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = |args: &[&str]| -> u64 {
+        let mut all = vec!["bench", "--days", "2", "--json"];
+        all.extend_from_slice(args);
+        let (stdout, stderr) = tidewater_ok(dir.path(), &all, 0);
+        let summary: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+        summary["events_kept"].as_u64().unwrap()
+    };
+    // The spelling, `--events N`, and `--gen-events N` both give the count.
+    assert_eq!(kept(&["--events", "3000"]), 3000);
+    assert_eq!(kept(&["--gen-events", "3000"]), 3000);
+    // A name next to the count still filters.
+    let sign_ups = kept(&["--events", "3000", "--events", "Sign Up"]);
+    assert!(sign_ups > 0 && sign_ups < 3000, "{sign_ups}");
+    // Two counts, or generator options next to inputs, are usage errors.
+    let (_, stderr) = tidewater_ok(
+        dir.path(),
+        &["bench", "--events", "10", "--gen-events", "20"],
+        2,
+    );
+    assert!(stderr.contains("once"), "{stderr}");
+    let sample = fixtures().join("events-sample.jsonl.gz");
+    let (_, stderr) = tidewater_ok(
+        dir.path(),
+        &["bench", sample.to_str().unwrap(), "--days", "3"],
+        2,
+    );
+    assert!(stderr.contains("--days"), "{stderr}");
+}
