@@ -397,29 +397,31 @@ fn run_with_progress(converter: &Converter, quiet: bool) -> tidewater::Result<Ru
 
 fn show_progress(p: &Progress, done: &AtomicBool) {
     let start = Instant::now();
-    let terminal = std::io::stderr().is_terminal();
-    let total = p.input_total.load(Ordering::Relaxed);
-    let bar = terminal.then(|| {
-        let bar = if total > 0 {
-            indicatif::ProgressBar::new(total)
-        } else {
-            indicatif::ProgressBar::new_spinner()
-        };
-        let template = if total > 0 {
-            "{bar:30} {bytes}/{total_bytes} read, {msg} ({bytes_per_sec}, ETA {eta})"
-        } else {
-            "{spinner} {bytes} read, {msg} ({bytes_per_sec})"
-        };
-        bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
+    let style =
+        |template| indicatif::ProgressStyle::with_template(template).expect("valid template");
+    // A spinner until the size of the inputs is known: the run records it once it has
+    // opened them, which is usually after this thread starts (stdin never has one).
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(style("{spinner} {bytes} read, {msg} ({bytes_per_sec})"));
         bar
     });
+    let mut sized = false;
     let mut last_log = Instant::now();
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        let total = p.input_total.load(Ordering::Relaxed);
         let read = p.input_bytes.load(Ordering::Relaxed);
         let events = p.events.load(Ordering::Relaxed);
         match &bar {
             Some(bar) => {
+                if total > 0 && !sized {
+                    sized = true;
+                    bar.set_length(total);
+                    bar.set_style(style(
+                        "{bar:30} {bytes}/{total_bytes} read, {msg} ({bytes_per_sec}, ETA {eta})",
+                    ));
+                }
                 bar.set_position(read);
                 bar.set_message(format!("{events} events"));
             }
