@@ -306,10 +306,14 @@ impl Registry {
             let event = t.get("event").and_then(Value::as_str).map(str::to_string);
             let is_master = name == MASTER_TABLE;
             if is_master != (schema == SchemaMode::Monoschema) {
+                let (old, new) = if is_master {
+                    ("monoschema", "multischema")
+                } else {
+                    ("multischema", "monoschema")
+                };
                 return Err(bad(format!(
-                    "it holds table {name:?} from a {} run; this run is {}: use the same --schema or another --out",
-                    if is_master { "monoschema" } else { "multischema" },
-                    if schema == SchemaMode::Monoschema { "monoschema" } else { "multischema" }
+                    "it holds table {name:?} of a {old} run, and this run is {new} \
+                     (--schema {old} would add to it)"
                 )));
             }
             let mut table = Table::new(name.clone(), event.clone());

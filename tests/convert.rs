@@ -622,6 +622,29 @@ fn usage_errors_exit_2_and_name_the_culprit() {
 }
 
 #[test]
+fn t6_another_schema_mode_into_the_same_output_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.jsonl", &event("e", DAY1, r#""x":1"#));
+    let out = dir.path().join("out");
+    convert_quietly(dir.path(), &input, &out, &[]);
+    let before = tree(&out);
+    let args = [
+        "convert",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--schema",
+        "multischema",
+    ];
+    let (_, stderr) = tidewater_ok(dir.path(), &args, 2);
+    assert!(
+        stderr.contains("events.json") && stderr.contains("--schema monoschema"),
+        "{stderr}"
+    );
+    assert_eq!(tree(&out), before, "nothing was written");
+}
+
+#[test]
 fn fuzz_like_lines_are_rejected_or_kept_never_crash() {
     let dir = tempfile::tempdir().unwrap();
     let deep = format!(
