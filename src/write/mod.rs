@@ -66,10 +66,7 @@ impl Encoder {
         let what = || format!("row group {} of window {}", group.index, group.window);
         match self {
             Encoder::Parquet(props) => parquet::encode_row_group(group, fixed, props, path)
-                .map_err(|e| Error::Encode {
-                    what: what(),
-                    message: e.to_string(),
-                }),
+                .map_err(|e| parquet_error(e, path, what())),
             Encoder::Json { time_in_ms } => {
                 write_member(
                     path,
@@ -110,10 +107,7 @@ impl Encoder {
         }
         match self {
             Encoder::Parquet(props) => parquet::finish_file(spills, columns, fixed, props, dest)
-                .map_err(|e| Error::Encode {
-                    what: dest.display().to_string(),
-                    message: e.to_string(),
-                }),
+                .map_err(|e| parquet_error(e, dest, dest.display().to_string())),
             Encoder::Json { .. } | Encoder::Raw => {
                 let mut out = File::create(dest).map_err(|e| Error::output(dest, e))?;
                 for s in spills {
@@ -126,7 +120,49 @@ impl Encoder {
     }
 }
 
+/// A file-system failure inside the Parquet writer (a full disk, a file that cannot be
+/// created) is an output error naming the file, like JSON output's; anything else is an
+/// encoding failure of `what`.
+fn parquet_error(e: ::parquet::errors::ParquetError, path: &Path, what: String) -> Error {
+    if let ::parquet::errors::ParquetError::External(source) = e {
+        return match source.downcast::<std::io::Error>() {
+            Ok(io) => Error::output(path, *io),
+            Err(other) => Error::Encode {
+                what,
+                message: other.to_string(),
+            },
+        };
+    }
+    Error::Encode {
+        what,
+        message: e.to_string(),
+    }
+}
+
 fn write_member(path: &Path, text: &[u8]) -> Result<()> {
     let member = json::gzip_member(text).map_err(|e| Error::output(path, e))?;
     std::fs::write(path, member).map_err(|e| Error::output(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parquet_io_failures_name_the_file() {
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left");
+        let e = ::parquet::errors::ParquetError::External(Box::new(full));
+        let e = parquet_error(e, Path::new("out/part.parquet"), "row group 0".into());
+        assert!(e.is_usage(), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "cannot write output out/part.parquet: no space left"
+        );
+        let e = ::parquet::errors::ParquetError::General("bad schema".into());
+        let e = parquet_error(e, Path::new("out/part.parquet"), "row group 0".into());
+        assert_eq!(
+            e.to_string(),
+            "encoding row group 0 failed: Parquet error: bad schema"
+        );
+    }
 }
