@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tidewater::{
     Compression, Converter, Format, Layout, OnWhereError, Partition, Progress, RunOptions,
@@ -464,8 +463,12 @@ fn run_gen(args: GenArgs) -> anyhow::Result<ExitCode> {
         start,
     };
     let t = Instant::now();
-    let bytes = tidewater::gen::generate_file(&config, &args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let bytes = tidewater::gen::generate_file(&config, &args.out).map_err(|source| {
+        tidewater::Error::Output {
+            path: args.out.clone(),
+            source,
+        }
+    })?;
     eprintln!(
         "tidewater: generated {} events ({:.1} MB of JSON) in {:.1}s into {}",
         args.events,

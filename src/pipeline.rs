@@ -261,7 +261,7 @@ impl Converter {
         }
         if o.row_group_rows == 0 || o.row_group_rows > u32::MAX as usize / 2 {
             return Err(Error::config(
-                "row_group_rows",
+                "--row-group-rows",
                 "must be between 1 and 2^31",
             ));
         }

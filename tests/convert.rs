@@ -614,6 +614,22 @@ fn usage_errors_exit_2_and_name_the_culprit() {
         ),
         (&["convert", i, "--out", "in.jsonl/sub"], "in.jsonl/sub"),
         (&["convert", i, "--out", o, "--prefix", "../up"], "--prefix"),
+        (
+            &["convert", i, "--out", o, "--row-group-rows", "0"],
+            "--row-group-rows",
+        ),
+        (
+            &[
+                "gen",
+                "--events",
+                "5",
+                "--days",
+                "1",
+                "--out",
+                "in.jsonl/g.jsonl",
+            ],
+            "in.jsonl/g.jsonl",
+        ),
     ];
     for (args, culprit) in cases {
         let (_, stderr) = tidewater_ok(dir.path(), args, 2);
