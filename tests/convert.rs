@@ -644,15 +644,7 @@ fn t6_another_schema_mode_into_the_same_output_is_refused() {
     let out = dir.path().join("out");
     convert_quietly(dir.path(), &input, &out, &[]);
     let before = tree(&out);
-    let args = [
-        "convert",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--schema",
-        "multischema",
-    ];
-    let (_, stderr) = tidewater_ok(dir.path(), &args, 2);
+    let (_, stderr) = convert_exiting(dir.path(), &input, &out, &["--schema", "multischema"], 2);
     assert!(
         stderr.contains("events.json") && stderr.contains("--schema monoschema"),
         "{stderr}"

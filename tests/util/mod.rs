@@ -34,9 +34,15 @@ pub fn tidewater_ok(cwd: &Path, args: &[&str], code: i32) -> (String, String) {
     (stdout, stderr)
 }
 
-/// Runs `tidewater convert INPUT --out OUT EXTRA... --quiet` in `cwd` and requires
-/// success.
-pub fn convert_quietly(cwd: &Path, input: &Path, out: &Path, extra: &[&str]) {
+/// Runs `tidewater convert INPUT --out OUT EXTRA... --quiet` in `cwd` and requires exit
+/// code `code`; returns stdout and stderr.
+pub fn convert_exiting(
+    cwd: &Path,
+    input: &Path,
+    out: &Path,
+    extra: &[&str],
+    code: i32,
+) -> (String, String) {
     let mut args = vec![
         "convert",
         input.to_str().unwrap(),
@@ -45,7 +51,13 @@ pub fn convert_quietly(cwd: &Path, input: &Path, out: &Path, extra: &[&str]) {
     ];
     args.extend_from_slice(extra);
     args.push("--quiet");
-    tidewater_ok(cwd, &args, 0);
+    tidewater_ok(cwd, &args, code)
+}
+
+/// Runs `tidewater convert INPUT --out OUT EXTRA... --quiet` in `cwd` and requires
+/// success.
+pub fn convert_quietly(cwd: &Path, input: &Path, out: &Path, extra: &[&str]) {
+    convert_exiting(cwd, input, out, extra, 0);
 }
 
 /// Every file below `root` (relative path → bytes), gzip files decompressed and
