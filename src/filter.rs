@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
 
-use crate::parse::Event;
+use crate::parse::{self, Event};
 use crate::wherelang::{EventRef, Program, RuntimeError, Scratch};
 
 /// The compiled filter of a run, shared by all workers.
@@ -56,19 +56,13 @@ impl EventFilter {
         let Some(events) = &self.events else {
             return Precheck::Parse;
         };
-        let Some(rest) = line.strip_prefix(b"{\"event\":\"") else {
+        let Some(name) = parse::written_event_name(line) else {
             return Precheck::Parse;
         };
-        let Some(end) = memchr::memchr2(b'"', b'\\', rest) else {
-            return Precheck::Parse;
-        };
-        if rest[end] != b'"' {
-            return Precheck::Parse;
-        }
         // Mixpanel writes "event" once, first. A line that repeats the key later (IN2:
         // the last wins) is judged by its first name here, which F4 allows: a dropped
         // line is never validated, and counts as filtered.
-        match std::str::from_utf8(&rest[..end]) {
+        match std::str::from_utf8(name) {
             Ok(name) if !events.contains(name) => Precheck::Drop,
             _ => Precheck::Parse,
         }

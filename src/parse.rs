@@ -294,6 +294,15 @@ impl LineParser {
     }
 }
 
+/// The `event` name as Mixpanel writes it, without parsing the line: the bytes between
+/// a leading `{"event":"` and the next quote, when there is no backslash in between.
+/// Only a hint: a line may repeat the key later (IN2: the last wins) or be invalid.
+pub fn written_event_name(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"{\"event\":\"")?;
+    let end = memchr::memchr2(b'"', b'\\', rest)?;
+    (rest[end] == b'"').then(|| &rest[..end])
+}
+
 /// Number of tape nodes that the value at `i` spans.
 pub fn span(nodes: &[Node<'_>], i: usize) -> usize {
     match nodes[i] {
