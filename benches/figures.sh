@@ -43,9 +43,12 @@ runs=$(mktemp)
 trap 'rm -f "$runs" "$runs.one" summary.json; rm -rf out-*' EXIT
 
 # run LABEL ROUND COMMAND...: one timed run, recorded as "label round wall cpu rss_kib".
+# The page cache first writes back the previous run's output (and the deletion of the
+# one before), which would otherwise happen during this run.
 run() {
     local label=$1 round=$2
     shift 2
+    sync
     /usr/bin/time -f "$label $round %e %U %S %M" -o "$runs.one" "$@" >/dev/null
     awk '{ printf "%s %s %s %.2f %s\n", $1, $2, $3, $4 + $5, $6 }' "$runs.one" | tee -a "$runs"
 }
