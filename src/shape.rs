@@ -602,13 +602,17 @@ mod tests {
     use super::*;
     use crate::options::Partition;
 
-    fn shape(data: &str, schema: SchemaMode, events: &[&str]) -> ShapedBlock {
-        let block = Block {
+    fn block_of(data: &str) -> Block {
+        Block {
             input: 0,
             first_line: 1,
             data: data.as_bytes().to_vec(),
             oversized: None,
-        };
+        }
+    }
+
+    fn shape(data: &str, schema: SchemaMode, events: &[&str]) -> ShapedBlock {
+        let block = block_of(data);
         let filter = EventFilter::new(&events.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let windowing = Windowing::new("UTC", Partition::Daily).unwrap();
         Shaper::default().shape(
@@ -623,12 +627,7 @@ mod tests {
 
     /// A block shaped line after line, as without grouping.
     fn shape_in_order(data: &str, filter: &EventFilter, policy: OnWhereError) -> ShapedBlock {
-        let block = Block {
-            input: 0,
-            first_line: 1,
-            data: data.as_bytes().to_vec(),
-            oversized: None,
-        };
+        let block = block_of(data);
         let windowing = Windowing::new("UTC", Partition::Daily).unwrap();
         let rules = LineRules {
             schema: SchemaMode::Multischema,
@@ -642,12 +641,7 @@ mod tests {
     }
 
     fn shape_with(data: &str, filter: &EventFilter, policy: OnWhereError) -> ShapedBlock {
-        let block = Block {
-            input: 0,
-            first_line: 1,
-            data: data.as_bytes().to_vec(),
-            oversized: None,
-        };
+        let block = block_of(data);
         let windowing = Windowing::new("UTC", Partition::Daily).unwrap();
         Shaper::default().shape(
             &block,
