@@ -147,7 +147,7 @@ impl BlockState {
 
 /// What shaping one line did.
 enum LineOutcome {
-    /// The line was blank, filtered or rejected.
+    /// The line was filtered or rejected.
     Skipped,
     /// The event became a row of this table.
     Kept(usize),
@@ -279,16 +279,11 @@ impl Shaper {
         let out = &mut state.out;
         out.lines = physical_lines;
         out.rejects.sort_by_key(|r| r.line);
-        let mut order: Vec<usize> = (0..out.tables.len()).collect();
-        order.sort_by_key(|&t| state.first_line[t]);
-        let mut tables: Vec<Option<BlockTable>> = std::mem::take(&mut out.tables)
-            .into_iter()
-            .map(Some)
+        let mut tables: Vec<(u64, BlockTable)> = (state.first_line.iter().copied())
+            .zip(std::mem::take(&mut out.tables))
             .collect();
-        out.tables = order
-            .iter()
-            .map(|&t| tables[t].take().expect("each table once"))
-            .collect();
+        tables.sort_by_key(|(first_line, _)| *first_line);
+        out.tables = tables.into_iter().map(|(_, table)| table).collect();
         Some(std::mem::take(out))
     }
 
