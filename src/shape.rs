@@ -610,17 +610,18 @@ mod tests {
     }
 
     fn shape(data: &str, schema: SchemaMode, events: &[&str]) -> ShapedBlock {
-        let block = block_of(data);
         let filter = EventFilter::new(&events.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        shape_with(data, schema, &filter, OnWhereError::Fail)
+    }
+
+    fn shape_with(
+        data: &str,
+        schema: SchemaMode,
+        filter: &EventFilter,
+        policy: OnWhereError,
+    ) -> ShapedBlock {
         let windowing = Windowing::new("UTC", Partition::Daily).unwrap();
-        Shaper::default().shape(
-            &block,
-            schema,
-            &filter,
-            OnWhereError::Fail,
-            &windowing,
-            None,
-        )
+        Shaper::default().shape(&block_of(data), schema, filter, policy, &windowing, None)
     }
 
     /// A block shaped line after line, as without grouping.
@@ -638,32 +639,21 @@ mod tests {
         state.out
     }
 
-    fn shape_with(data: &str, filter: &EventFilter, policy: OnWhereError) -> ShapedBlock {
-        let block = block_of(data);
-        let windowing = Windowing::new("UTC", Partition::Daily).unwrap();
-        Shaper::default().shape(
-            &block,
-            SchemaMode::Multischema,
-            filter,
-            policy,
-            &windowing,
-            None,
-        )
-    }
-
     /// One line of a multischema block: mostly events of a few names, some repeating
     /// `event`, some not events at all, and a few whose name cannot be read without
     /// parsing.
     fn arb_line() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
-        let value = prop_oneof![
-            Just("1".to_string()),
-            Just("\"s\"".to_string()),
-            Just("true".to_string()),
-            Just("null".to_string()),
-            Just("[1, {\"k\":2}]".to_string()),
-            Just("{\"a\":1,\"a\":2}".to_string()),
-        ];
+        let value = proptest::sample::select(
+            &[
+                "1",
+                "\"s\"",
+                "true",
+                "null",
+                "[1, {\"k\":2}]",
+                "{\"a\":1,\"a\":2}",
+            ][..],
+        );
         let props = proptest::collection::vec(("[wxyz]", value), 0..4).prop_map(|kv| {
             kv.iter()
                 .map(|(k, v)| format!(",\"{k}\":{v}"))
@@ -708,7 +698,7 @@ mod tests {
                 Vec::new()
             };
             let filter = EventFilter::new(&events);
-            let grouped = shape_with(&data, &filter, OnWhereError::Fail);
+            let grouped = shape_with(&data, SchemaMode::Multischema, &filter, OnWhereError::Fail);
             let in_order = shape_in_order(&data, &filter, OnWhereError::Fail);
             proptest::prop_assert_eq!(format!("{grouped:?}"), format!("{in_order:?}"));
         }
@@ -731,11 +721,11 @@ mod tests {
             "\n",
         );
         for policy in [OnWhereError::Fail, OnWhereError::Skip] {
-            let grouped = shape_with(data, &filter, policy);
+            let grouped = shape_with(data, SchemaMode::Multischema, &filter, policy);
             let in_order = shape_in_order(data, &filter, policy);
             assert_eq!(format!("{grouped:?}"), format!("{in_order:?}"));
         }
-        let failed = shape_with(data, &filter, OnWhereError::Fail);
+        let failed = shape_with(data, SchemaMode::Multischema, &filter, OnWhereError::Fail);
         assert_eq!(failed.where_failure.map(|f| f.line), Some(2));
     }
 
