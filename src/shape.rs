@@ -155,6 +155,21 @@ enum LineOutcome {
     Stop,
 }
 
+/// Asks the CPU to start loading `bytes` into its caches: grouped shaping jumps from
+/// line to line of a block, where reading in order lets the hardware prefetch.
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for at in (0..bytes.len()).step_by(64) {
+        // SAFETY: a prefetch is only a hint and never faults; the address is in `bytes`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                bytes.as_ptr().add(at).cast(),
+            )
+        };
+    }
+}
+
 /// A non-blank line of a block, for grouped shaping.
 #[derive(Debug, Clone, Copy)]
 struct GroupedLine {
@@ -300,7 +315,10 @@ impl Shaper {
         state: &mut BlockState,
     ) -> Option<()> {
         let mut last_line: Vec<u64> = Vec::new();
-        for l in lines {
+        for (i, l) in lines.iter().enumerate() {
+            if let Some(next) = lines.get(i + 1) {
+                prefetch(&block.data[next.start..next.end]);
+            }
             let text = &block.data[l.start..l.end];
             let line_no = block.first_line + u64::from(l.line);
             match self.shape_line(block.input, text, line_no, rules, state) {
