@@ -69,6 +69,14 @@ pub struct Strings {
 }
 
 impl Strings {
+    /// Empty, with room for `values` values of `bytes` bytes in all.
+    pub fn with_capacity(values: usize, bytes: usize) -> Self {
+        Strings {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(values),
+        }
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
         self.ends.len()
@@ -136,10 +144,7 @@ impl Values {
         match class {
             TypeClass::Number => Values::Number(Vec::with_capacity(values)),
             TypeClass::Boolean => Values::Boolean(Vec::with_capacity(values)),
-            _ => Values::Text(Strings {
-                data: Vec::with_capacity(bytes),
-                ends: Vec::with_capacity(values),
-            }),
+            _ => Values::Text(Strings::with_capacity(values, bytes)),
         }
     }
 
