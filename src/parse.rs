@@ -274,8 +274,8 @@ impl LineParser {
                         let event = Event {
                             nodes,
                             name: fields.name,
-                            properties: &self.entries,
-                            key_hashes: &self.entry_scratch.hashes,
+                            properties: &self.entries[fields.leading..],
+                            key_hashes: &self.entry_scratch.hashes[fields.leading..],
                             time_ms: fields.time_ms,
                             time_node: fields.time_node,
                             distinct_id: fields.distinct_id,
@@ -352,21 +352,29 @@ fn validate<'i>(
     // `time` and `distinct_id` leave the entries. Their hashes are compared first: a
     // string comparison per entry cost more than the rest of this function.
     let (time_hash, distinct_id_hash) = (hash_key("time"), hash_key("distinct_id"));
-    let mut n = 0;
-    while n < entries.len() {
-        let (k, v) = entries[n];
-        let h = scratch.hashes[n];
+    let mut special = [usize::MAX; 2];
+    for (n, (&(k, v), &h)) in entries.iter().zip(&scratch.hashes).enumerate() {
         if h == time_hash && key_of(nodes, k) == "time" {
             time = Some(v);
+            special[0] = n;
         } else if h == distinct_id_hash && key_of(nodes, k) == "distinct_id" {
             distinct_id = Some(v);
-        } else {
-            n += 1;
-            continue;
+            special[1] = n;
         }
-        entries.remove(n);
-        scratch.hashes.remove(n);
     }
+    // Mixpanel writes them first: then the property entries start after them, and
+    // nothing moves.
+    special.sort_unstable();
+    let found = special.iter().filter(|&&n| n != usize::MAX).count();
+    let leading = if special[..found] == [0, 1][..found] {
+        found
+    } else {
+        for &n in special[..found].iter().rev() {
+            entries.remove(n);
+            scratch.hashes.remove(n);
+        }
+        0
+    };
     let time_ms = match time.map(|t| &nodes[t]) {
         None | Some(Node::Static(StaticNode::Null)) => return Err(RejectReason::MissingTime),
         Some(Node::Static(n)) => time_to_ms(n)?,
@@ -374,6 +382,7 @@ fn validate<'i>(
     };
     Ok(Fields {
         name,
+        leading,
         time_ms,
         time_node: time.expect("checked above"),
         distinct_id,
@@ -384,6 +393,8 @@ fn validate<'i>(
 /// What [`validate`] finds besides the property entries.
 struct Fields<'i> {
     name: &'i str,
+    /// Entries before the properties proper (`time` and `distinct_id` when first).
+    leading: usize,
     time_ms: i64,
     time_node: usize,
     distinct_id: Option<usize>,
@@ -837,6 +848,27 @@ mod tests {
         assert_eq!(name, "A");
         assert_eq!(ms, 1_709_078_400_000);
         assert_eq!(keys, ["b", "a"]);
+    }
+
+    #[test]
+    fn time_and_distinct_id_leave_the_properties_wherever_they_are() {
+        let cases = [
+            (r#""time":1,"distinct_id":"u","a":1,"b":2"#, &["a", "b"][..]),
+            (r#""distinct_id":"u","time":1,"a":1,"b":2"#, &["a", "b"]),
+            (r#""time":1,"a":1,"distinct_id":"u","b":2"#, &["a", "b"]),
+            (r#""a":1,"b":2,"distinct_id":"u","time":1"#, &["a", "b"]),
+            (r#""a":1,"time":1,"b":2"#, &["a", "b"]),
+            (r#""time":1,"a":1,"b":2"#, &["a", "b"]),
+            (r#""distinct_id":null,"a":1,"time":1"#, &["a"]),
+            (r#""time":1"#, &[]),
+            (r#""time":1,"distinct_id":"u""#, &[]),
+        ];
+        for (properties, want) in cases {
+            let line = format!(r#"{{"event":"e","properties":{{{properties}}}}}"#);
+            let (_, ms, keys) = parse(&line).unwrap();
+            assert_eq!(ms, 1000, "{line}");
+            assert_eq!(keys, want, "{line}");
+        }
     }
 
     #[test]
