@@ -368,12 +368,18 @@ impl<'v, 'a> ValueCursor<'v, 'a> {
 /// How many of a chunk's first values decide whether it gets a dictionary.
 const DICTIONARY_SAMPLE: usize = 512;
 
-/// Whether a sample of at least 64 values is at least 90% distinct: `$insert_id`,
-/// `distinct_id`, URLs and the like, which a dictionary only slows down (building one
-/// until it overflowed was a quarter of encoding time). Decided from the chunk's own
-/// values, so the output is the same at any thread count.
+/// The smallest sample that decides: a chunk of at most [`DICTIONARY_SAMPLE`] values is
+/// decided on its first this many. Multischema's small chunks of `$insert_id`, URLs and
+/// long texts otherwise built a whole dictionary only to drop it (0.7% of a
+/// multischema run's instructions), and those dictionaries did not make files smaller.
+const DICTIONARY_MIN_SAMPLE: usize = 64;
+
+/// Whether a sample of at least [`DICTIONARY_MIN_SAMPLE`] values is at least 90%
+/// distinct: `$insert_id`, `distinct_id`, URLs and the like, which a dictionary only
+/// slows down (building one until it overflowed was a quarter of encoding time).
+/// Decided from the chunk's own values, so the output is the same at any thread count.
 fn mostly_distinct(distinct: usize, sampled: usize) -> bool {
-    sampled >= 64 && distinct * 10 >= sampled * 9
+    sampled >= DICTIONARY_MIN_SAMPLE && distinct * 10 >= sampled * 9
 }
 
 /// A chunk's distinct values, in first-seen order, and each value's index.
@@ -394,12 +400,17 @@ impl<V: Copy + Eq + std::hash::Hash> Dictionary<V> {
         // Sized for the sample up front: growing from empty rehashed the table several
         // times per chunk, a fifth of building in multischema's many small chunks.
         let room = count.min(2 * DICTIONARY_SAMPLE);
+        let decide_at = if count <= DICTIONARY_SAMPLE {
+            DICTIONARY_MIN_SAMPLE
+        } else {
+            DICTIONARY_SAMPLE
+        };
         let mut table: hashbrown::HashTable<u32> = hashbrown::HashTable::with_capacity(room);
         let mut distinct: Vec<V> = Vec::with_capacity(room);
         let mut indices = Vec::with_capacity(count);
         let mut plain_bytes = 0usize;
         for (n, v) in values.enumerate() {
-            if n == DICTIONARY_SAMPLE && mostly_distinct(distinct.len(), n) {
+            if n == decide_at && mostly_distinct(distinct.len(), n) {
                 return None;
             }
             let h = hash(&v);
@@ -705,6 +716,25 @@ fn time_statistics(parts: &[&[i64]], nulls: Option<u64>) -> Statistics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dictionary_decided_on_a_sample() {
+        let build = |values: &[u32]| Dictionary::build(values.iter().copied(), values.len(), |_| 4);
+        // A small chunk is decided on its first 64 values: distinct there, no dictionary
+        // even though the rest repeats.
+        let small: Vec<u32> = (0..300).map(|i| i.min(100)).collect();
+        assert!(build(&small).is_none());
+        // Repeating from the start: a dictionary of every distinct value.
+        let cycling: Vec<u32> = (0..300).map(|i| i % 50).collect();
+        let d = build(&cycling).expect("50 distinct values repeat");
+        assert_eq!(d.values, (0..50).collect::<Vec<_>>());
+        assert_eq!(d.indices, cycling);
+        // A large chunk is decided on its first 512: 64 distinct values there repeat.
+        let large: Vec<u32> = (0..2000).map(|i| i % 64).collect();
+        assert!(build(&large).is_some());
+        // Fewer than 64 values always keep their dictionary.
+        assert!(build(&[1, 2, 3]).is_some());
+    }
 
     #[test]
     fn levels_runs_and_packing() {
