@@ -617,16 +617,21 @@ impl Compressor {
 /// prefix (still a lower bound), the max to a prefix whose last character is
 /// incremented (an upper bound), or left out when no such character exists.
 fn text_statistics<'v>(values: impl Iterator<Item = &'v [u8]>, nulls: Option<u64>) -> Statistics {
-    let mut min: Option<&[u8]> = None;
-    let mut max: Option<&[u8]> = None;
+    // Each value is compared by its first eight bytes as a number first, and as bytes
+    // only when those are equal: two byte comparisons per value were 1.6% of a
+    // monoschema run's instructions.
+    let mut min: Option<(u64, &[u8])> = None;
+    let mut max: Option<(u64, &[u8])> = None;
     for v in values {
-        if min.is_none_or(|m| v < m) {
-            min = Some(v);
+        let key = order_key(v);
+        if min.is_none_or(|(k, m)| key < k || (key == k && v < m)) {
+            min = Some((key, v));
         }
-        if max.is_none_or(|m| v > m) {
-            max = Some(v);
+        if max.is_none_or(|(k, m)| key > k || (key == k && v > m)) {
+            max = Some((key, v));
         }
     }
+    let (min, max) = (min.map(|(_, m)| m), max.map(|(_, m)| m));
     let (min, min_exact) = match min {
         Some(m) if m.len() > STATISTICS_PREFIX => (Some(utf8_prefix(m).to_vec()), false),
         Some(m) => (Some(m.to_vec()), true),
@@ -648,6 +653,15 @@ fn text_statistics<'v>(values: impl Iterator<Item = &'v [u8]>, nulls: Option<u64
         .with_min_is_exact(min_exact)
         .with_max_is_exact(max_exact),
     )
+}
+
+/// The first eight bytes of `v` (zero-padded) as a big-endian number: when the numbers of
+/// two values differ, they order the values as their bytes do.
+fn order_key(v: &[u8]) -> u64 {
+    let mut first = [0u8; 8];
+    let n = v.len().min(8);
+    first[..n].copy_from_slice(&v[..n]);
+    u64::from_be_bytes(first)
 }
 
 /// The longest prefix of `v` of at most `STATISTICS_PREFIX` bytes ending on a character
@@ -716,6 +730,30 @@ fn time_statistics(parts: &[&[i64]], nulls: Option<u64>) -> Statistics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn text_statistics_are_the_byte_order_min_and_max(
+            values in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec![0u8, 1, b'a', b'b', 0xff]), 0..12),
+                1..40,
+            )
+        ) {
+            for (a, b) in values.iter().zip(values.iter().skip(1)) {
+                if order_key(a) < order_key(b) {
+                    proptest::prop_assert!(a < b);
+                }
+            }
+            // Short values keep the statistics exact; they must be the plain minimum
+            // and maximum.
+            let stats = text_statistics(values.iter().map(|v| &v[..]), None);
+            let Statistics::ByteArray(s) = stats else { panic!("text statistics") };
+            let min = values.iter().min().unwrap();
+            let max = values.iter().max().unwrap();
+            proptest::prop_assert_eq!(s.min_opt().unwrap().data(), &min[..]);
+            proptest::prop_assert_eq!(s.max_opt().unwrap().data(), &max[..]);
+        }
+    }
 
     #[test]
     fn dictionary_decided_on_a_sample() {
