@@ -101,8 +101,6 @@ pub struct BlockTable {
     /// Block-local column per (key, type class), found by the key's hash.
     pub(crate) lookup: hashbrown::HashTable<(Box<str>, [u32; 5])>,
     pub(crate) slots: Vec<Vec<u32>>,
-    /// The table's key in [`SizeHints`].
-    pub(crate) size_key: u64,
 }
 
 /// The result of shaping one block.
@@ -162,11 +160,6 @@ const DEFAULT_COLUMN_ROOM: (u32, u32) = (16, 256);
 const MAX_HINT_BYTES: u32 = 8 << 20;
 
 impl SizeHints {
-    /// The hint key of a table: its event name's hash (0 for the single table).
-    fn table_key(event: Option<&str>) -> u64 {
-        event.map_or(0, parse::hash_key)
-    }
-
     /// The hint key of a table's column, from its key's hash and type class.
     fn column_key(table: u64, key_hash: u64, class: TypeClass) -> u64 {
         (table.rotate_left(17) ^ key_hash).wrapping_add(class as u64 + 1)
@@ -194,7 +187,7 @@ impl SizeHints {
     /// Records the sizes a shaped block reached.
     fn learn(&mut self, block: &ShapedBlock) {
         for table in &block.tables {
-            let key = Self::table_key(table.event.as_deref());
+            let key = table_key(&table.event);
             let column_key = |hash, class| Self::column_key(key, hash, class);
             let column_keys: Vec<u64> = (table.columns.iter())
                 .map(|(name, class)| column_key(parse::hash_key(name), *class))
@@ -218,6 +211,11 @@ impl SizeHints {
             }
         }
     }
+}
+
+/// The [`SizeHints`] key of a table: its event name's hash (0 for the single table).
+fn table_key(event: &Option<String>) -> u64 {
+    event.as_deref().map_or(0, parse::hash_key)
 }
 
 /// Stand for the key hashes of `distinct_id` and of monoschema's event names in
@@ -525,7 +523,6 @@ impl Shaper {
                         table_of.insert(event.name.to_string(), out.tables.len());
                         out.tables.push(BlockTable {
                             event: Some(event.name.to_string()),
-                            size_key: SizeHints::table_key(Some(event.name)),
                             ..Default::default()
                         });
                         first_line.push(line_no);
@@ -597,8 +594,10 @@ impl BlockTable {
         let part = match self.parts.iter().rposition(|(w, _)| *w == window) {
             Some(p) => p,
             None => {
-                self.parts
-                    .push((window, Rows::with_room(self.size_key, schema, sizes)));
+                self.parts.push((
+                    window,
+                    Rows::with_room(table_key(&self.event), schema, sizes),
+                ));
                 self.slots.push(Vec::new());
                 self.parts.len() - 1
             }
@@ -663,7 +662,7 @@ impl BlockTable {
             if slots[local as usize] == u32::MAX {
                 slots[local as usize] = rows.columns.len() as u32;
                 let (values, bytes) =
-                    sizes.column(SizeHints::column_key(self.size_key, hash, class));
+                    sizes.column(SizeHints::column_key(table_key(&self.event), hash, class));
                 let column = SparseColumn::with_capacity(class, values, bytes);
                 rows.columns.push((local, column));
             }
