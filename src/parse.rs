@@ -362,11 +362,11 @@ fn validate<'i>(
             special[1] = n;
         }
     }
-    // Mixpanel writes them first: then the property entries start after them, and
-    // nothing moves.
+    // Found positions first, ascending. Mixpanel writes the two first: then the
+    // property entries start after them, and nothing moves.
     special.sort_unstable();
     let found = special.iter().filter(|&&n| n != usize::MAX).count();
-    let leading = if special[..found] == [0, 1][..found] {
+    let leading = if special[..found].iter().all(|&n| n < found) {
         found
     } else {
         for &n in special[..found].iter().rev() {

@@ -196,10 +196,9 @@ impl SizeHints {
                 self.tables
                     .insert(key, (rows.count, rows.columns.len() as u32));
                 let columns = &mut self.columns;
-                let event_names = (rows.event_name.len(), rows.event_name.data.len());
                 columns.insert(
                     column_key(EVENT_NAME_KEY, TypeClass::String),
-                    (event_names.0 as u32, event_names.1 as u32),
+                    text_size(&rows.event_name),
                 );
                 columns.insert(
                     column_key(DISTINCT_ID_KEY, TypeClass::String),
@@ -229,11 +228,15 @@ fn with_headroom(n: u32) -> usize {
 
 /// A column's values and text bytes.
 fn size_of(column: &SparseColumn) -> (u32, u32) {
-    let bytes = match &column.values {
-        Values::Text(s) => s.data.len() as u32,
-        _ => 0,
-    };
-    (column.len() as u32, bytes)
+    match &column.values {
+        Values::Text(s) => text_size(s),
+        _ => (column.len() as u32, 0),
+    }
+}
+
+/// Values and bytes of packed strings.
+fn text_size(s: &Strings) -> (u32, u32) {
+    (s.len() as u32, s.data.len() as u32)
 }
 
 /// How a block's lines are judged: the run's settings.
