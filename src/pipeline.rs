@@ -712,8 +712,7 @@ impl Finisher<'_> {
             .collect();
         self.pool.install(|| {
             jobs.par_iter().try_for_each(|((w, t), spills)| {
-                let dir = self.store.staged_dir(table_name(*t), *w);
-                std::fs::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
+                let dir = self.store.make_staged_dir(table_name(*t), *w)?;
                 let spills: Vec<Spill> = spills
                     .iter()
                     .map(|s| s.clone().expect("every dispatched row group was encoded"))
@@ -738,7 +737,9 @@ impl Finisher<'_> {
         for w in windows {
             for t in 0..tables {
                 if spills.contains_key(&(*w, t)) {
-                    done.files += self.store.commit(table_name(t), *w)?;
+                    // The finisher wrote one data file per staged folder.
+                    self.store.commit(table_name(t), *w)?;
+                    done.files += 1;
                     done.folders.push(self.store.final_dir(table_name(t), *w));
                 } else if self.mode == WriteMode::Replace {
                     self.store.remove_window(table_name(t), *w)?;

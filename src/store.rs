@@ -6,9 +6,11 @@
 //! with its `complete` marker, and then renamed into place: readers see the old window
 //! or the new one, never a mix.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::options::{Layout, WriteMode};
@@ -27,6 +29,11 @@ pub struct Store {
     raw: bool,
     extension: &'static str,
     trash_count: std::sync::atomic::AtomicU64,
+    /// Folders this run made or found, which nothing removes while it runs: the
+    /// parents of window folders. A multischema run stages and commits a folder per
+    /// table and window (1,800 for a month of 60 events), and making their parents
+    /// again each time was two to six system calls per folder.
+    made_dirs: Mutex<HashSet<PathBuf>>,
 }
 
 impl Store {
@@ -54,7 +61,38 @@ impl Store {
             raw,
             extension,
             trash_count: Default::default(),
+            made_dirs: Mutex::new(HashSet::from([root.to_path_buf()])),
         })
+    }
+
+    /// Makes the folders above `path` that do not exist yet, once per run each.
+    fn make_parents(&self, path: &Path) -> Result<()> {
+        let mut made = self.made_dirs.lock().unwrap_or_else(|e| e.into_inner());
+        let missing: Vec<&Path> = path
+            .ancestors()
+            .skip(1)
+            .take_while(|dir| !made.contains(*dir))
+            .collect();
+        for dir in missing.into_iter().rev() {
+            match fs::create_dir(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists || !dir.is_dir() => {
+                    return Err(Error::output(dir, e));
+                }
+                _ => made.insert(dir.to_path_buf()),
+            };
+        }
+        Ok(())
+    }
+
+    /// Makes the staged window folder of a table (see [`Store::staged_dir`]) and returns
+    /// its path.
+    pub fn make_staged_dir(&self, table: Option<&str>, window: WindowKey) -> Result<PathBuf> {
+        let dir = self.staged_dir(table, window);
+        self.make_parents(&dir)?;
+        match fs::create_dir(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(Error::output(&dir, e)),
+            _ => Ok(dir),
+        }
     }
 
     /// The output root.
@@ -98,14 +136,12 @@ impl Store {
         }
     }
 
-    /// Moves a staged window folder into place (C1, C2). Returns the data files added.
-    pub fn commit(&self, table: Option<&str>, window: WindowKey) -> Result<u64> {
+    /// Moves a staged window folder into place (C1, C2).
+    pub fn commit(&self, table: Option<&str>, window: WindowKey) -> Result<()> {
         let staged = self.staged_dir(table, window);
         let target = self.final_dir(table, window);
-        let parent = target.parent().expect("window folders have a parent");
-        fs::create_dir_all(parent).map_err(|e| Error::output(parent, e))?;
+        self.make_parents(&target)?;
         fs::write(staged.join("complete"), b"").map_err(|e| Error::output(&staged, e))?;
-        let files = count_parts(&staged)?;
         if self.mode == WriteMode::Append && target.exists() {
             let mut staged_parts = list_parts(&staged)?;
             staged_parts.sort();
@@ -117,15 +153,14 @@ impl Store {
             if !marker.exists() {
                 fs::write(&marker, b"").map_err(|e| Error::output(&marker, e))?;
             }
-            return Ok(files);
+            return Ok(());
         }
         let trash = if target.exists() {
             let n = self
                 .trash_count
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let trash = self.staging.join("trash").join(n.to_string());
-            fs::create_dir_all(trash.parent().expect("has parent"))
-                .map_err(|e| Error::output(&trash, e))?;
+            self.make_parents(&trash)?;
             fs::rename(&target, &trash).map_err(|e| Error::output(&target, e))?;
             Some(trash)
         } else {
@@ -135,7 +170,7 @@ impl Store {
         if let Some(t) = trash {
             let _ = fs::remove_dir_all(t);
         }
-        Ok(files)
+        Ok(())
     }
 
     /// Replace mode: removes a table's old folder for a window this run replaced but
@@ -187,10 +222,6 @@ fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-fn count_parts(dir: &Path) -> Result<u64> {
-    Ok(list_parts(dir)?.len() as u64)
 }
 
 fn next_part_number(dir: &Path) -> Result<u32> {
@@ -307,4 +338,70 @@ fn next_numbered(dir: &Path, prefix: &str) -> Result<u32> {
         }
     }
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(day: i8) -> WindowKey {
+        WindowKey {
+            year: 2024,
+            month: 1,
+            day,
+            hour: None,
+        }
+    }
+
+    fn store(root: &Path, mode: WriteMode) -> Store {
+        Store::open(root, Layout::Mixpanel, mode, false, "parquet").unwrap()
+    }
+
+    #[test]
+    fn c1_windows_of_one_month_share_parents_made_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = store(tmp.path(), WriteMode::Replace);
+        for d in [1, 2] {
+            let dir = store.make_staged_dir(Some("sign_up"), day(d)).unwrap();
+            assert_eq!(dir, store.staged_dir(Some("sign_up"), day(d)));
+            fs::write(dir.join(store.part_name(0)), b"data").unwrap();
+            store.commit(Some("sign_up"), day(d)).unwrap();
+        }
+        for d in ["01", "02"] {
+            let folder = tmp.path().join("sign_up/2024/01").join(d);
+            assert!(folder.join("part-00000.parquet").is_file());
+            assert!(folder.join("complete").is_file());
+        }
+        // Staging the same window again (a later input of the run) still works after
+        // its first folder moved away.
+        let again = store.make_staged_dir(Some("sign_up"), day(1)).unwrap();
+        assert!(again.is_dir());
+    }
+
+    #[test]
+    fn c2_replace_and_append_after_parents_were_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (mode, parts) in [(WriteMode::Replace, 1), (WriteMode::Append, 2)] {
+            let store = store(tmp.path(), mode);
+            let dir = store.make_staged_dir(Some("t"), day(3)).unwrap();
+            fs::write(dir.join(store.part_name(0)), b"data").unwrap();
+            store.commit(Some("t"), day(3)).unwrap();
+            let folder = tmp.path().join("t/2024/01/03");
+            assert_eq!(list_parts(&folder).unwrap().len(), parts, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_in_the_way_of_a_folder_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = store(tmp.path(), WriteMode::Replace);
+        fs::write(tmp.path().join("t"), b"not a folder").unwrap();
+        let dir = store.make_staged_dir(Some("t"), day(1)).unwrap();
+        let err = store.commit(Some("t"), day(1)).unwrap_err().to_string();
+        assert!(dir.is_dir());
+        assert!(
+            err.contains(&tmp.path().join("t").display().to_string()),
+            "{err}"
+        );
+    }
 }
