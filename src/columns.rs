@@ -153,11 +153,27 @@ impl Values {
         matches!(self, Values::Text(_))
     }
 
-    fn len(&self) -> usize {
+    /// Number of values.
+    #[inline]
+    pub fn len(&self) -> usize {
         match self {
             Values::Text(s) => s.len(),
             Values::Number(v) => v.len(),
             Values::Boolean(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values there is room for without reallocating.
+    fn capacity(&self) -> usize {
+        match self {
+            Values::Text(s) => s.ends.capacity(),
+            Values::Number(v) => v.capacity(),
+            Values::Boolean(v) => v.capacity(),
         }
     }
 
@@ -170,12 +186,24 @@ impl Values {
     }
 }
 
+/// Which rows of its chunk hold a sparse column's values, ascending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowNumbers {
+    /// Rows 0, 1, 2, … one per value: the column has a value in every row from the
+    /// chunk's first. Most columns of a multischema table are like this, and so are
+    /// Mixpanel's default properties in monoschema (about half of all values); listing
+    /// their rows cost four bytes a value and an allocation per column and block.
+    Leading,
+    /// The rows, listed.
+    Listed(Vec<u32>),
+}
+
 /// A column that stores only its non-null values, with their row numbers (ascending,
 /// relative to the start of the chunk that holds the column).
 #[derive(Debug, Clone)]
 pub struct SparseColumn {
     /// Row of each value.
-    pub rows: Vec<u32>,
+    pub rows: RowNumbers,
     /// The values.
     pub values: Values,
 }
@@ -196,7 +224,7 @@ impl SparseColumn {
     /// An empty column with room for `values` values and `bytes` bytes of text.
     pub fn with_capacity(class: TypeClass, values: usize, bytes: usize) -> Self {
         SparseColumn {
-            rows: Vec::with_capacity(values),
+            rows: RowNumbers::Leading,
             values: Values::for_class(class, values, bytes),
         }
     }
@@ -204,39 +232,107 @@ impl SparseColumn {
     /// An empty text column.
     pub fn text() -> Self {
         SparseColumn {
-            rows: Vec::new(),
+            rows: RowNumbers::Leading,
             values: Values::Text(Strings::default()),
         }
     }
 
+    /// A column of `values` at `rows` (ascending, one per value).
+    pub fn at_rows(rows: Vec<u32>, values: Values) -> Self {
+        debug_assert_eq!(rows.len(), values.len());
+        let leading = rows.iter().enumerate().all(|(i, &r)| r as usize == i);
+        SparseColumn {
+            rows: if leading {
+                RowNumbers::Leading
+            } else {
+                RowNumbers::Listed(rows)
+            },
+            values,
+        }
+    }
+
     /// Number of non-null values.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.values.len()
     }
 
     /// Whether the column has no non-null value.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len() == 0
+    }
+
+    /// The row of value `i`.
+    #[inline]
+    pub fn row(&self, i: usize) -> u32 {
+        match &self.rows {
+            RowNumbers::Leading => i as u32,
+            RowNumbers::Listed(rows) => rows[i],
+        }
+    }
+
+    /// The row of value `i`, or `None` past the last value.
+    pub fn row_of(&self, i: usize) -> Option<u32> {
+        (i < self.len()).then(|| self.row(i))
+    }
+
+    /// The rows of all values, in order.
+    pub fn row_numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len()).map(|i| self.row(i))
+    }
+
+    /// Records that the next value pushed goes to `row`, which is after every row so
+    /// far. Call it before pushing the value.
+    #[inline]
+    pub(crate) fn push_row(&mut self, row: u32) {
+        match &mut self.rows {
+            RowNumbers::Listed(rows) => rows.push(row),
+            RowNumbers::Leading if row as usize == self.values.len() => {}
+            RowNumbers::Leading => self.list_rows(row),
+        }
+    }
+
+    /// The first gap: lists the rows so far and `row`, with room for as many values as
+    /// the column was given.
+    #[cold]
+    fn list_rows(&mut self, row: u32) {
+        let n = self.values.len() as u32;
+        let mut rows = Vec::with_capacity(self.values.capacity().max(n as usize + 1));
+        rows.extend(0..n);
+        rows.push(row);
+        self.rows = RowNumbers::Listed(rows);
     }
 
     /// Heap bytes held (for the memory budget).
     pub fn heap_bytes(&self) -> usize {
-        self.rows.capacity() * 4
-            + match &self.values {
-                Values::Text(s) => s.heap_bytes(),
-                Values::Number(v) => v.capacity() * 8,
-                Values::Boolean(v) => v.capacity(),
-            }
+        let rows = match &self.rows {
+            RowNumbers::Leading => 0,
+            RowNumbers::Listed(rows) => rows.capacity() * 4,
+        };
+        rows + match &self.values {
+            Values::Text(s) => s.heap_bytes(),
+            Values::Number(v) => v.capacity() * 8,
+            Values::Boolean(v) => v.capacity(),
+        }
     }
 
     /// Splits off the values of rows `>= at`, renumbering them from 0.
     pub fn split_off(&mut self, at: u32) -> SparseColumn {
-        let k = self.rows.partition_point(|&r| r < at);
-        let tail = SparseColumn {
-            rows: self.rows[k..].iter().map(|r| r - at).collect(),
-            values: self.values.slice(k, self.values.len()),
+        let n = self.len();
+        let (k, tail_rows) = match &mut self.rows {
+            // Values k.. sit in rows k.., which become rows 0.. of the tail.
+            RowNumbers::Leading => ((at as usize).min(n), RowNumbers::Leading),
+            RowNumbers::Listed(rows) => {
+                let k = rows.partition_point(|&r| r < at);
+                let tail = rows[k..].iter().map(|r| r - at).collect();
+                rows.truncate(k);
+                (k, RowNumbers::Listed(tail))
+            }
         };
-        self.rows.truncate(k);
+        let tail = SparseColumn {
+            rows: tail_rows,
+            values: self.values.slice(k, n),
+        };
         self.values = self.values.slice(0, k);
         tail
     }
@@ -260,8 +356,14 @@ pub fn densify(class_is_text: bool, parts: &[(u32, &SparseColumn)], rows: usize)
                 let Values::Number(v) = &col.values else {
                     unreachable!("parts of one column share a storage kind")
                 };
-                for (&r, &x) in col.rows.iter().zip(v) {
-                    values[offset as usize + r as usize] = x;
+                let offset = offset as usize;
+                match &col.rows {
+                    RowNumbers::Leading => values[offset..offset + v.len()].copy_from_slice(v),
+                    RowNumbers::Listed(rows) => {
+                        for (&r, &x) in rows.iter().zip(v) {
+                            values[offset + r as usize] = x;
+                        }
+                    }
                 }
             }
             Arc::new(Float64Array::new(ScalarBuffer::from(values), valid))
@@ -273,7 +375,7 @@ pub fn densify(class_is_text: bool, parts: &[(u32, &SparseColumn)], rows: usize)
                 let Values::Boolean(v) = &col.values else {
                     unreachable!("parts of one column share a storage kind")
                 };
-                for (&r, &x) in col.rows.iter().zip(v) {
+                for (r, &x) in col.row_numbers().zip(v) {
                     if x {
                         values.set_bit(offset as usize + r as usize, true);
                     }
@@ -291,11 +393,20 @@ pub fn densify(class_is_text: bool, parts: &[(u32, &SparseColumn)], rows: usize)
                 let text = text_of(col);
                 let base = data.len() as i32;
                 data.extend_from_slice(&text.data);
-                for (&r, &end) in col.rows.iter().zip(&text.ends) {
-                    let row = offset as usize + r as usize;
-                    let last = *offsets.last().expect("starts with 0");
-                    offsets.resize(row + 1, last);
-                    offsets.push(base + end as i32);
+                match &col.rows {
+                    RowNumbers::Leading => {
+                        let last = *offsets.last().expect("starts with 0");
+                        offsets.resize(offset as usize + 1, last);
+                        offsets.extend(text.ends.iter().map(|&end| base + end as i32));
+                    }
+                    RowNumbers::Listed(rows) => {
+                        for (&r, &end) in rows.iter().zip(&text.ends) {
+                            let row = offset as usize + r as usize;
+                            let last = *offsets.last().expect("starts with 0");
+                            offsets.resize(row + 1, last);
+                            offsets.push(base + end as i32);
+                        }
+                    }
                 }
             }
             let last = *offsets.last().expect("starts with 0");
@@ -352,8 +463,14 @@ fn validity(parts: &[(u32, &SparseColumn)], rows: usize) -> Option<NullBuffer> {
     let mut bits = BooleanBufferBuilder::new(rows);
     bits.append_n(rows, false);
     for &(offset, col) in parts {
-        for &r in &col.rows {
-            bits.set_bit(offset as usize + r as usize, true);
+        let offset = offset as usize;
+        match &col.rows {
+            RowNumbers::Leading => (offset..offset + col.len()).for_each(|r| bits.set_bit(r, true)),
+            RowNumbers::Listed(rows) => {
+                for &r in rows {
+                    bits.set_bit(offset + r as usize, true);
+                }
+            }
         }
     }
     Some(NullBuffer::new(bits.finish()))
@@ -367,10 +484,7 @@ mod tests {
     fn text(rows: &[u32], vals: &[&str]) -> SparseColumn {
         let mut s = Strings::default();
         vals.iter().for_each(|v| s.push(v.as_bytes()));
-        SparseColumn {
-            rows: rows.to_vec(),
-            values: Values::Text(s),
-        }
+        SparseColumn::at_rows(rows.to_vec(), Values::Text(s))
     }
 
     #[test]
@@ -384,10 +498,7 @@ mod tests {
             got,
             [None, Some("x"), None, Some("y"), None, Some("z"), None]
         );
-        let n = SparseColumn {
-            rows: vec![2],
-            values: Values::Number(vec![1.5]),
-        };
+        let n = SparseColumn::at_rows(vec![2], Values::Number(vec![1.5]));
         let arr = densify(false, &[(0, &n)], 3);
         let arr = arr.as_any().downcast_ref::<Float64Array>().unwrap();
         assert_eq!(arr.null_count(), 2);
@@ -406,11 +517,58 @@ mod tests {
     }
 
     #[test]
+    fn rows_are_listed_from_the_first_gap() {
+        let mut col = SparseColumn::new(TypeClass::Number);
+        let push = |col: &mut SparseColumn, row: u32| {
+            col.push_row(row);
+            if let Values::Number(v) = &mut col.values {
+                v.push(row as f64);
+            }
+        };
+        for row in 0..3 {
+            push(&mut col, row);
+        }
+        assert_eq!(col.rows, RowNumbers::Leading);
+        push(&mut col, 5);
+        push(&mut col, 6);
+        assert_eq!(col.rows, RowNumbers::Listed(vec![0, 1, 2, 5, 6]));
+        assert_eq!(
+            (col.len(), col.row(3), col.row_of(4), col.row_of(5)),
+            (5, 5, Some(6), None)
+        );
+        // A column whose first value is not in the first row lists it at once.
+        let mut late = SparseColumn::new(TypeClass::Number);
+        push(&mut late, 2);
+        assert_eq!(late.rows, RowNumbers::Listed(vec![2]));
+    }
+
+    #[test]
+    fn split_off_leading_rows() {
+        let mut a = text(&[0, 1, 2, 3], &["a", "b", "c", "d"]);
+        assert_eq!(a.rows, RowNumbers::Leading);
+        let tail = a.split_off(3);
+        assert_eq!((a.rows.clone(), a.len()), (RowNumbers::Leading, 3));
+        assert_eq!((tail.rows.clone(), tail.len()), (RowNumbers::Leading, 1));
+        assert_eq!((text_of(&a).get(2), text_of(&tail).get(0)), ("c", "d"));
+        // Past the last value, the tail is empty.
+        let mut b = text(&[0, 1], &["a", "b"]);
+        assert!(b.split_off(5).is_empty());
+        assert_eq!(b.len(), 2);
+        let arr = densify(true, &[(0, &a), (4, &tail)], 6);
+        let arr = arr.as_any().downcast_ref::<StringArray>().unwrap();
+        let got: Vec<Option<&str>> = arr.iter().collect();
+        assert_eq!(
+            got,
+            [Some("a"), Some("b"), Some("c"), None, Some("d"), None]
+        );
+    }
+
+    #[test]
     fn split_off_renumbers() {
         let mut a = text(&[0, 2, 5, 9], &["a", "b", "c", "d"]);
         let tail = a.split_off(5);
-        assert_eq!(a.rows, [0, 2]);
-        assert_eq!(tail.rows, [0, 4]);
+        assert_eq!(a.row_numbers().collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(tail.row_numbers().collect::<Vec<_>>(), [0, 4]);
         match (&a.values, &tail.values) {
             (Values::Text(x), Values::Text(y)) => {
                 assert_eq!((x.get(0), x.get(1)), ("a", "b"));

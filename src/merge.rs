@@ -304,7 +304,7 @@ fn overflow_column(
     let mut per_row: Vec<Vec<u8>> = vec![Vec::new(); count as usize];
     for (_, local, col) in overflow {
         let name = &block_columns[*local as usize].0;
-        for (i, &r) in col.rows.iter().enumerate() {
+        for (i, r) in col.row_numbers().enumerate() {
             let out = &mut per_row[r as usize];
             out.push(if out.is_empty() { b'{' } else { b',' });
             write_json_string(out, name);
@@ -323,7 +323,7 @@ fn overflow_column(
     for (r, mut obj) in per_row.into_iter().enumerate() {
         if !obj.is_empty() {
             obj.push(b'}');
-            col.rows.push(r as u32);
+            col.push_row(r as u32);
             if let Values::Text(s) = &mut col.values {
                 s.push(&obj);
             }

@@ -23,7 +23,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use crate::columns::{SparseColumn, Strings, Values};
+use crate::columns::{RowNumbers, SparseColumn, Strings, Values};
 
 /// Values per data page before a new page starts (uncompressed bytes), as parquet's
 /// default `data_page_size_limit`.
@@ -66,7 +66,10 @@ impl<'a> ColumnInput<'a> {
         let value_rows = (present != rows).then(|| {
             let mut at = Vec::with_capacity(present);
             for &(offset, col) in parts {
-                at.extend(col.rows.iter().map(|r| offset + r));
+                match &col.rows {
+                    RowNumbers::Leading => at.extend(offset..offset + col.len() as u32),
+                    RowNumbers::Listed(rows) => at.extend(rows.iter().map(|r| offset + r)),
+                }
             }
             at
         });
@@ -859,10 +862,7 @@ mod tests {
     fn sparse_text(rows: &[u32], value: impl Fn(u32) -> String) -> SparseColumn {
         let mut s = Strings::default();
         rows.iter().for_each(|&r| s.push(value(r).as_bytes()));
-        SparseColumn {
-            rows: rows.to_vec(),
-            values: Values::Text(s),
-        }
+        SparseColumn::at_rows(rows.to_vec(), Values::Text(s))
     }
 
     #[test]
@@ -889,25 +889,28 @@ mod tests {
             rows in 0usize..700,
             seed in proptest::collection::vec(0u8..4, 0..700),
             split in 0usize..700,
+            dense_until in 0u32..700,
             dictionary in proptest::bool::ANY,
         ) {
-            // Rows with a value: where the seed says so; two parts split at `split`.
-            let present: Vec<u32> =
-                (0..rows as u32).filter(|&r| seed.get(r as usize).is_some_and(|&s| s > 0)).collect();
+            // Rows with a value: all below `dense_until` (so that parts may hold leading
+            // rows), then where the seed says so; two parts split at `split`.
+            let present: Vec<u32> = (0..rows as u32)
+                .filter(|&r| r < dense_until || seed.get(r as usize).is_some_and(|&s| s > 0))
+                .collect();
             let split = split.min(rows) as u32;
             let (a, b): (Vec<u32>, Vec<u32>) = present.iter().partition(|&&r| r < split);
             let b: Vec<u32> = b.iter().map(|r| r - split).collect();
             let text = |r: u32| ["x", "", "é long", "\"q\""][(r % 4) as usize].repeat(r as usize % 5);
             let number = |r: u32| [0.0, -0.0, 1.5, f64::NAN, -3e300][(r % 5) as usize];
             let (ta, tb) = (sparse_text(&a, text), sparse_text(&b, |r| text(r + split)));
-            let nums = |rows: &[u32], base: u32| SparseColumn {
-                rows: rows.to_vec(),
-                values: Values::Number(rows.iter().map(|&r| number(r + base)).collect()),
-            };
-            let bools = |rows: &[u32], base: u32| SparseColumn {
-                rows: rows.to_vec(),
-                values: Values::Boolean(rows.iter().map(|&r| (r + base).is_multiple_of(3)).collect()),
-            };
+            let nums = |rows: &[u32], base: u32| SparseColumn::at_rows(
+                rows.to_vec(),
+                Values::Number(rows.iter().map(|&r| number(r + base)).collect()),
+            );
+            let bools = |rows: &[u32], base: u32| SparseColumn::at_rows(
+                rows.to_vec(),
+                Values::Boolean(rows.iter().map(|&r| (r + base).is_multiple_of(3)).collect()),
+            );
             let (na, nb) = (nums(&a, 0), nums(&b, split));
             let (ba, bb) = (bools(&a, 0), bools(&b, split));
             for (class, pa, pb) in [

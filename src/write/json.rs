@@ -53,7 +53,7 @@ pub fn json_text(
             out.extend_from_slice(b"{\"time\":");
             let t = if time_in_ms { ms } else { ms.div_euclid(1000) };
             out.extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
-            if chunk.distinct_id.rows.get(id_cursor) == Some(&row) {
+            if chunk.distinct_id.row_of(id_cursor) == Some(row) {
                 out.extend_from_slice(b",\"distinct_id\":");
                 if let Values::Text(s) = &chunk.distinct_id.values {
                     write_json_string(&mut out, s.get(id_cursor));
@@ -66,7 +66,7 @@ pub fn json_text(
             }
             for (k, (c, col)) in chunk.columns.iter().enumerate() {
                 let i = cursors[k];
-                if col.rows.get(i) != Some(&row) {
+                if col.row_of(i) != Some(row) {
                     continue;
                 }
                 cursors[k] += 1;
