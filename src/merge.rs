@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::columns::{SparseColumn, Strings, TypeClass, Values};
 use crate::parse::{write_f64, write_json_string};
 use crate::registry::{ColumnInfo, Registry, Target};
-use crate::shape::{BlockTable, Rows};
+use crate::shape::{BlockColumns, BlockTable, Rows};
 use crate::window::WindowKey;
 
 /// Rows of one table in one window with final column numbers.
@@ -148,7 +148,7 @@ impl Merger {
         let targets: Vec<Target> = block_table
             .columns
             .iter()
-            .map(|(name, class)| t.resolve(name, *class))
+            .map(|(name, class)| t.resolve(name, class))
             .collect();
         for (window, rows) in block_table.parts {
             let chunk = to_chunk(rows, &targets, &block_table.columns);
@@ -272,7 +272,7 @@ impl Merger {
 
 /// Renumbers a block part's columns to final column numbers, folding overflowing
 /// properties (T5) into one `mp_properties` JSON object per row.
-fn to_chunk(rows: Rows, targets: &[Target], block_columns: &[(String, TypeClass)]) -> Chunk {
+fn to_chunk(rows: Rows, targets: &[Target], block_columns: &BlockColumns) -> Chunk {
     let mut columns = Vec::with_capacity(rows.columns.len());
     let mut overflow: Vec<(u32, u32, SparseColumn)> = Vec::new();
     for (local, col) in rows.columns {
@@ -299,20 +299,18 @@ fn to_chunk(rows: Rows, targets: &[Target], block_columns: &[(String, TypeClass)
 fn overflow_column(
     count: u32,
     overflow: &[(u32, u32, SparseColumn)],
-    block_columns: &[(String, TypeClass)],
+    block_columns: &BlockColumns,
 ) -> SparseColumn {
     let mut per_row: Vec<Vec<u8>> = vec![Vec::new(); count as usize];
     for (_, local, col) in overflow {
-        let name = &block_columns[*local as usize].0;
+        let (name, class) = block_columns.get(*local as usize);
         for (i, r) in col.row_numbers().enumerate() {
             let out = &mut per_row[r as usize];
             out.push(if out.is_empty() { b'{' } else { b',' });
             write_json_string(out, name);
             out.push(b':');
             match &col.values {
-                Values::Text(s) if block_columns[*local as usize].1 == TypeClass::String => {
-                    write_json_string(out, s.get(i))
-                }
+                Values::Text(s) if class == TypeClass::String => write_json_string(out, s.get(i)),
                 Values::Text(s) => out.extend_from_slice(s.get(i).as_bytes()),
                 Values::Number(v) => write_f64(out, v[i]),
                 Values::Boolean(v) => out.extend_from_slice(if v[i] { b"true" } else { b"false" }),

@@ -95,12 +95,96 @@ pub struct BlockTable {
     /// The event name for multischema; `None` for the single monoschema or raw table.
     pub event: Option<String>,
     /// Block-local columns in first-seen order.
-    pub columns: Vec<(String, TypeClass)>,
+    pub columns: BlockColumns,
     /// Rows per window, in order of first appearance in the block.
     pub parts: Vec<(WindowKey, Rows)>,
-    /// Block-local column per (key, type class), found by the key's hash.
-    pub(crate) lookup: hashbrown::HashTable<(Box<str>, [u32; 5])>,
+    /// Block-local column per (key, type class), found by the key's hash: where the
+    /// key is in the columns' packed keys, and the column of each class (`u32::MAX`
+    /// for none yet).
+    pub(crate) lookup: hashbrown::HashTable<(KeySpan, [u32; 5])>,
     pub(crate) slots: Vec<Vec<u32>>,
+}
+
+/// The columns of a block table, in first-seen order: a property key and a type class
+/// each. The keys are packed in one string: a multischema block has ~2,000 columns
+/// (60 tables of ~35), and two strings of their own per column were a sixth of a
+/// multischema run's allocations.
+#[derive(Debug, Default)]
+pub struct BlockColumns {
+    keys: String,
+    columns: Vec<BlockColumn>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BlockColumn {
+    key: KeySpan,
+    /// [`parse::hash_key`] of the key.
+    hash: u64,
+    class: TypeClass,
+}
+
+/// Where a key's bytes are in [`BlockColumns`]' packed keys.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeySpan {
+    start: u32,
+    end: u32,
+}
+
+impl BlockColumns {
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// The property key and type class of column `i`.
+    pub fn get(&self, i: usize) -> (&str, TypeClass) {
+        let c = self.columns[i];
+        (
+            &self.keys[c.key.start as usize..c.key.end as usize],
+            c.class,
+        )
+    }
+
+    /// Every column's key and type class, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, TypeClass)> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Whether the key at `span` is `key` (compared as bytes: slicing `keys` as a `str`
+    /// would check char boundaries on every lookup).
+    #[inline]
+    fn is_key(&self, span: KeySpan, key: &str) -> bool {
+        self.keys
+            .as_bytes()
+            .get(span.start as usize..span.end as usize)
+            == Some(key.as_bytes())
+    }
+
+    /// Adds a column of `class` for `key`, whose bytes are already at `span` when
+    /// given. Returns its number and the key's span.
+    fn push(
+        &mut self,
+        key: &str,
+        hash: u64,
+        class: TypeClass,
+        span: Option<KeySpan>,
+    ) -> (u32, KeySpan) {
+        let key = span.unwrap_or_else(|| {
+            let start = self.keys.len() as u32;
+            self.keys.push_str(key);
+            KeySpan {
+                start,
+                end: self.keys.len() as u32,
+            }
+        });
+        self.columns.push(BlockColumn { key, hash, class });
+        (self.columns.len() as u32 - 1, key)
+    }
 }
 
 /// The result of shaping one block.
@@ -189,8 +273,8 @@ impl SizeHints {
         for table in &block.tables {
             let key = table_key(&table.event);
             let column_key = |hash, class| Self::column_key(key, hash, class);
-            let column_keys: Vec<u64> = (table.columns.iter())
-                .map(|(name, class)| column_key(parse::hash_key(name), *class))
+            let column_keys: Vec<u64> = (table.columns.columns.iter())
+                .map(|c| column_key(c.hash, c.class))
                 .collect();
             for (_, rows) in &table.parts {
                 self.tables
@@ -638,23 +722,25 @@ impl BlockTable {
                 Node::Object { .. } => (TypeClass::Object, v),
             };
             let key = event.key((k, v));
-            let found = self.lookup.find_mut(hash, |(name, _)| **name == *key);
+            let columns = &mut self.columns;
+            let found = self
+                .lookup
+                .find_mut(hash, |&(span, _)| columns.is_key(span, key));
             let local = match found {
                 Some((_, ids)) if ids[class as usize] != u32::MAX => ids[class as usize],
-                found => {
-                    let id = self.columns.len() as u32;
-                    self.columns.push((key.to_string(), class));
-                    match found {
-                        Some((_, ids)) => ids[class as usize] = id,
-                        None => {
-                            let mut ids = [u32::MAX; 5];
-                            ids[class as usize] = id;
-                            self.lookup
-                                .insert_unique(hash, (key.into(), ids), |(name, _)| {
-                                    parse::hash_key(name)
-                                });
-                        }
-                    }
+                Some((span, ids)) => {
+                    let (id, _) = columns.push(key, hash, class, Some(*span));
+                    ids[class as usize] = id;
+                    id
+                }
+                None => {
+                    let (id, span) = columns.push(key, hash, class, None);
+                    let mut ids = [u32::MAX; 5];
+                    ids[class as usize] = id;
+                    self.lookup.insert_unique(hash, (span, ids), |&(_, ids)| {
+                        let column = ids.iter().find(|&&c| c != u32::MAX);
+                        columns.columns[*column.expect("an entry has a column") as usize].hash
+                    });
                     id
                 }
             };
@@ -910,8 +996,7 @@ mod tests {
         let b = shape(data, SchemaMode::Monoschema, &[]);
         assert_eq!(b.tables.len(), 1);
         let t = &b.tables[0];
-        let cols: Vec<(&str, TypeClass)> =
-            t.columns.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+        let cols: Vec<(&str, TypeClass)> = t.columns.iter().collect();
         assert_eq!(
             cols,
             [
@@ -944,7 +1029,7 @@ mod tests {
         let b = shape(data, SchemaMode::Multischema, &["b"]);
         assert_eq!((b.kept, b.filtered, b.rejects.len()), (1, 2, 0));
         assert_eq!(b.tables.len(), 1);
-        assert_eq!(b.tables[0].columns[0].0, "only_b");
+        assert_eq!(b.tables[0].columns.get(0).0, "only_b");
     }
 
     #[test]
