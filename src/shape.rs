@@ -123,6 +123,10 @@ struct BlockColumn {
     class: TypeClass,
 }
 
+/// Room for a property key's bytes when a block's columns are sized from the previous
+/// block's (Mixpanel's own keys, such as `mp_processing_time_ms`, are 5–25 bytes).
+const TYPICAL_KEY_BYTES: usize = 16;
+
 /// Where a key's bytes are in [`BlockColumns`]' packed keys.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct KeySpan {
@@ -131,6 +135,14 @@ pub(crate) struct KeySpan {
 }
 
 impl BlockColumns {
+    /// Empty, with room for `columns` columns.
+    fn with_capacity(columns: usize) -> Self {
+        BlockColumns {
+            keys: String::with_capacity(columns * TYPICAL_KEY_BYTES),
+            columns: Vec::with_capacity(columns),
+        }
+    }
+
     /// Number of columns.
     pub fn len(&self) -> usize {
         self.columns.len()
@@ -608,17 +620,15 @@ impl Shaper {
                     Some(&t) => t,
                     None => {
                         table_of.insert(event.name.to_string(), out.tables.len());
-                        out.tables.push(BlockTable {
-                            event: Some(event.name.to_string()),
-                            ..Default::default()
-                        });
+                        let event = Some(event.name.to_string());
+                        out.tables.push(BlockTable::with_room(event, sizes));
                         first_line.push(line_no);
                         out.tables.len() - 1
                     }
                 },
                 _ => {
                     if out.tables.is_empty() {
-                        out.tables.push(BlockTable::default());
+                        out.tables.push(BlockTable::with_room(None, sizes));
                         first_line.push(line_no);
                     }
                     0
@@ -669,6 +679,17 @@ impl Shaper {
 }
 
 impl BlockTable {
+    /// An empty table with room for as many columns as it had in the previous block.
+    fn with_room(event: Option<String>, sizes: &SizeHints) -> BlockTable {
+        let (_, columns) = sizes.table(table_key(&event));
+        BlockTable {
+            event,
+            columns: BlockColumns::with_capacity(columns),
+            lookup: hashbrown::HashTable::with_capacity(columns),
+            ..BlockTable::default()
+        }
+    }
+
     fn add_event(
         &mut self,
         event: &Event<'_, '_>,
