@@ -156,10 +156,11 @@ impl BlockColumns {
     /// The property key and type class of column `i`.
     pub fn get(&self, i: usize) -> (&str, TypeClass) {
         let c = self.columns[i];
-        (
-            &self.keys[c.key.start as usize..c.key.end as usize],
-            c.class,
-        )
+        (self.key_at(c.key), c.class)
+    }
+
+    fn key_at(&self, span: KeySpan) -> &str {
+        &self.keys[span.start as usize..span.end as usize]
     }
 
     /// Every column's key and type class, in order.
@@ -758,9 +759,10 @@ impl BlockTable {
                     let (id, span) = columns.push(key, hash, class, None);
                     let mut ids = [u32::MAX; 5];
                     ids[class as usize] = id;
-                    self.lookup.insert_unique(hash, (span, ids), |&(_, ids)| {
-                        let column = ids.iter().find(|&&c| c != u32::MAX);
-                        columns.columns[*column.expect("an entry has a column") as usize].hash
+                    // Growing the table (rare: it starts with the previous block's
+                    // room) hashes the keys again.
+                    self.lookup.insert_unique(hash, (span, ids), |&(span, _)| {
+                        parse::hash_key(columns.key_at(span))
                     });
                     id
                 }
