@@ -1,26 +1,29 @@
 //! The libraries' floor for converting an input: how long gunzip alone, and gunzip plus
 //! simd-json's tape of every line, take on this machine, with nothing of Tidewater's
-//! own work (no validation, shaping, encoding or writing). It tells how close
-//! `tidewater convert` is to what its parser and inflater allow.
+//! own work past its reader (no validation, shaping, encoding or writing). It tells how
+//! close `tidewater convert` is to what its parser and inflater allow.
 //!
 //! `cargo run --release --example floor -- bench.jsonl.gz [gunzip|parse|snappy] [THREADS]`
 //!
-//! - `gunzip`: inflate (zlib-rs through flate2, as `convert` does) into 4 MiB blocks
-//!   and drop them.
-//! - `parse` (the default): the same, with the blocks cut at line ends and every line
-//!   parsed into a tape on THREADS workers (default: available cores).
+//! - `gunzip`: `convert`'s reader alone: inflate (zlib-rs through flate2) and cut into
+//!   blocks of whole lines, which are dropped.
+//! - `parse` (the default): the same, with every line parsed into a tape on THREADS
+//!   workers (default: available cores).
 //! - `snappy`: the same blocks compressed in 1 MiB pages on THREADS workers: snappy's
 //!   speed on this machine, per CPU-second (convert's Parquet pages are not the input
 //!   text, so this gives a rate, not convert's snappy time).
 //!
 //! Prints wall time, CPU time (user + system of the process) and input MB/s.
 
-use std::io::Read;
 use std::time::Instant;
 
-use crossbeam_channel::{bounded, unbounded};
+use crossbeam_channel::bounded;
+use tidewater::frame::{frame_input, Block, FrameConfig};
 
-const BLOCK_BYTES: usize = 4 << 20;
+/// `convert`'s allocator, so that blocks cost what they cost there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PAGE_BYTES: usize = 1 << 20;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,76 +44,52 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let started = Instant::now();
     let cpu_before = cpu_seconds();
-    // Blocks go to the workers as (buffer, length of whole lines) and come back for
-    // reuse, so that neither allocation nor zeroing of fresh pages counts.
-    let (full_tx, full_rx) = bounded::<(Vec<u8>, usize)>(threads * 2 + 2);
-    let (free_tx, free_rx) = unbounded::<Vec<u8>>();
+    let (tx, rx) = bounded::<Block>(threads * 2 + 2);
     let workers: Vec<_> = (0..threads)
         .map(|_| {
-            let (full_rx, free_tx) = (full_rx.clone(), free_tx.clone());
+            let rx = rx.clone();
             let mode = mode.to_string();
             std::thread::spawn(move || -> Result<u64, String> {
                 let mut work = Work::default();
-                for (block, len) in full_rx {
+                for block in rx {
                     match mode.as_str() {
-                        "parse" => work.parse(&block[..len])?,
-                        "snappy" => work.compress(&block[..len])?,
+                        "parse" => work.parse(&block.data)?,
+                        "snappy" => work.compress(&block.data)?,
                         _ => {}
                     }
-                    let _ = free_tx.send(block);
                 }
                 Ok(work.count)
             })
         })
         .collect();
-    drop(full_rx);
+    drop(rx);
 
+    // Read, gunzip and cut into blocks of whole lines as `convert` does.
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
-    let mut input =
-        tidewater::decode::gzip_reader(std::io::BufReader::with_capacity(1 << 20, file));
-    let mut total = 0u64;
-    let mut carry: Vec<u8> = Vec::new();
-    let mut end_of_input = false;
-    while !end_of_input {
-        let mut block = free_rx.try_recv().unwrap_or_else(|_| vec![0; BLOCK_BYTES]);
-        block[..carry.len()].copy_from_slice(&carry);
-        let mut filled = carry.len();
-        // Whole lines only, so that a worker never sees half a line: a block without a
-        // line end grows until it has one.
-        let cut = loop {
-            if filled == block.len() {
-                block.resize(block.len() * 2, 0);
-            }
-            let n = input.read(&mut block[filled..])?;
-            total += n as u64;
-            filled += n;
-            end_of_input = n == 0;
-            if end_of_input {
-                break filled;
-            }
-            if filled == block.len() {
-                if let Some(i) = memchr::memrchr(b'\n', &block[..filled]) {
-                    break i + 1;
-                }
-            }
-        };
-        carry.clear();
-        carry.extend_from_slice(&block[cut..filled]);
-        if cut > 0 && full_tx.send((block, cut)).is_err() {
-            break; // a worker failed: its error is reported below
-        }
-    }
-    drop(full_tx);
+    let input = tidewater::decode::gzip_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    let defaults = tidewater::RunOptions::default();
+    let config = FrameConfig {
+        block_bytes: defaults.block_bytes,
+        max_line_bytes: defaults.max_line_bytes,
+    };
+    // `send` fails only when a worker stopped: its error is reported below.
+    let end = frame_input(input, 0, config, |block| tx.send(block).is_ok());
+    drop(tx);
     let mut count = 0;
     for w in workers {
         count += w.join().map_err(|_| "a worker panicked")??;
     }
+    let end = end.ok_or("reading stopped early")?;
+    if let Some(reason) = end.incomplete {
+        return Err(format!("{path} is incomplete: {reason}").into());
+    }
+    let total = end.bytes;
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
     let what = match mode {
         "parse" => format!("{count} lines parsed"),
         "snappy" => format!("{:.1} MB compressed", count as f64 / 1e6),
-        _ => "inflated only".to_string(),
+        _ => "read only".to_string(),
     };
     println!(
         "{mode}: {:.1} MB of text, {what}; {wall:.2} s wall, {cpu:.2} CPU-s, {:.0} MB/s, \
