@@ -74,12 +74,8 @@ impl Store {
             .take_while(|dir| !made.contains(*dir))
             .collect();
         for dir in missing.into_iter().rev() {
-            match fs::create_dir(dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists || !dir.is_dir() => {
-                    return Err(Error::output(dir, e));
-                }
-                _ => made.insert(dir.to_path_buf()),
-            };
+            make_dir(dir)?;
+            made.insert(dir.to_path_buf());
         }
         Ok(())
     }
@@ -89,10 +85,8 @@ impl Store {
     pub fn make_staged_dir(&self, table: Option<&str>, window: WindowKey) -> Result<PathBuf> {
         let dir = self.staged_dir(table, window);
         self.make_parents(&dir)?;
-        match fs::create_dir(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(Error::output(&dir, e)),
-            _ => Ok(dir),
-        }
+        make_dir(&dir)?;
+        Ok(dir)
     }
 
     /// The output root.
@@ -209,6 +203,16 @@ fn remove_stale_staging(root: &Path) {
         if Path::new("/proc").exists() && !Path::new("/proc").join(pid).exists() {
             let _ = fs::remove_dir_all(e.path());
         }
+    }
+}
+
+/// Makes the folder `dir` (its parent exists), or finds it already there.
+fn make_dir(dir: &Path) -> Result<()> {
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists || !dir.is_dir() => {
+            Err(Error::output(dir, e))
+        }
+        _ => Ok(()),
     }
 }
 
