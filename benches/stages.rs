@@ -4,16 +4,13 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use simd_json::value::tape::Node;
-use tidewater::filter::EventFilter;
-use tidewater::frame::{frame_input, Block, FrameConfig};
-use tidewater::gen::{generate, GenConfig};
-use tidewater::merge::{BufferLimits, Merger, RowGroup};
-use tidewater::options::{OnWhereError, Partition, SchemaMode};
-use tidewater::parse;
-use tidewater::registry::Registry;
-use tidewater::shape::Shaper;
-use tidewater::window::Windowing;
-use tidewater::write::Encoder;
+use tidewater::stages::{
+    parquet_properties, BufferLimits, Encoder, Merger, Registry, RowGroup, Shaper,
+};
+use tidewater::synth::{generate, GenConfig};
+use tidewater::{
+    frame_input, Block, EventFilter, FrameConfig, OnWhereError, Partition, SchemaMode, Windowing,
+};
 
 fn sample(events: u64) -> Vec<u8> {
     let mut data = Vec::new();
@@ -96,9 +93,7 @@ fn bench_stages(c: &mut Criterion) {
         }
     }
     merger.flush_all(&mut |g| groups.push(g));
-    let encoder = Encoder::Parquet(tidewater::write::parquet::properties(
-        tidewater::Compression::Snappy,
-    ));
+    let encoder = Encoder::Parquet(parquet_properties(tidewater::Compression::Snappy));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spill");
     g.bench_function("parquet_encode_monoschema", |b| {
@@ -110,7 +105,7 @@ fn bench_stages(c: &mut Criterion) {
 /// `where` evaluations per second on parsed events (lines are parsed once, outside the
 /// timing): what the filter stage adds per event on top of parsing.
 fn bench_where_vm(c: &mut Criterion) {
-    use tidewater::wherelang::{compile, Context, EventRef, Scratch};
+    use tidewater_where::{compile, Context, EventRef, Scratch};
     // Few enough events for their tapes to stay in cache, as a freshly parsed line's
     // tape is in the pipeline; otherwise the bench measures memory latency.
     let data = sample(500);
@@ -149,8 +144,8 @@ fn bench_where_vm(c: &mut Criterion) {
     for tape in &tapes {
         let nodes = &tape.0[..];
         let (mut name, mut props, mut time) = ("", 0, None);
-        let (mut top, mut scratch) = (Vec::new(), parse::EntryScratch::default());
-        parse::object_entries(nodes, 0, &mut top, &mut scratch);
+        let (mut top, mut scratch) = (Vec::new(), tidewater_event::EntryScratch::default());
+        tidewater_event::object_entries(nodes, 0, &mut top, &mut scratch);
         for &(k, v) in &top {
             match (&nodes[k], &nodes[v]) {
                 (Node::String("event"), Node::String(s)) => name = s,
@@ -159,7 +154,7 @@ fn bench_where_vm(c: &mut Criterion) {
             }
         }
         let mut entries = Vec::new();
-        parse::object_entries(nodes, props, &mut entries, &mut scratch);
+        tidewater_event::object_entries(nodes, props, &mut entries, &mut scratch);
         entries.retain(|&(k, v)| {
             let special = matches!(nodes[k], Node::String("time"));
             if special {

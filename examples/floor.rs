@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use crossbeam_channel::bounded;
-use tidewater::frame::{frame_input, Block, FrameConfig};
+use tidewater::{frame_input, Block, FrameConfig};
 
 /// `convert`'s allocator, so that blocks cost what they cost there.
 #[global_allocator]
@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Read, gunzip and cut into blocks of whole lines as `convert` does.
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
-    let input = tidewater::decode::gzip_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    let input = tidewater::gzip_reader(std::io::BufReader::with_capacity(1 << 20, file));
     let defaults = tidewater::RunOptions::default();
     let config = FrameConfig {
         block_bytes: defaults.block_bytes,

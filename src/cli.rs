@@ -35,13 +35,13 @@ enum Command {
     Bench(BenchArgs),
     /// Check, explain or evaluate a Mixpanel `where` expression.
     #[command(subcommand)]
-    Where(crate::where_cmd::WhereCommand),
+    Where(crate::cmd::where_expr::WhereCommand),
     /// Export days from the Mixpanel export API (paced, resumable, each window
     /// committed whole or not at all).
-    Export(crate::export_cmd::ExportArgs),
+    Export(crate::cmd::export::ExportArgs),
     /// Serve local event files as a Mixpanel export API, with injectable faults.
-    #[command(after_help = format!("Fault specs (--fault):\n{}", tidewater::mock::FAULT_HELP))]
-    MockServer(crate::export_cmd::MockArgs),
+    #[command(after_help = format!("Fault specs (--fault):\n{}", tidewater_mock::FAULT_HELP))]
+    MockServer(crate::cmd::export::MockArgs),
 }
 
 #[derive(Args)]
@@ -287,9 +287,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Convert(args) => run_convert(args),
         Command::Gen(args) => run_gen(args),
         Command::Bench(args) => run_bench(args),
-        Command::Where(command) => crate::where_cmd::run(command),
-        Command::Export(args) => crate::export_cmd::run_export(args),
-        Command::MockServer(args) => crate::export_cmd::run_mock(args),
+        Command::Where(command) => crate::cmd::where_expr::run(command),
+        Command::Export(args) => crate::cmd::export::run_export(args),
+        Command::MockServer(args) => crate::cmd::export::run_mock(args),
     }
 }
 
@@ -456,14 +456,14 @@ fn run_gen(args: GenArgs) -> anyhow::Result<ExitCode> {
     if args.days == 0 {
         return Err(UsageError("invalid option --days: must be at least 1".into()).into());
     }
-    let config = tidewater::gen::GenConfig {
+    let config = tidewater::synth::GenConfig {
         events: args.events,
         days: args.days,
         seed: args.seed,
         start,
     };
     let t = Instant::now();
-    let bytes = tidewater::gen::generate_file(&config, &args.out).map_err(|source| {
+    let bytes = tidewater::synth::generate_file(&config, &args.out).map_err(|source| {
         tidewater::Error::Output {
             path: args.out.clone(),
             source,
@@ -512,14 +512,14 @@ fn run_bench(mut args: BenchArgs) -> anyhow::Result<ExitCode> {
         let events = bench_event_count(&mut args)?;
         let days = args.days.unwrap_or(30);
         let path = temp.path().join("bench.jsonl.gz");
-        let config = tidewater::gen::GenConfig {
+        let config = tidewater::synth::GenConfig {
             events,
             days,
             seed: 1,
             start: jiff::civil::date(2024, 1, 1),
         };
         eprintln!("tidewater bench: generating {events} events over {days} days...");
-        tidewater::gen::generate_file(&config, &path)?;
+        tidewater::synth::generate_file(&config, &path)?;
         vec![path]
     } else {
         args.inputs.clone()
@@ -570,7 +570,7 @@ fn bench_http(
     output: &OutputArgs,
 ) -> anyhow::Result<RunSummary> {
     use tidewater::export::{Credentials, Exporter, Tuning};
-    use tidewater::mock::{MockConfig, MockServer};
+    use tidewater_mock::{MockConfig, MockServer};
     let t = Instant::now();
     let server = MockServer::start(MockConfig {
         data: inputs,

@@ -3,8 +3,7 @@
 //! 1 failures at run time.
 
 mod cli;
-mod export_cmd;
-mod where_cmd;
+mod cmd;
 
 /// Shaping allocates many small per-block vectors (one set per table and window); the
 /// system allocator spent over a quarter of worker time on them in multischema runs

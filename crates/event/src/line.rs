@@ -1,0 +1,802 @@
+//! Parse: one line of JSON into a simd-json tape, validated per output-format IN2–IN4,
+//! with helpers that read the tape without building a DOM.
+
+use simd_json::{value::tape::Node, Buffers, StaticNode, Tape};
+
+use crate::json_text::decimal_digits;
+use crate::reject::RejectReason;
+use crate::swar::{bytes_below, quotes_or_backslashes};
+use crate::tape::{has_duplicate_keys, hash_key, key_of, object_entries, span, EntryScratch};
+
+/// Nesting deeper than this makes a line invalid (IN2).
+pub const MAX_DEPTH: usize = 1000;
+
+/// First time (ms) at or after the year 10000 (IN3).
+const YEAR_10000_MS: i64 = 253_402_300_800_000;
+
+/// Times at or above this are milliseconds, below it seconds (IN3).
+const MS_THRESHOLD: f64 = 1e11;
+
+/// Reusable parsing state: one per worker, never one per line.
+pub struct LineParser {
+    scratch: Vec<u8>,
+    buffers: Buffers,
+    tape: Option<Tape<'static>>,
+    entries: Vec<(usize, usize)>,
+    entry_scratch: EntryScratch,
+}
+
+impl Default for LineParser {
+    fn default() -> Self {
+        LineParser {
+            scratch: Vec::new(),
+            buffers: Buffers::default(),
+            tape: Some(Tape::null().reset()),
+            entries: Vec::new(),
+            entry_scratch: EntryScratch::default(),
+        }
+    }
+}
+
+/// A parsed, valid event line: a view over the tape.
+pub struct Event<'t, 'i> {
+    /// The tape nodes of the whole line.
+    pub nodes: &'t [Node<'i>],
+    /// The top-level `event` string.
+    pub name: &'i str,
+    /// Entries of `properties` other than `time` and `distinct_id`, as (key node, value
+    /// node) indices, deduplicated (last value wins at the first position) and in order.
+    pub properties: &'t [(usize, usize)],
+    /// [`hash_key`] of each property's key, aligned with `properties`.
+    pub key_hashes: &'t [u64],
+    /// `properties.time` in milliseconds (IN3).
+    pub time_ms: i64,
+    /// Node index of `properties.time`.
+    pub time_node: usize,
+    /// Node index of `properties.distinct_id`, if present (also when it is `null`).
+    pub distinct_id: Option<usize>,
+    /// Node index just past the `properties` object.
+    properties_end: usize,
+    /// The line as read, before simd-json rewrote strings in place.
+    line: &'t [u8],
+    /// Address of the parse buffer: a string node's offset in it is the offset of its
+    /// text in `line` (simd-json unescapes in place, from the string's first byte).
+    input_base: usize,
+}
+
+impl<'t, 'i> Event<'t, 'i> {
+    /// The key string of a property entry.
+    pub fn key(&self, entry: (usize, usize)) -> &'i str {
+        match self.nodes[entry.0] {
+            Node::String(s) => s,
+            _ => unreachable!("object keys on the tape are strings"),
+        }
+    }
+
+    /// The list or object value at node `value` (a property's, found in
+    /// [`Event::properties`]) exactly as written in the line, when that text already is
+    /// its compact JSON (T3): no whitespace between tokens and no repeated key at any
+    /// depth. Copying it costs a fraction of re-encoding it with [`write_compact`],
+    /// which remains the way for every other value.
+    pub fn compact_as_written(&self, value: usize) -> Option<&'t [u8]> {
+        if !matches!(self.nodes[value], Node::Array { .. } | Node::Object { .. })
+            || repeats_a_key(self.nodes, value)
+        {
+            return None;
+        }
+        // The value's own key is the node before it (after repeated keys, the entry's
+        // key may be an earlier one).
+        let mut start = string_end(self.line, self.text_offset(value - 1))?;
+        start = skip_whitespace(self.line, start);
+        if self.line.get(start) != Some(&b':') {
+            return None;
+        }
+        start = skip_whitespace(self.line, start + 1);
+        if !matches!(self.line.get(start), Some(b'[' | b'{')) {
+            return None; // cannot happen in a line simd-json accepted
+        }
+        // The next property's key, when there is one, bounds the value from behind:
+        // `<value>,"<key>`. Without whitespace anywhere in between, the value is
+        // compact; otherwise (or for the last property) scan it token by token.
+        let next = value + span(self.nodes, value);
+        if next < self.properties_end {
+            let end = self.text_offset(next).checked_sub(2)?;
+            let text = self.line.get(start..end)?;
+            if self.line[end] == b',' && !has_space_or_control(text) {
+                return Some(text);
+            }
+        }
+        let end = compact_value_end(self.line, start)?;
+        Some(&self.line[start..end])
+    }
+
+    /// Offset in the line of the text of the string at node `i`.
+    fn text_offset(&self, i: usize) -> usize {
+        match self.nodes[i] {
+            Node::String(s) => s.as_ptr() as usize - self.input_base,
+            _ => unreachable!("called for string nodes only"),
+        }
+    }
+}
+
+/// Whether `text` holds a byte at or below `b' '`.
+fn has_space_or_control(text: &[u8]) -> bool {
+    let mut words = text.chunks_exact(8);
+    let found = words.any(|w| {
+        bytes_below(
+            u64::from_le_bytes(w.try_into().expect("eight bytes")),
+            b' ' + 1,
+        ) != 0
+    });
+    found || words.remainder().iter().any(|&b| b <= b' ')
+}
+
+/// Position after the closing quote of the string whose text starts at `from`.
+#[inline]
+fn string_end(line: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    loop {
+        // Eight bytes at a time while none is a quote or a backslash.
+        while let Some(word) = line.get(i..i + 8) {
+            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            let found = quotes_or_backslashes(word);
+            if found != 0 {
+                i += found.trailing_zeros() as usize / 8;
+                break;
+            }
+            i += 8;
+        }
+        match line.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+fn skip_whitespace(line: &[u8], mut at: usize) -> usize {
+    while matches!(line.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// End of the array or object starting at `start` of a line simd-json accepted, or
+/// `None` if it has whitespace between tokens.
+fn compact_value_end(line: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0u32;
+    let mut i = start;
+    while let Some(&b) = line.get(i) {
+        i += 1;
+        if b == b'"' {
+            i = string_end(line, i)?;
+            continue;
+        }
+        match b {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether any object within the value at node `i` (itself included) may repeat a key:
+/// one of more than 8 entries counts as repeating (rare; `write_compact` resolves it).
+fn repeats_a_key(nodes: &[Node<'_>], i: usize) -> bool {
+    (i..i + span(nodes, i)).any(|j| match nodes[j] {
+        Node::Object { len, .. } if len > 1 => len > 8 || has_duplicate_keys(nodes, j, len),
+        _ => false,
+    })
+}
+
+impl LineParser {
+    /// Parses `line` (without its `\n` or trailing `\r`) and calls `f` with the event, or
+    /// returns why the line is rejected.
+    pub fn parse<R>(
+        &mut self,
+        line: &[u8],
+        f: impl FnOnce(&Event<'_, '_>) -> R,
+    ) -> Result<R, RejectReason> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(line);
+        self.scratch
+            .resize(line.len() + simd_json::INPUT_PADDING, 0);
+        let input_base = self.scratch.as_ptr() as usize;
+        let mut tape: Tape<'_> = self
+            .tape
+            .take()
+            .expect("tape is returned after each line")
+            .reset();
+        let result = match simd_json::fill_tape_padded(
+            &mut self.scratch,
+            line.len(),
+            &mut self.buffers,
+            &mut tape,
+        ) {
+            Err(e) => Err(RejectReason::InvalidJson(format!(
+                "{:?} at byte {}",
+                e.error(),
+                e.index()
+            ))),
+            Ok(()) => {
+                let nodes = &tape.0[..];
+                match validate(nodes, &mut self.entries, &mut self.entry_scratch) {
+                    Err(r) => Err(r),
+                    Ok(fields) => {
+                        let event = Event {
+                            nodes,
+                            name: fields.name,
+                            properties: &self.entries[fields.leading..],
+                            key_hashes: &self.entry_scratch.hashes[fields.leading..],
+                            time_ms: fields.time_ms,
+                            time_node: fields.time_node,
+                            distinct_id: fields.distinct_id,
+                            properties_end: fields.properties_node
+                                + span(nodes, fields.properties_node),
+                            line,
+                            input_base,
+                        };
+                        Ok(f(&event))
+                    }
+                }
+            }
+        };
+        self.tape = Some(tape.reset());
+        result
+    }
+}
+
+/// The `event` name as Mixpanel writes it, without parsing the line: the bytes between
+/// a leading `{"event":"` and the next quote, when there is no backslash in between.
+/// Only a hint: a line may repeat the key later (IN2: the last wins) or be invalid.
+pub fn written_event_name(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"{\"event\":\"")?;
+    let end = memchr::memchr2(b'"', b'\\', rest)?;
+    (rest[end] == b'"').then(|| &rest[..end])
+}
+
+fn validate<'i>(
+    nodes: &[Node<'i>],
+    entries: &mut Vec<(usize, usize)>,
+    scratch: &mut EntryScratch,
+) -> Result<Fields<'i>, RejectReason> {
+    if nodes.len() > MAX_DEPTH && max_depth(nodes) > MAX_DEPTH {
+        return Err(RejectReason::TooDeep);
+    }
+    let Node::Object { len, .. } = nodes[0] else {
+        return Err(RejectReason::NotAnObject);
+    };
+    let mut name = None;
+    let mut properties = None;
+    let mut i = 1;
+    for _ in 0..len {
+        let key = match nodes[i] {
+            Node::String(s) => s,
+            _ => unreachable!("object keys on the tape are strings"),
+        };
+        let value = i + 1;
+        match key {
+            // Repeated keys: the last value wins (IN2).
+            "event" => name = Some(value),
+            "properties" => properties = Some(value),
+            _ => {}
+        }
+        i = value + span(nodes, value);
+    }
+    let name = match name.map(|n| &nodes[n]) {
+        Some(Node::String(s)) => *s,
+        _ => return Err(RejectReason::MissingEvent),
+    };
+    let Some(props) = properties.filter(|&p| matches!(nodes[p], Node::Object { .. })) else {
+        return Err(RejectReason::MissingProperties);
+    };
+    object_entries(nodes, props, entries, scratch);
+    let mut time = None;
+    let mut distinct_id = None;
+    // `time` and `distinct_id` leave the entries. Their hashes are compared first: a
+    // string comparison per entry cost more than the rest of this function.
+    let (time_hash, distinct_id_hash) = (hash_key("time"), hash_key("distinct_id"));
+    let mut special = [usize::MAX; 2];
+    for (n, (&(k, v), &h)) in entries.iter().zip(&scratch.hashes).enumerate() {
+        if h == time_hash && key_of(nodes, k) == "time" {
+            time = Some(v);
+            special[0] = n;
+        } else if h == distinct_id_hash && key_of(nodes, k) == "distinct_id" {
+            distinct_id = Some(v);
+            special[1] = n;
+        }
+    }
+    // Found positions first, ascending. Mixpanel writes the two first: then the
+    // property entries start after them, and nothing moves.
+    special.sort_unstable();
+    let found = special.iter().filter(|&&n| n != usize::MAX).count();
+    let leading = if special[..found].iter().all(|&n| n < found) {
+        found
+    } else {
+        for &n in special[..found].iter().rev() {
+            entries.remove(n);
+            scratch.hashes.remove(n);
+        }
+        0
+    };
+    let time_ms = match time.map(|t| &nodes[t]) {
+        None | Some(Node::Static(StaticNode::Null)) => return Err(RejectReason::MissingTime),
+        Some(Node::Static(n)) => time_to_ms(n)?,
+        Some(_) => return Err(RejectReason::NonNumericTime),
+    };
+    Ok(Fields {
+        name,
+        leading,
+        time_ms,
+        time_node: time.expect("checked above"),
+        distinct_id,
+        properties_node: props,
+    })
+}
+
+/// What [`validate`] finds besides the property entries.
+struct Fields<'i> {
+    name: &'i str,
+    /// Entries before the properties proper (`time` and `distinct_id` when first).
+    leading: usize,
+    time_ms: i64,
+    time_node: usize,
+    distinct_id: Option<usize>,
+    properties_node: usize,
+}
+
+/// Deepest nesting of arrays and objects on the tape (the top-level value is depth 1).
+fn max_depth(nodes: &[Node<'_>]) -> usize {
+    let mut ends: Vec<usize> = Vec::new();
+    let mut deepest = 0;
+    for (i, node) in nodes.iter().enumerate() {
+        while ends.last().is_some_and(|&e| e <= i) {
+            ends.pop();
+        }
+        if let Node::Object { count, .. } | Node::Array { count, .. } = node {
+            ends.push(i + count + 1);
+            deepest = deepest.max(ends.len());
+        }
+    }
+    deepest
+}
+
+/// IN3: seconds or milliseconds to whole milliseconds, truncating toward negative
+/// infinity using the decimal as written.
+fn time_to_ms(n: &StaticNode) -> Result<i64, RejectReason> {
+    let ms = match *n {
+        StaticNode::I64(v) if v < 0 => return Err(RejectReason::NegativeTime),
+        StaticNode::I64(v) => scale_integer(v as u64)?,
+        StaticNode::U64(v) => scale_integer(v)?,
+        StaticNode::F64(v) if v < 0.0 => return Err(RejectReason::NegativeTime),
+        StaticNode::F64(v) if !v.is_finite() => return Err(RejectReason::TimeOutOfRange),
+        StaticNode::F64(v) if v >= MS_THRESHOLD => {
+            if v >= YEAR_10000_MS as f64 {
+                return Err(RejectReason::TimeOutOfRange);
+            }
+            v.floor() as i64
+        }
+        StaticNode::F64(v) => seconds_decimal_to_ms(v),
+        _ => return Err(RejectReason::NonNumericTime),
+    };
+    if ms >= YEAR_10000_MS {
+        return Err(RejectReason::TimeOutOfRange);
+    }
+    Ok(ms)
+}
+
+fn scale_integer(v: u64) -> Result<i64, RejectReason> {
+    if v as f64 >= MS_THRESHOLD {
+        i64::try_from(v).map_err(|_| RejectReason::TimeOutOfRange)
+    } else {
+        Ok(v as i64 * 1000)
+    }
+}
+
+/// Seconds with a fraction to ms, floored on the shortest decimal that round-trips to
+/// `v`, which is the decimal as written whenever it had at most 15 significant digits
+/// (`1709078400.123` → 1709078400123, where `v * 1000.0` could give …122.99999).
+fn seconds_decimal_to_ms(v: f64) -> i64 {
+    let mut buf = ryu::Buffer::new();
+    let (digits, exp10) = decimal_digits(buf.format_finite(v));
+    // value = digits × 10^exp10; ms = floor(digits × 10^(exp10 + 3)).
+    let shift = exp10 + 3;
+    let mut ms: i64 = 0;
+    if shift >= 0 {
+        for d in digits.bytes() {
+            ms = ms * 10 + i64::from(d - b'0');
+        }
+        for _ in 0..shift {
+            ms *= 10;
+        }
+    } else {
+        let keep = digits.len() as i32 + shift;
+        for d in digits.bytes().take(keep.max(0) as usize) {
+            ms = ms * 10 + i64::from(d - b'0');
+        }
+    }
+    ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json_text::{number_value, plain_decimal, write_compact, write_json_string};
+
+    fn parse(line: &str) -> Result<(String, i64, Vec<String>), RejectReason> {
+        let mut p = LineParser::default();
+        p.parse(line.as_bytes(), |e| {
+            let keys = e
+                .properties
+                .iter()
+                .map(|&en| e.key(en).to_string())
+                .collect();
+            (e.name.to_string(), e.time_ms, keys)
+        })
+    }
+
+    fn compact(json: &str) -> String {
+        let mut data = json.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut data).unwrap();
+        let mut out = Vec::new();
+        write_compact(&mut out, &tape.0, 0);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn in2_valid_event() {
+        let (name, ms, keys) = parse(
+            r#"{"event":"A","properties":{"time":1709078400,"b":1,"distinct_id":"u","a":2},"x":1}"#,
+        )
+        .unwrap();
+        assert_eq!(name, "A");
+        assert_eq!(ms, 1_709_078_400_000);
+        assert_eq!(keys, ["b", "a"]);
+    }
+
+    #[test]
+    fn time_and_distinct_id_leave_the_properties_wherever_they_are() {
+        let cases = [
+            (r#""time":1,"distinct_id":"u","a":1,"b":2"#, &["a", "b"][..]),
+            (r#""distinct_id":"u","time":1,"a":1,"b":2"#, &["a", "b"]),
+            (r#""time":1,"a":1,"distinct_id":"u","b":2"#, &["a", "b"]),
+            (r#""a":1,"b":2,"distinct_id":"u","time":1"#, &["a", "b"]),
+            (r#""a":1,"time":1,"b":2"#, &["a", "b"]),
+            (r#""time":1,"a":1,"b":2"#, &["a", "b"]),
+            (r#""distinct_id":null,"a":1,"time":1"#, &["a"]),
+            (r#""time":1"#, &[]),
+            (r#""time":1,"distinct_id":"u""#, &[]),
+        ];
+        for (properties, want) in cases {
+            let line = format!(r#"{{"event":"e","properties":{{{properties}}}}}"#);
+            let (_, ms, keys) = parse(&line).unwrap();
+            assert_eq!(ms, 1000, "{line}");
+            assert_eq!(keys, want, "{line}");
+        }
+    }
+
+    #[test]
+    fn in2_duplicate_keys_last_wins_at_first_position() {
+        let mut p = LineParser::default();
+        let got = p
+            .parse(
+                br#"{"event":"A","event":"B","properties":{"time":1,"a":1,"b":2,"a":"x"}}"#,
+                |e| {
+                    let v: Vec<String> = e
+                        .properties
+                        .iter()
+                        .map(|&(k, v)| {
+                            let mut out = Vec::new();
+                            write_compact(&mut out, e.nodes, v);
+                            format!("{}={}", e.key((k, v)), String::from_utf8(out).unwrap())
+                        })
+                        .collect();
+                    (e.name.to_string(), v)
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            got,
+            (
+                "B".to_string(),
+                vec!["a=\"x\"".to_string(), "b=2".to_string()]
+            )
+        );
+        assert_eq!(
+            compact(r#"{"k":1,"j":[1,2],"k":{"z":null}}"#),
+            r#"{"k":{"z":null},"j":[1,2]}"#
+        );
+    }
+
+    #[test]
+    fn in2_invalid_json_variants() {
+        let bad: &[&[u8]] = &[
+            b"{",
+            b"not json",
+            b"{\"event\":\"a\",\"properties\":{\"time\":1,\"s\":\"\xff\"}}",
+            br#"{"event":"a","properties":{"time":1,"n":1e400}}"#,
+            br#"{"event":"a","properties":{"time":1,"s":"\ud800"}}"#,
+            // Everything RFC 8259 forbids inside a list or object must be rejected here:
+            // `Event::compact_as_written` copies accepted values as written.
+            b"{\"event\":\"a\",\"properties\":{\"time\":1,\"x\":[\"a\tb\"]}}",
+            b"{\"event\":\"a\",\"properties\":{\"time\":1,\"x\":[\"a\x01b\"]}}",
+            br#"{"event":"a","properties":{"time":1,"x":[01]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[-01]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[1.]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[.5]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[+1]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[1e]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[0x10]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[Infinity]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":["\q"]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":["\u00"]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":["\udc00\ud800"]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[1,]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":{"a":1,}}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[truex]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":[1 2]}}"#,
+            br#"{"event":"a","properties":{"time":1,"x":{"a":"b" "c":1}}}"#,
+        ];
+        let mut p = LineParser::default();
+        for line in bad {
+            let r = p.parse(line, |_| ());
+            assert!(
+                matches!(r, Err(RejectReason::InvalidJson(_))),
+                "{:?}: {r:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn in2_big_integers_and_underflow_are_valid() {
+        let mut p = LineParser::default();
+        let line = br#"{"event":"a","properties":{"time":1,"big":123456789012345678901234567890,"tiny":1e-400,"nz":-0.0}}"#;
+        let vals = p
+            .parse(line, |e| {
+                e.properties
+                    .iter()
+                    .map(|&(_, v)| match &e.nodes[v] {
+                        Node::Static(n) => number_value(n).unwrap(),
+                        _ => f64::NAN,
+                    })
+                    .collect::<Vec<f64>>()
+            })
+            .unwrap();
+        assert_eq!(vals[0], 1.2345678901234568e29);
+        assert_eq!(vals[1], 0.0);
+        assert!(vals[2] == 0.0 && vals[2].is_sign_negative());
+    }
+
+    #[test]
+    fn in2_nesting_limit() {
+        let ok = format!(
+            r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#,
+            "[".repeat(998),
+            "]".repeat(998)
+        );
+        assert!(parse(&ok).is_ok(), "1000 levels are allowed");
+        let deep = format!(
+            r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#,
+            "[".repeat(999),
+            "]".repeat(999)
+        );
+        assert_eq!(parse(&deep).unwrap_err(), RejectReason::TooDeep);
+        let very_deep = format!(
+            r#"{{"event":"a","properties":{{"time":1,"d":{}{}}}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(parse(&very_deep).is_err());
+    }
+
+    #[test]
+    fn in4_structural_rejects() {
+        assert_eq!(parse("[1]").unwrap_err(), RejectReason::NotAnObject);
+        assert_eq!(
+            parse(r#"{"properties":{"time":1}}"#).unwrap_err(),
+            RejectReason::MissingEvent
+        );
+        assert_eq!(
+            parse(r#"{"event":1,"properties":{"time":1}}"#).unwrap_err(),
+            RejectReason::MissingEvent
+        );
+        assert_eq!(
+            parse(r#"{"event":"a"}"#).unwrap_err(),
+            RejectReason::MissingProperties
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":[]}"#).unwrap_err(),
+            RejectReason::MissingProperties
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{}}"#).unwrap_err(),
+            RejectReason::MissingTime
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{"time":null}}"#).unwrap_err(),
+            RejectReason::MissingTime
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{"time":"1"}}"#).unwrap_err(),
+            RejectReason::NonNumericTime
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{"time":-1}}"#).unwrap_err(),
+            RejectReason::NegativeTime
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{"time":-0.5}}"#).unwrap_err(),
+            RejectReason::NegativeTime
+        );
+        assert_eq!(
+            parse(r#"{"event":"a","properties":{"time":253402300800000}}"#).unwrap_err(),
+            RejectReason::TimeOutOfRange
+        );
+        assert!(parse(r#"{"event":"a","properties":{"time":253402300799}}"#).is_ok());
+    }
+
+    #[test]
+    fn in3_seconds_and_milliseconds() {
+        let t = |v: &str| {
+            parse(&format!(r#"{{"event":"a","properties":{{"time":{v}}}}}"#))
+                .unwrap()
+                .1
+        };
+        assert_eq!(t("1709078400"), 1_709_078_400_000);
+        assert_eq!(t("1709078400.123"), 1_709_078_400_123);
+        assert_eq!(t("1709078400.1239"), 1_709_078_400_123);
+        assert_eq!(t("1709078400123"), 1_709_078_400_123);
+        assert_eq!(t("1709078400123.9"), 1_709_078_400_123);
+        assert_eq!(t("99999999999"), 99_999_999_999_000);
+        assert_eq!(t("100000000000"), 100_000_000_000);
+        assert_eq!(t("0"), 0);
+        assert_eq!(t("0.0005"), 0);
+        assert_eq!(t("1.5e9"), 1_500_000_000_000);
+    }
+
+    #[test]
+    fn plain_decimal_forms() {
+        assert_eq!(plain_decimal(1.0), "1");
+        assert_eq!(plain_decimal(1e21), "1000000000000000000000");
+        assert_eq!(plain_decimal(1.5e-7), "0.00000015");
+        assert_eq!(plain_decimal(-2.5), "-2.5");
+        assert_eq!(plain_decimal(123.456), "123.456");
+        assert_eq!(plain_decimal(0.1), "0.1");
+    }
+
+    #[test]
+    fn compact_json_escapes() {
+        assert_eq!(
+            compact(r#"["a\"b","\u0001","\u2028",1.50,-0]"#),
+            "[\"a\\\"b\",\"\\u0001\",\"\u{2028}\",1.5,0]"
+        );
+    }
+
+    #[test]
+    fn t3_compact_as_written_skips_repeated_keys_and_whitespace() {
+        let line = r#"{"event":"e","properties":{"time":1,"a":{"x":1,"x":2},"b":[{"y":[{"z":1,"z":1}]}],"c":[1, 2],"d":{"k":"v w"} ,"e\"q":[true],"f":[1,{"g":null}]}}"#;
+        let got = LineParser::default()
+            .parse(line.as_bytes(), |e| {
+                e.properties
+                    .iter()
+                    .map(|&(k, v)| {
+                        let text = e.compact_as_written(v);
+                        (
+                            e.key((k, v)).to_string(),
+                            text.map(|t| String::from_utf8(t.to_vec()).unwrap()),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap();
+        let want = [
+            ("a", None),
+            ("b", None),
+            ("c", None),
+            ("d", Some(r#"{"k":"v w"}"#)),
+            ("e\"q", Some("[true]")),
+            ("f", Some(r#"[1,{"g":null}]"#)),
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(k, t)| (k.to_string(), t.map(str::to_string)))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i32>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            "(\\PC|[\\x00-\\x1f\"\\\\ ]){0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::vec(("[a-c \"\\\\]{1,3}", inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// A list or object comes back as written exactly when it is written compactly
+        /// (no repeated keys: serde's maps cannot hold any), whatever the whitespace
+        /// around it, the escapes in its key, and its place among the properties.
+        #[test]
+        fn t3_compact_as_written_is_the_compact_text(
+            values in proptest::collection::vec((arb_json(), proptest::bool::ANY, proptest::bool::ANY), 1..6),
+            key_chars in "[a\"\\\\é]{0,3}",
+        ) {
+            let mut line = String::from(r#"{"event":"e","properties":{"time":1"#);
+            let mut want = Vec::new();
+            for (n, (value, pretty, spaced)) in values.iter().enumerate() {
+                let value = serde_json::Value::Array(vec![value.clone()]);
+                let compact = serde_json::to_string(&value).unwrap();
+                let text = if *pretty { serde_json::to_string_pretty(&value).unwrap() } else { compact.clone() };
+                let key = serde_json::to_string(&format!("{key_chars}{n}")).unwrap();
+                let sep = if *spaced { " , " } else { "," };
+                line.push_str(&format!("{sep}{key}{}{text}", if *spaced { " :\t" } else { ":" }));
+                want.push((text == compact).then_some(compact));
+            }
+            line.push_str("}}");
+            let got = LineParser::default()
+                .parse(line.as_bytes(), |e| {
+                    e.properties
+                        .iter()
+                        .map(|&(_, v)| e.compact_as_written(v).map(|t| String::from_utf8(t.to_vec()).unwrap()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap();
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn json_string_escaping_matches_serde(s in "(\\PC|[\\x00-\\x1f\"\\\\]){0,40}") {
+            let mut out = Vec::new();
+            write_json_string(&mut out, &s);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+
+        #[test]
+        fn in2_repeated_keys_found_in_objects_of_any_size(
+            keys in proptest::collection::vec("[a-e]{1,2}", 0..80)
+        ) {
+            let members: Vec<String> =
+                keys.iter().enumerate().map(|(n, k)| format!("\"{k}\":{n}")).collect();
+            let json = format!("{{{}}}", members.join(","));
+            // Expected: first-seen key order, last value (IN2).
+            let mut want: Vec<(String, usize)> = Vec::new();
+            for (n, k) in keys.iter().enumerate() {
+                match want.iter_mut().find(|(w, _)| w == k) {
+                    Some(e) => e.1 = n,
+                    None => want.push((k.clone(), n)),
+                }
+            }
+            let want = format!(
+                "{{{}}}",
+                want.iter().map(|(k, n)| format!("\"{k}\":{n}")).collect::<Vec<_>>().join(",")
+            );
+            proptest::prop_assert_eq!(compact(&json), want);
+            let mut data = json.into_bytes();
+            let tape = simd_json::to_tape(&mut data).unwrap();
+            let mut entries = Vec::new();
+            let mut scratch = EntryScratch::default();
+            object_entries(&tape.0, 0, &mut entries, &mut scratch);
+            let hashes: Vec<u64> = entries.iter().map(|&(k, _)| hash_key(key_of(&tape.0, k))).collect();
+            proptest::prop_assert_eq!(&scratch.hashes, &hashes);
+        }
+    }
+}

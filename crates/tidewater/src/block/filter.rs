@@ -1,0 +1,165 @@
+//! Filter: decides which events are kept (output-format F1–F4).
+//!
+//! The event-name whitelist (F1) is checked twice: first on the raw line, before any
+//! parsing, when the line starts the way Mixpanel writes it (`{"event":"<name>"`), so
+//! dropped lines cost almost nothing (F4); then on the parsed event for lines written any
+//! other way. The compiled `where` program (F2) runs last, on events the whitelist kept
+//! (F3), before any schema decision.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
+
+use tidewater_event::Event;
+use tidewater_where::{EventRef, Program, RuntimeError, Scratch};
+
+/// The compiled filter of a run, shared by all workers.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    events: Option<FxHashSet<String>>,
+    program: Option<Arc<Program>>,
+}
+
+/// The verdict of the cheap pre-check on a raw line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Precheck {
+    /// The event name is known and not listed: drop without parsing (F4).
+    Drop,
+    /// Parse the line and decide on the parsed event.
+    Parse,
+}
+
+impl EventFilter {
+    /// A filter with an optional event-name whitelist (empty means all events).
+    pub fn new(events: &[String]) -> Self {
+        let events = (!events.is_empty()).then(|| events.iter().cloned().collect());
+        EventFilter {
+            events,
+            program: None,
+        }
+    }
+
+    /// Adds a compiled `where` program (F2).
+    pub fn with_where(mut self, program: Program) -> Self {
+        self.program = Some(Arc::new(program));
+        self
+    }
+
+    /// Whether any filtering happens at all.
+    pub fn is_pass_all(&self) -> bool {
+        self.events.is_none() && self.program.is_none()
+    }
+
+    /// F4: with a whitelist, reads the event name from the start of the line when it is
+    /// written plainly (no escapes) and drops unlisted events without validating them.
+    pub fn precheck(&self, line: &[u8]) -> Precheck {
+        let Some(events) = &self.events else {
+            return Precheck::Parse;
+        };
+        let Some(name) = tidewater_event::written_event_name(line) else {
+            return Precheck::Parse;
+        };
+        // Mixpanel writes "event" once, first. A line that repeats the key later (IN2:
+        // the last wins) is judged by its first name here, which F4 allows: a dropped
+        // line is never validated, and counts as filtered.
+        match std::str::from_utf8(name) {
+            Ok(name) if !events.contains(name) => Precheck::Drop,
+            _ => Precheck::Parse,
+        }
+    }
+
+    /// F1–F3 on a parsed event: the whitelist, then `where`. An error is a `where`
+    /// runtime error (B3) on this event; the caller applies the run's policy.
+    pub fn keep(&self, event: &Event<'_, '_>, scratch: &mut Scratch) -> Result<bool, RuntimeError> {
+        if !self
+            .events
+            .as_ref()
+            .is_none_or(|events| events.contains(event.name))
+        {
+            return Ok(false);
+        }
+        match &self.program {
+            None => Ok(true),
+            Some(program) => program.matches(&EventRef::from_event(event), scratch),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidewater_event::LineParser;
+
+    #[test]
+    fn f1_whitelist_exact_and_case_sensitive() {
+        let f = EventFilter::new(&["Signup".to_string()]);
+        let mut p = LineParser::default();
+        let keep = |line: &str, p: &mut LineParser| {
+            p.parse(line.as_bytes(), |e| f.keep(e, &mut Scratch::default()))
+                .unwrap()
+                .unwrap()
+        };
+        assert!(keep(
+            r#"{"event":"Signup","properties":{"time":1}}"#,
+            &mut p
+        ));
+        assert!(!keep(
+            r#"{"event":"signup","properties":{"time":1}}"#,
+            &mut p
+        ));
+        assert!(!keep(
+            r#"{"properties":{"time":1},"event":"Other"}"#,
+            &mut p
+        ));
+    }
+
+    #[test]
+    fn f1_empty_whitelist_keeps_all() {
+        let f = EventFilter::new(&[]);
+        assert!(f.is_pass_all());
+        assert_eq!(f.precheck(br#"{"event":"x"#), Precheck::Parse);
+    }
+
+    #[test]
+    fn f4_precheck_drops_unlisted_without_validating() {
+        let f = EventFilter::new(&["A".to_string()]);
+        assert_eq!(
+            f.precheck(br#"{"event":"B","properties":{"time":"broken"#),
+            Precheck::Drop
+        );
+        assert_eq!(
+            f.precheck(br#"{"event":"A","properties":{}}"#),
+            Precheck::Parse
+        );
+        // Escaped names and other layouts fall back to a full parse.
+        assert_eq!(
+            f.precheck(br#"{"event":"B\u0041","properties":{}}"#),
+            Precheck::Parse
+        );
+        assert_eq!(f.precheck(br#"{ "event":"B"}"#), Precheck::Parse);
+    }
+}
+
+#[cfg(test)]
+mod where_tests {
+    use super::*;
+    use tidewater_event::LineParser;
+    use tidewater_where::{compile, Context};
+
+    #[test]
+    fn f3_whitelist_and_where_both_apply() {
+        let program = compile(r#"properties["n"] > 1"#, Context::new("UTC").unwrap()).unwrap();
+        let f = EventFilter::new(&["A".to_string()]).with_where(program);
+        assert!(!f.is_pass_all());
+        let mut p = LineParser::default();
+        let mut scratch = Scratch::default();
+        let mut keep = |line: &str| {
+            p.parse(line.as_bytes(), |e| f.keep(e, &mut scratch))
+                .unwrap()
+                .unwrap()
+        };
+        assert!(keep(r#"{"event":"A","properties":{"time":1,"n":2}}"#));
+        assert!(!keep(r#"{"event":"A","properties":{"time":1,"n":1}}"#));
+        assert!(!keep(r#"{"event":"B","properties":{"time":1,"n":2}}"#));
+    }
+}

@@ -1,0 +1,9 @@
+//! Per-block work on a rayon worker: each line parsed and validated, filtered by the
+//! event whitelist and `where` (`filter`), and the kept events turned into block-local
+//! sparse columns per table and window (`shape`). Workers make no naming decisions.
+
+pub(crate) mod filter;
+pub(crate) mod shape;
+
+pub use filter::EventFilter;
+pub use shape::Shaper;

@@ -1,0 +1,114 @@
+//! Library errors. Each variant names the thing at fault; the binary maps them to exit
+//! codes (2 for configuration, 1 at run time) in one place.
+
+use std::path::PathBuf;
+
+/// Result alias for the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors that stop a run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An option has a bad value or options contradict each other.
+    #[error("invalid option {option}: {message}")]
+    Config {
+        /// The option at fault, as the user spells it (e.g. `--tz`).
+        option: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// An input cannot be opened or read.
+    #[error("cannot read input {input}: {source}")]
+    InputUnreadable {
+        /// The input as given.
+        input: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An input ended early (IN5): truncated gzip or `export terminated early`.
+    #[error(
+        "input {input} is incomplete ({reason}); windows holding its events were not committed"
+    )]
+    Incomplete {
+        /// The input as given.
+        input: String,
+        /// Why it is incomplete.
+        reason: String,
+    },
+    /// `where` raised a runtime error on an event and the policy is to fail (§2.4).
+    #[error("--where failed on input {input}, line {line} ($insert_id {insert_id}): {message}; nothing was committed (use --on-where-error skip to drop such events)")]
+    Where {
+        /// The input as given.
+        input: String,
+        /// Physical line number.
+        line: u64,
+        /// The event's `$insert_id`, or `(none)`.
+        insert_id: String,
+        /// The runtime error.
+        message: String,
+    },
+    /// The output folder cannot be written.
+    #[error("cannot write output {path}: {source}")]
+    Output {
+        /// The path at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The mapping file in the output root cannot be used.
+    #[error("mapping file {path} is unusable: {message}; move it away or choose another --out")]
+    Mapping {
+        /// The mapping file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Parquet or Arrow encoding failed (a bug or a resource problem, not bad data).
+    #[error("encoding {what} failed: {message}")]
+    Encode {
+        /// The table and window being written.
+        what: String,
+        /// The encoder's message.
+        message: String,
+    },
+    /// The export API refused a request (400, 401, 402, 403, 404), or a download could
+    /// not go on.
+    #[error("export window {window}: {message}")]
+    Export {
+        /// The window, `YYYY-MM-DD` or `YYYY-MM-DD..YYYY-MM-DD`.
+        window: String,
+        /// The server's answer or what went wrong.
+        message: String,
+    },
+    /// The run was cancelled by its caller (a sink asked to stop).
+    #[error("run stopped by the caller: {0}")]
+    Stopped(String),
+}
+
+impl Error {
+    /// True for errors that come from the user's configuration (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::Config { .. }
+                | Error::InputUnreadable { .. }
+                | Error::Output { .. }
+                | Error::Mapping { .. }
+        )
+    }
+
+    pub fn output(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Output {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn config(option: &str, message: impl Into<String>) -> Self {
+        Error::Config {
+            option: option.to_string(),
+            message: message.into(),
+        }
+    }
+}

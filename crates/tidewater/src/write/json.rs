@@ -1,0 +1,92 @@
+//! JSON and raw output: gzip JSONL. Each row group becomes one gzip member, encoded on a
+//! worker; the final file is the members concatenated in order (a valid multi-member
+//! gzip file, IN1).
+
+use std::io::Write;
+
+use flate2::write::GzEncoder;
+
+use crate::columns::{TypeClass, Values};
+use crate::merge::RowGroup;
+use crate::schema::registry::{ColumnInfo, ColumnType};
+use tidewater_event::write_json_string;
+
+/// Gzip level for JSON and raw output: a balance of speed and size.
+const GZIP_LEVEL: u32 = 6;
+
+/// Compresses `text` into one gzip member.
+pub fn gzip_member(text: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(text.len() / 4),
+        flate2::Compression::new(GZIP_LEVEL),
+    );
+    enc.write_all(text)?;
+    enc.finish()
+}
+
+/// Raw mode (S1): the kept lines, unaltered, one per line.
+pub fn raw_text(group: &RowGroup) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in &group.chunks {
+        for i in 0..chunk.raw.len() {
+            out.extend_from_slice(chunk.raw.get(i).as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// JSON mode: one object per row, keys in column order, nulls left out, lists and
+/// objects as native JSON (T3).
+pub fn json_text(
+    group: &RowGroup,
+    columns: &[ColumnInfo],
+    fixed: usize,
+    time_in_ms: bool,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in &group.chunks {
+        let mut cursors = vec![0usize; chunk.columns.len()];
+        let mut id_cursor = 0usize;
+        for row in 0..chunk.count {
+            let ms = chunk.time[row as usize];
+            out.extend_from_slice(b"{\"time\":");
+            let t = if time_in_ms { ms } else { ms.div_euclid(1000) };
+            out.extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
+            if chunk.distinct_id.row_of(id_cursor) == Some(row) {
+                out.extend_from_slice(b",\"distinct_id\":");
+                if let Values::Text(s) = &chunk.distinct_id.values {
+                    write_json_string(&mut out, s.get(id_cursor));
+                }
+                id_cursor += 1;
+            }
+            if fixed == 3 {
+                out.extend_from_slice(b",\"mp_event_name\":");
+                write_json_string(&mut out, chunk.event_name.get(row as usize));
+            }
+            for (k, (c, col)) in chunk.columns.iter().enumerate() {
+                let i = cursors[k];
+                if col.row_of(i) != Some(row) {
+                    continue;
+                }
+                cursors[k] += 1;
+                let info = &columns[*c as usize];
+                out.push(b',');
+                write_json_string(&mut out, &info.name);
+                out.push(b':');
+                match &col.values {
+                    Values::Text(s) if info.ty == ColumnType::Class(TypeClass::String) => {
+                        write_json_string(&mut out, s.get(i))
+                    }
+                    Values::Text(s) => out.extend_from_slice(s.get(i).as_bytes()),
+                    Values::Number(v) => tidewater_event::write_f64(&mut out, v[i]),
+                    Values::Boolean(v) => {
+                        out.extend_from_slice(if v[i] { b"true" } else { b"false" })
+                    }
+                }
+            }
+            out.extend_from_slice(b"}\n");
+        }
+    }
+    out
+}

@@ -1,0 +1,333 @@
+//! Parquet output. Each row group is encoded on its own (one column at a time, from the
+//! sparse columns) into a spill file holding only the columns it has values for. At
+//! window close the final file is written by copying the encoded column chunks and
+//! adding all-null chunks for columns a row group lacks, so every value is encoded once
+//! and memory never holds more than one row group (DESIGN.md, "Memory and time").
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use arrow::array::{new_null_array, ArrayRef, RecordBatch, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::basic::{Compression as Codec, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
+use parquet::file::writer::SerializedFileWriter;
+
+use crate::columns::{concat_strings, densify, SparseColumn, TypeClass};
+use crate::merge::RowGroup;
+use crate::options::Compression;
+use crate::schema::registry::{ColumnInfo, ColumnType};
+
+use super::chunk::{self, ColumnInput, ColumnValues};
+use super::Spill;
+
+/// Writer properties for a codec.
+pub fn properties(compression: Compression) -> WriterPropertiesPtr {
+    let codec = match compression {
+        Compression::Snappy => Codec::SNAPPY,
+        Compression::Zstd => Codec::ZSTD(ZstdLevel::default()),
+        Compression::Lz4 => Codec::LZ4_RAW,
+        Compression::Gzip => Codec::GZIP(Default::default()),
+        Compression::None => Codec::UNCOMPRESSED,
+    };
+    Arc::new(WriterProperties::builder().set_compression(codec).build())
+}
+
+/// The Arrow field of a column (T3, §4.3).
+pub fn field(column: &ColumnInfo) -> Field {
+    match column.ty {
+        ColumnType::Timestamp => Field::new(
+            &column.name,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        ColumnType::Class(TypeClass::Number) => Field::new(&column.name, DataType::Float64, true),
+        ColumnType::Class(TypeClass::Boolean) => Field::new(&column.name, DataType::Boolean, true),
+        // mp_event_name is always set; every other text column may be null.
+        ColumnType::Class(_) => Field::new(
+            &column.name,
+            DataType::Utf8,
+            !(column.property.is_none() && column.name == "mp_event_name"),
+        ),
+    }
+}
+
+fn schema_of(columns: &[ColumnInfo], present: &[u32]) -> SchemaRef {
+    Arc::new(Schema::new(
+        present
+            .iter()
+            .map(|&c| field(&columns[c as usize]))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Output buffer of a Parquet file. The writer copies each column chunk through an
+/// 8 KiB buffer, so writing to the file directly made one `write` per 8 KiB: 36k system
+/// calls for a 1M-event convert (strace).
+const FILE_BUFFER_BYTES: usize = 1 << 20;
+
+fn writer_for(
+    path: &Path,
+    schema: &SchemaRef,
+    props: &WriterPropertiesPtr,
+) -> Result<SerializedFileWriter<BufWriter<File>>, ParquetError> {
+    let parquet_schema = ArrowSchemaConverter::new().convert(schema)?;
+    let file = BufWriter::with_capacity(FILE_BUFFER_BYTES, File::create(path)?);
+    SerializedFileWriter::new(file, parquet_schema.root_schema_ptr(), props.clone())
+}
+
+/// Writes the footer and flushes the file, so that write errors are reported rather
+/// than lost when the buffer is dropped.
+fn close_file(writer: SerializedFileWriter<BufWriter<File>>) -> Result<(), ParquetError> {
+    writer
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| ParquetError::External(Box::new(e.into_error())))?;
+    Ok(())
+}
+
+fn encode_column(
+    mut writer: ArrowColumnWriter,
+    field: &Field,
+    array: &ArrayRef,
+) -> Result<parquet::arrow::arrow_writer::ArrowColumnChunk, ParquetError> {
+    for leaf in compute_leaves(field, array)? {
+        writer.write(&leaf)?;
+    }
+    writer.close()
+}
+
+/// The fixed columns plus the property columns with a value in the group, in order.
+fn present_columns(group: &RowGroup, fixed: usize) -> Vec<u32> {
+    let mut present: Vec<u32> = (0..fixed as u32).collect();
+    let mut props_cols: Vec<u32> = group
+        .chunks
+        .iter()
+        .flat_map(|c| c.columns.iter().map(|(id, _)| *id))
+        .collect();
+    props_cols.sort_unstable();
+    props_cols.dedup();
+    present.extend(props_cols);
+    present
+}
+
+/// A row group as one Arrow batch (for the streaming API).
+pub fn record_batch(
+    group: &RowGroup,
+    fixed: usize,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let present = present_columns(group, fixed);
+    let schema = schema_of(&group.columns, &present);
+    let arrays = present
+        .iter()
+        .map(|&c| dense_column(group, c, fixed, &group.columns))
+        .collect();
+    RecordBatch::try_new(schema, arrays)
+}
+
+/// Row groups smaller than this encode their columns one after another: splitting a
+/// few hundred rows across the pool cost more than it saved (multischema runs write
+/// thousands of such groups).
+const PARALLEL_COLUMNS_MIN_ROWS: u32 = 4096;
+
+/// Encodes one row group into a spill file.
+pub fn encode_row_group(
+    group: &RowGroup,
+    fixed: usize,
+    props: &WriterPropertiesPtr,
+    path: &Path,
+) -> Result<Spill, ParquetError> {
+    let columns = &group.columns[..];
+    let present = present_columns(group, fixed);
+    let schema = schema_of(columns, &present);
+    let mut writer = writer_for(path, &schema, props)?;
+    let descriptors = writer.schema_descr();
+    // The columns of large row groups encode in parallel (on the caller's rayon pool)
+    // and are appended in order, so the file is the same at any thread count. A
+    // window's last row group is often encoded while little else runs (an export
+    // commits each window as its response ends), and one column at a time left the
+    // other cores idle.
+    let min_columns_per_task = if group.rows >= PARALLEL_COLUMNS_MIN_ROWS {
+        1
+    } else {
+        present.len().max(1)
+    };
+    let chunks = present
+        .par_iter()
+        .enumerate()
+        .with_min_len(min_columns_per_task)
+        .map(|(pos, &c)| {
+            let descr = descriptors.column(pos);
+            let codec = props.compression(descr.path());
+            let input = column_input(group, c, fixed, columns);
+            chunk::encode_chunk(descr, &input, codec, true)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rg = writer.next_row_group()?;
+    for chunk in chunks {
+        rg.append_column(&chunk.bytes, chunk.close)?;
+    }
+    rg.close()?;
+    close_file(writer)?;
+    Ok(Spill {
+        path: path.to_path_buf(),
+        rows: group.rows,
+        columns: present,
+    })
+}
+
+/// One column of a row group as the values the chunk encoder takes.
+fn column_input<'g>(
+    group: &'g RowGroup,
+    column: u32,
+    fixed: usize,
+    columns: &[ColumnInfo],
+) -> ColumnInput<'g> {
+    let rows = group.rows as usize;
+    match column {
+        0 => ColumnInput {
+            rows,
+            value_rows: None,
+            values: ColumnValues::Times(group.chunks.iter().map(|c| &c.time[..]).collect()),
+        },
+        2 if fixed == 3 => ColumnInput {
+            rows,
+            value_rows: None,
+            values: ColumnValues::Text(group.chunks.iter().map(|c| &c.event_name).collect()),
+        },
+        c => {
+            let parts = column_parts(group, c);
+            let mut input = ColumnInput::sparse(&parts, rows);
+            if parts.is_empty() {
+                // No values: the storage kind comes from the column's type.
+                input.values = match columns[c as usize].ty {
+                    ColumnType::Class(TypeClass::Number) => ColumnValues::Numbers(Vec::new()),
+                    ColumnType::Class(TypeClass::Boolean) => ColumnValues::Booleans(Vec::new()),
+                    _ => ColumnValues::Text(Vec::new()),
+                };
+            }
+            input
+        }
+    }
+}
+
+/// One column of a row group as a dense Arrow array.
+fn dense_column(group: &RowGroup, column: u32, fixed: usize, columns: &[ColumnInfo]) -> ArrayRef {
+    let rows = group.rows as usize;
+    match column {
+        0 => {
+            let times: Vec<i64> = group
+                .chunks
+                .iter()
+                .flat_map(|c| c.time.iter().copied())
+                .collect();
+            Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC"))
+        }
+        2 if fixed == 3 => Arc::new(concat_strings(group.chunks.iter().map(|c| &c.event_name))),
+        c => {
+            let parts = column_parts(group, c);
+            if parts.is_empty() {
+                return new_null_array(field(&columns[c as usize]).data_type(), rows);
+            }
+            densify(parts[0].1.values.is_text(), &parts, rows)
+        }
+    }
+}
+
+/// The non-empty parts of column `c` (1, `distinct_id`, or a property column) in a
+/// row group's chunks, each with the row offset of its chunk.
+fn column_parts(group: &RowGroup, c: u32) -> Vec<(u32, &SparseColumn)> {
+    let mut parts = Vec::new();
+    let mut offset = 0u32;
+    for chunk in &group.chunks {
+        let col = if c == 1 {
+            Some(&chunk.distinct_id)
+        } else {
+            chunk
+                .columns
+                .binary_search_by_key(&c, |(id, _)| *id)
+                .ok()
+                .map(|i| &chunk.columns[i].1)
+        };
+        if let Some(col) = col.filter(|col| !col.is_empty()) {
+            parts.push((offset, col));
+        }
+        offset += chunk.count;
+    }
+    parts
+}
+
+/// Writes the final file of one (table, window) from its spilled row groups.
+pub fn finish_file(
+    spills: &[Spill],
+    columns: &[ColumnInfo],
+    fixed: usize,
+    props: &WriterPropertiesPtr,
+    dest: &Path,
+) -> Result<(), ParquetError> {
+    let mut present: Vec<u32> = spills
+        .iter()
+        .flat_map(|s| s.columns.iter().copied())
+        .collect();
+    present.sort_unstable();
+    present.dedup();
+    debug_assert!(present.len() >= fixed);
+    let schema = schema_of(columns, &present);
+    let mut writer = writer_for(dest, &schema, props)?;
+    let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
+    for (i, spill) in spills.iter().enumerate() {
+        let file = File::open(&spill.path)?;
+        let meta = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Optional)
+            .parse_and_finish(&file)?;
+        let rg_meta = meta.row_group(0);
+        let page_index = meta.page_index_for_row_group(0);
+        let mut null_writers: Option<Vec<Option<ArrowColumnWriter>>> = None;
+        let mut rg = writer.next_row_group()?;
+        for (pos, &c) in present.iter().enumerate() {
+            match spill.columns.binary_search(&c) {
+                Ok(j) => {
+                    let chunk_meta = rg_meta.column(j).clone();
+                    let close = ColumnCloseResult {
+                        bytes_written: chunk_meta.compressed_size() as u64,
+                        rows_written: rg_meta.num_rows() as u64,
+                        metadata: chunk_meta,
+                        bloom_filter: None,
+                        column_index: page_index.column_index(j).cloned(),
+                        offset_index: page_index.offset_index(j).cloned(),
+                    };
+                    rg.append_column(&file, close)?;
+                }
+                Err(_) => {
+                    let writers = match &mut null_writers {
+                        Some(w) => w,
+                        None => null_writers.insert(
+                            factory
+                                .create_column_writers(i)?
+                                .into_iter()
+                                .map(Some)
+                                .collect(),
+                        ),
+                    };
+                    let w = writers[pos]
+                        .take()
+                        .expect("each column is written once per row group");
+                    let field = schema.field(pos);
+                    let nulls = new_null_array(field.data_type(), spill.rows as usize);
+                    encode_column(w, field, &nulls)?.append_to_row_group(&mut rg)?;
+                }
+            }
+        }
+        rg.close()?;
+    }
+    close_file(writer)
+}

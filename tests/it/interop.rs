@@ -1,0 +1,99 @@
+//! Independent readers: DuckDB and pyarrow read the Parquet output (installed by
+//! `.ci/run`; locally: `pip install duckdb pyarrow pytz`).
+
+use crate::util::*;
+
+/// `tidewater gen` into `dir/gen.jsonl`.
+fn generate(dir: &std::path::Path, events: &str, days: &str, seed: &str) -> std::path::PathBuf {
+    let input = dir.join("gen.jsonl");
+    let args = [
+        "gen",
+        "--events",
+        events,
+        "--days",
+        days,
+        "--seed",
+        seed,
+        "--out",
+        input.to_str().unwrap(),
+    ];
+    tidewater_ok(dir, &args, 0);
+    input
+}
+
+/// Runs python3 with `args`; it must succeed and print `expected`.
+fn python_ok(args: &[&str], expected: &str) {
+    let result = std::process::Command::new("python3")
+        .args(args)
+        .output()
+        .expect("python3 must be installed (see .ci/run)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(result.status.success(), "python check failed:\n{text}");
+    assert!(text.contains(expected), "{text}");
+}
+
+fn check(schema: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), "4000", "3", "11");
+    let out = dir.path().join("out");
+    convert_quietly(
+        dir.path(),
+        &input,
+        &out,
+        &["--schema", schema, "--row-group-rows", "500"],
+    );
+    let script = fixtures().join("../tests/it/interop_check.py");
+    let script = script.to_str().unwrap();
+    let args = [
+        script,
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        schema,
+    ];
+    python_ok(&args, "interop ok");
+}
+
+#[test]
+fn duckdb_and_pyarrow_read_monoschema() {
+    check("monoschema");
+}
+
+#[test]
+fn duckdb_and_pyarrow_read_multischema() {
+    check("multischema");
+}
+
+/// Every `--compression` codec gives files that pyarrow and DuckDB read back to the
+/// same rows as the default (snappy).
+#[test]
+fn every_codec_reads_back_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), "1500", "2", "5");
+    let mut roots = Vec::new();
+    for codec in ["snappy", "zstd", "lz4", "gzip", "none"] {
+        let out = dir.path().join(codec);
+        convert_quietly(dir.path(), &input, &out, &["--compression", codec]);
+        roots.push(out.to_str().unwrap().to_string());
+    }
+    let script = r#"
+import sys, glob, duckdb, pyarrow.parquet as pq
+roots = sys.argv[1:]
+def tables(root):
+    return [pq.read_table(f) for f in sorted(glob.glob(f"{root}/mp_master_event/*/*/*/*.parquet"))]
+want = tables(roots[0])
+for root in roots[1:]:
+    got = tables(root)
+    assert len(got) == len(want) and all(a.equals(b) for a, b in zip(got, want)), root
+    files = sorted(glob.glob(f"{root}/mp_master_event/*/*/*/*.parquet"))
+    n = duckdb.connect().execute(f"select count(*) from read_parquet({files!r}, union_by_name = true)").fetchone()[0]
+    assert n == sum(t.num_rows for t in want), (root, n)
+print("codecs ok")
+"#;
+    let mut args = vec!["-c", script];
+    args.extend(roots.iter().map(String::as_str));
+    python_ok(&args, "codecs ok");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `tidewater` binary and of the library it is built on, in one
+//! test binary (each test binary links every dependency, which is most of the build).
+
+mod convert;
+mod export;
+mod interop;
+mod library;
+mod util;
+mod where_cli;
