@@ -2,8 +2,11 @@
 //! subcommand, and decides the exit code: 0 success, 2 usage or configuration errors,
 //! 1 failures at run time.
 
-mod cli;
+mod args;
 mod cmd;
+mod exit;
+mod progress;
+mod report;
 
 /// Shaping allocates many small per-block vectors (one set per table and window); the
 /// system allocator spent over a quarter of worker time on them in multischema runs
@@ -12,6 +15,8 @@ mod cmd;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// mimalloc's `purge_delay` option: how long freed memory stays mapped before it is
 /// returned to the OS.
@@ -36,12 +41,53 @@ fn main() -> ExitCode {
         // kernel) leaves huge pages allowed, which is merely slower.
         unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
-    match cli::run() {
+    match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            let (code, message) = cli::describe(&e);
+            let (code, message) = exit::describe(&e);
             eprintln!("tidewater: {message}");
             ExitCode::from(code)
         }
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "tidewater",
+    version,
+    about = "Streams Mixpanel-format event exports into partitioned Parquet or JSON"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert local event files (plain or gzip JSONL, directories, or - for stdin).
+    Convert(cmd::convert::ConvertArgs),
+    /// Generate deterministic, realistic Mixpanel-like events.
+    Gen(cmd::gen::GenArgs),
+    /// Run the pipeline on generated or given data and report throughput and memory.
+    Bench(cmd::bench::BenchArgs),
+    /// Check, explain or evaluate a Mixpanel `where` expression.
+    #[command(subcommand)]
+    Where(cmd::where_expr::WhereCommand),
+    /// Export days from the Mixpanel export API (paced, resumable, each window
+    /// committed whole or not at all).
+    Export(cmd::export::ExportArgs),
+    /// Serve local event files as a Mixpanel export API, with injectable faults.
+    #[command(after_help = format!("Fault specs (--fault):\n{}", tidewater_mock::FAULT_HELP))]
+    MockServer(cmd::mock::MockArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Convert(args) => cmd::convert::run(args),
+        Command::Gen(args) => cmd::gen::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+        Command::Where(command) => cmd::where_expr::run(command),
+        Command::Export(args) => cmd::export::run(args),
+        Command::MockServer(args) => cmd::mock::run(args),
     }
 }

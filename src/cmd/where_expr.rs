@@ -54,9 +54,9 @@ enum OnError {
 }
 
 fn compile(args: &ExprArgs) -> anyhow::Result<Program> {
-    let ctx = Context::new(&args.tz).map_err(|m| crate::cli::usage(format!("--tz: {m}")))?;
+    let ctx = Context::new(&args.tz).map_err(|m| crate::exit::usage(format!("--tz: {m}")))?;
     wherelang::compile(&args.expr, ctx)
-        .map_err(|e| crate::cli::usage(format!("the expression does not compile: {e}")))
+        .map_err(|e| crate::exit::usage(format!("the expression does not compile: {e}")))
 }
 
 pub fn run(command: WhereCommand) -> anyhow::Result<ExitCode> {
