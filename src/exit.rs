@@ -1,6 +1,8 @@
 //! Exit codes and error messages: 0 success, 2 usage or configuration errors, 1
 //! failures at run time.
 
+use tidewater::Field;
+
 /// Exit code and message for an error: 2 for usage and configuration, 1 otherwise.
 pub fn describe(e: &anyhow::Error) -> (u8, String) {
     let code = match e.downcast_ref::<tidewater::Error>() {
@@ -9,7 +11,41 @@ pub fn describe(e: &anyhow::Error) -> (u8, String) {
         None if e.downcast_ref::<UsageError>().is_some() => 2,
         None => 1,
     };
-    (code, chain_message(e))
+    let message = match e.downcast_ref::<tidewater::Error>() {
+        // The library names the field; the command line shows the flag the user typed.
+        Some(tidewater::Error::Config { field, message }) if e.chain().count() == 1 => {
+            format!("invalid option {}: {message}", flag(*field))
+        }
+        _ => chain_message(e),
+    };
+    (code, message)
+}
+
+/// How the command line spells an option.
+fn flag(field: Field) -> &'static str {
+    match field {
+        Field::Input => "INPUT",
+        Field::Out => "--out",
+        Field::Where => "--where",
+        Field::Tz => "--tz",
+        Field::Prefix => "--prefix",
+        Field::ProjectId => "--project-id",
+        Field::Threads => "--threads",
+        Field::MemoryLimit => "--memory-limit",
+        Field::RowGroupRows => "--row-group-rows",
+        Field::BlockBytes => "--block-size",
+        Field::From => "--from",
+        Field::To => "--to",
+        Field::WindowDays => "--window-days",
+        Field::Concurrency => "--concurrency",
+        Field::MaxAttempts => "--max-attempts",
+        Field::Pace => "--pace",
+        Field::BaseUrl => "--base-url",
+        Field::CredentialsFile => "--credentials-file",
+        Field::Listen => "--listen",
+        // A field added to the library before the CLI learns it: its JSON name.
+        other => other.json_name(),
+    }
 }
 
 /// The error and its causes joined by `: `, leaving out a cause whose text the message
@@ -41,7 +77,22 @@ pub fn usage(message: String) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
-    use super::chain_message;
+    use super::{chain_message, describe};
+
+    #[test]
+    fn config_errors_name_the_flag_and_resource_errors_exit_1() {
+        let e: anyhow::Error =
+            tidewater::Error::config(tidewater::Field::BlockBytes, "too big").into();
+        assert_eq!(
+            describe(&e),
+            (2, "invalid option --block-size: too big".to_string())
+        );
+        let e: anyhow::Error = tidewater::Error::resource("the worker threads", "no memory").into();
+        assert_eq!(
+            describe(&e),
+            (1, "cannot start the worker threads: no memory".to_string())
+        );
+    }
 
     #[test]
     fn error_messages_name_each_cause_once() {

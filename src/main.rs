@@ -5,6 +5,7 @@
 mod args;
 mod cmd;
 mod exit;
+mod logging;
 mod progress;
 mod report;
 

@@ -52,17 +52,6 @@ pub fn report_export(summary: &ExportSummary, json: bool, quiet: bool) -> anyhow
             "tidewater: {} windows skipped (already committed), {} requests, {} retries, {:.1}s waiting on rate limits",
             summary.windows_skipped, summary.requests, summary.retries, summary.rate_limit_wait_seconds
         );
-        for w in summary.windows.iter().filter(|w| w.status == "failed") {
-            let range = if w.from_date == w.to_date {
-                w.from_date.clone()
-            } else {
-                format!("{}..{}", w.from_date, w.to_date)
-            };
-            eprintln!(
-                "tidewater: window {range} failed: {}",
-                w.error.as_deref().unwrap_or("?")
-            );
-        }
     }
     Ok(())
 }

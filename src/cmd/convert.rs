@@ -23,6 +23,7 @@ pub struct ConvertArgs {
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init(args.output.quiet);
     let converter = Converter::new(&args.out)
         .inputs(args.inputs.clone())
         .with_options(args.output.to_options(args.out.clone()));

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use tidewater::export::{parse_duration, parse_rate};
 use tidewater::export::{Credentials, Exporter, Tuning};
-use tidewater_mock::{parse_duration, parse_rate};
 
 use crate::args::OutputArgs;
 use crate::exit::usage;
@@ -106,6 +106,7 @@ impl ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init(args.output.quiet);
     let credentials = match &args.credentials_file {
         Some(path) => Credentials::from_file(path)?,
         None => Credentials::from_env().ok_or_else(|| {
@@ -133,7 +134,6 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         .window_days(args.window_days)
         .filter_locally(args.filter_locally)
         .refetch(args.refetch)
-        .verbose(!args.output.quiet)
         .tuning(args.tuning());
     let summary = run_with_progress(Meter::export(&exporter), args.output.quiet, || {
         exporter.run()

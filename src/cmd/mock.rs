@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use tidewater_mock::{parse_rate, Fault, MockAuth, MockConfig, MockServer};
+use tidewater::export::parse_rate;
+use tidewater_mock::{Fault, MockAuth, MockConfig, MockServer};
 
 use crate::exit::usage;
 

@@ -135,7 +135,10 @@ fn xm4_export_under_every_fault_matches_convert_byte_for_byte() {
         "every fault caused a retry: {}",
         summary.retries
     );
-    assert!(summary.windows.iter().all(|w| w.status == "committed"));
+    assert!(summary
+        .windows
+        .iter()
+        .all(|w| w.status == tidewater::export::WindowStatus::Committed));
     let applied: Vec<String> = server
         .requests()
         .into_iter()
@@ -675,4 +678,129 @@ fn x4_x5_xm3_gzip_only_when_accepted_and_large_streamed_in_chunks() {
         .collect();
     assert!(!from_client.is_empty());
     assert!(from_client.iter().all(|r| r.accept_gzip), "{from_client:?}");
+}
+
+/// The service's seams: one window at a time through `export_window`, with a ledger and
+/// a rate budget of the caller's (here an in-memory ledger), resumed from that ledger.
+#[test]
+fn xc4_export_window_commits_one_window_and_skips_it_from_the_callers_ledger() {
+    use std::sync::{Arc, Mutex};
+    use tidewater::export::{Ledger, Manifest, Pacer, WindowStatus};
+
+    #[derive(Default)]
+    struct MemoryLedger(Mutex<BTreeMap<String, Manifest>>);
+    impl Ledger for MemoryLedger {
+        fn committed(&self, name: &str) -> Option<Manifest> {
+            self.0.lock().unwrap().get(name).cloned()
+        }
+        fn record(&self, name: &str, manifest: &Manifest) -> tidewater::Result<()> {
+            self.0.lock().unwrap().insert(name.into(), manifest.clone());
+            Ok(())
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 600, 3);
+    let server = mock(&data, |_| {});
+    let out = dir.path().join("out");
+    let ledger = MemoryLedger::default();
+    let budget = Arc::new(Pacer::new(vec![(1000, Duration::from_secs(1))]));
+    let export = exporter(
+        &out,
+        &server,
+        RunOptions::default(),
+        "2024-01-01",
+        "2024-01-03",
+    );
+    let first = export
+        .export_window("2024-01-02", "2024-01-02", &ledger, budget.clone())
+        .unwrap();
+    assert_eq!(first.status, WindowStatus::Committed);
+    assert!(first.events > 0);
+    let folder = out.join("mp_master_event/2024/01/02");
+    assert!(folder.join("complete").is_file());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["events_kept"], first.events);
+    assert_eq!(
+        ledger.committed("2024-01-02").unwrap().events_kept,
+        first.events
+    );
+    // Only that window: its neighbours were not exported, nor recorded in the file ledger.
+    assert!(!out.join("mp_master_event/2024/01/01").exists());
+    assert!(!out.join(".tidewater/export/2024-01-02.json").exists());
+    let again = export
+        .export_window("2024-01-02", "2024-01-02", &ledger, budget)
+        .unwrap();
+    assert_eq!(again.status, WindowStatus::Skipped);
+    assert_eq!(again.events, first.events);
+}
+
+/// A cancelled export stops, commits nothing further (every committed window has its
+/// ledger record, nothing is left staged) and a re-run finishes the rest.
+#[test]
+fn xc4_a_cancelled_export_commits_nothing_further_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 3000, 30);
+    let server = mock(&data, |_| {});
+    let out = dir.path().join("export");
+    let options = RunOptions {
+        schema: SchemaMode::Multischema,
+        ..Default::default()
+    };
+    let slow = Tuning {
+        concurrency: 1,
+        pace: vec![(1, Duration::from_millis(100))],
+        ..fast_tuning()
+    };
+    let export = exporter(&out, &server, options.clone(), "2024-01-01", "2024-01-30").tuning(slow);
+    let (cancel, progress) = (export.cancel_token(), export.export_progress());
+    let canceller = std::thread::spawn(move || {
+        while progress
+            .windows_done
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < 3
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        cancel.cancel();
+    });
+    let err = export.run().unwrap_err();
+    canceller.join().unwrap();
+    assert!(matches!(err, tidewater::Error::Cancelled), "{err}");
+    let files = tree(&out);
+    let committed_days: std::collections::BTreeSet<String> = files
+        .keys()
+        .filter(|k| k.ends_with("/complete"))
+        .map(|k| {
+            let parts: Vec<&str> = k.split('/').collect();
+            parts[parts.len() - 4..parts.len() - 1].join("-")
+        })
+        .collect();
+    let recorded: std::collections::BTreeSet<String> = files
+        .keys()
+        .filter_map(|k| k.strip_prefix(".tidewater/export/"))
+        .map(|k| k.trim_end_matches(".json").to_string())
+        .collect();
+    assert!(
+        committed_days.len() >= 3 && committed_days.len() < 30,
+        "{committed_days:?}"
+    );
+    assert_eq!(
+        committed_days, recorded,
+        "every committed window is recorded, no other"
+    );
+    assert!(
+        files.keys().all(|k| !k.starts_with(".tidewater-staging")),
+        "nothing left staged"
+    );
+
+    let summary = exporter(&out, &server, options.clone(), "2024-01-01", "2024-01-30")
+        .run()
+        .unwrap();
+    summary.check().unwrap();
+    assert_eq!(summary.windows_skipped as usize, committed_days.len());
+    let converted = dir.path().join("convert");
+    convert(&data, &converted, options);
+    assert_same_data(&out, &converted);
 }

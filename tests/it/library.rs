@@ -101,3 +101,49 @@ fn sink_error_stops_the_run() {
         .unwrap_err();
     assert!(err.to_string().contains("enough"));
 }
+
+#[test]
+fn a_cancelled_run_returns_cancelled_and_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let converter = Converter::new(&out).input(input(dir.path()));
+    converter.cancel_token().cancel();
+    let err = converter.run().unwrap_err();
+    assert!(matches!(err, tidewater::Error::Cancelled), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "nothing committed or left staged: {left:?}"
+    );
+}
+
+#[test]
+fn options_are_validated_once_and_errors_name_the_field() {
+    let options = tidewater::RunOptions {
+        tz: "Mars/Olympus".into(),
+        ..Default::default()
+    };
+    match options.validate() {
+        Err(tidewater::Error::Config { field, .. }) => {
+            assert_eq!(field, tidewater::Field::Tz);
+            assert_eq!(field.json_name(), "tz");
+        }
+        other => panic!("{other:?}"),
+    }
+    let options = tidewater::RunOptions {
+        where_expr: Some("properties[".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        options.validate(),
+        Err(tidewater::Error::Config {
+            field: tidewater::Field::Where,
+            ..
+        })
+    ));
+    let valid = tidewater::RunOptions::default().validate().unwrap();
+    assert!(valid.threads >= 1);
+}

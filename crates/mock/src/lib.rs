@@ -25,11 +25,12 @@ use jiff::civil::Date;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use tidewater::export::parse_duration;
 use tidewater::EventFilter;
 use tidewater::Partition;
 use tidewater::Windowing;
 use tidewater::{frame_input, is_blank, FrameConfig};
-use tidewater::{Error, Result};
+use tidewater::{Error, Field, Result};
 use tidewater_event::LineParser;
 use tidewater_where::Scratch;
 
@@ -170,49 +171,6 @@ impl Fault {
     }
 }
 
-/// Parses `250ms`, `2s`, `1.5s`, `10m`, `1h`.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; use e.g. 500ms, 2s, 10m or 1h"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1e3,
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        u => {
-            return Err(format!(
-                "unknown duration unit {u:?} in {s:?}; use ms, s, m or h"
-            ))
-        }
-    };
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(format!("{s:?} is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Parses a rate limit `N/DUR`, e.g. `3/1s` or `60/1h`.
-pub fn parse_rate(s: &str) -> std::result::Result<(u32, Duration), String> {
-    let (n, d) = s
-        .split_once('/')
-        .ok_or_else(|| format!("{s:?} is not a limit; use N/DURATION, e.g. 3/1s or 60/1h"))?;
-    let n: u32 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?}: the count must be a whole number"))?;
-    let d = parse_duration(d)?;
-    if n == 0 || d.is_zero() {
-        return Err(format!("{s:?}: count and period must be positive"));
-    }
-    Ok((n, d))
-}
-
 /// Configuration of a mock server.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
@@ -308,20 +266,20 @@ impl MockServer {
             .thread_name("tidewater-mock")
             .enable_all()
             .build()
-            .map_err(|e| Error::config("mock-server", format!("cannot start a runtime: {e}")))?;
+            .map_err(|e| Error::resource("the mock server's runtime", e))?;
         let (state, unusable_lines) = load(config)?;
         let state = Arc::new(state);
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(state.config.listen))
             .map_err(|e| {
                 Error::config(
-                    "--listen",
+                    Field::Listen,
                     format!("cannot listen on {}: {e}", state.config.listen),
                 )
             })?;
         let addr = listener
             .local_addr()
-            .map_err(|e| Error::config("--listen", e.to_string()))?;
+            .map_err(|e| Error::config(Field::Listen, e.to_string()))?;
         let app = axum::Router::new()
             .route("/api/2.0/export", axum::routing::get(export))
             .route("/api/2.0/export/", axum::routing::get(export))
@@ -383,12 +341,7 @@ fn load(config: MockConfig) -> Result<(MockState, u64)> {
     let dir = tempfile::Builder::new()
         .prefix("tidewater-mock-")
         .tempdir()
-        .map_err(|e| {
-            Error::config(
-                "mock-server",
-                format!("cannot create a temporary folder: {e}"),
-            )
-        })?;
+        .map_err(|e| Error::resource("a temporary folder", e))?;
     let inputs = tidewater::expand_inputs(&config.data)?;
     let windowing = Windowing::new(&config.tz, Partition::Daily)?;
     let mut writers: BTreeMap<Date, (PathBuf, std::io::BufWriter<std::fs::File>, u64)> =
@@ -1114,20 +1067,6 @@ mod tests {
         ] {
             assert!(Fault::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn durations_and_rates() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert!(parse_duration("soon").is_err());
-        assert_eq!(
-            parse_rate("60/1h").unwrap(),
-            (60, Duration::from_secs(3600))
-        );
-        assert!(parse_rate("0/1s").is_err());
-        assert!(parse_rate("3").is_err());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::options::Field;
+
 /// Result alias for the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -11,11 +13,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// An option has a bad value or options contradict each other.
-    #[error("invalid option {option}: {message}")]
+    #[error("invalid option {field}: {message}")]
     Config {
-        /// The option at fault, as the user spells it (e.g. `--tz`).
-        option: String,
+        /// The option at fault; each surface spells it its own way.
+        field: Field,
         /// What is wrong and what to do.
+        message: String,
+    },
+    /// The machine refused something the run needs: a thread, a runtime, an HTTP
+    /// client. Not the user's configuration, so not a usage error.
+    #[error("cannot start {what}: {message}")]
+    Resource {
+        /// What could not be had.
+        what: String,
+        /// The system's message.
         message: String,
     },
     /// An input cannot be opened or read.
@@ -81,9 +92,13 @@ pub enum Error {
         /// The server's answer or what went wrong.
         message: String,
     },
-    /// The run was cancelled by its caller (a sink asked to stop).
+    /// The run was stopped by its caller (a sink asked to stop).
     #[error("run stopped by the caller: {0}")]
     Stopped(String),
+    /// The run was cancelled through its [`crate::Cancel`] token: nothing further was
+    /// committed.
+    #[error("the run was cancelled; windows committed before stay committed, nothing else was")]
+    Cancelled,
 }
 
 impl Error {
@@ -98,6 +113,7 @@ impl Error {
         )
     }
 
+    /// An output path cannot be written.
     pub fn output(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Output {
             path: path.into(),
@@ -105,10 +121,19 @@ impl Error {
         }
     }
 
-    pub fn config(option: &str, message: impl Into<String>) -> Self {
+    /// A bad value of `field`.
+    pub fn config(field: Field, message: impl Into<String>) -> Self {
         Error::Config {
-            option: option.to_string(),
+            field,
             message: message.into(),
+        }
+    }
+
+    /// Something the run needs could not be started.
+    pub fn resource(what: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Resource {
+            what: what.into(),
+            message: message.to_string(),
         }
     }
 }

@@ -39,9 +39,10 @@ pub use input::{
     expand_inputs, frame_input, gzip_reader, is_blank, open_input, Block, FrameConfig, Input,
 };
 pub use options::{
-    Compression, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode, WriteMode,
+    Compression, Field, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode,
+    ValidOptions, WriteMode,
 };
-pub use run::{Converter, TableBatch};
+pub use run::{Cancel, Converter, InputReport, TableBatch};
 pub use summary::{peak_rss_bytes, Progress, RunSummary};
 pub use window::Windowing;
 

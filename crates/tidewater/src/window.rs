@@ -7,7 +7,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use crate::error::{Error, Result};
-use crate::options::{Layout, Partition};
+use crate::options::{Field, Layout, Partition};
 
 /// A window: a local date, and for hourly partitions a local hour. Ordered by time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,7 +60,7 @@ impl Windowing {
     /// Resolves `tz` (an IANA name) for the given partitioning.
     pub fn new(tz: &str, partition: Partition) -> Result<Self> {
         let zone = TimeZone::get(tz).map_err(|e| {
-            Error::config("--tz", format!("unknown time zone {tz:?} ({e}); use an IANA name such as UTC or America/New_York"))
+            Error::config(Field::Tz, format!("unknown time zone {tz:?} ({e}); use an IANA name such as UTC or America/New_York"))
         })?;
         Ok(Windowing {
             tz: zone,

@@ -7,81 +7,18 @@
 //! keeps a failed attempt from touching the output or the table registry, and lets
 //! windows download concurrently while the engine reads them in window order.
 
-use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 
+use super::pace::RateBudget;
+use super::verify::verify_body;
 use super::{Credentials, ExportProgress, Tuning};
-
-/// Extra time added to every pacing window, so that requests spaced exactly at a limit
-/// on our clock are not seen as too close together by the server.
-const PACING_MARGIN: Duration = Duration::from_millis(25);
-
-/// Keeps requests within limits of the form "at most N requests in any period D"
-/// (XC2), for every limit at once.
-#[derive(Debug)]
-pub(crate) struct Pacer {
-    limits: Vec<(u32, Duration)>,
-    sent: Mutex<VecDeque<Instant>>,
-}
-
-impl Pacer {
-    pub(crate) fn new(limits: Vec<(u32, Duration)>) -> Self {
-        Pacer {
-            limits,
-            sent: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    /// Waits until one more request fits every limit and records it. Returns the time
-    /// spent waiting.
-    pub(crate) async fn acquire(&self) -> Duration {
-        let mut waited = Duration::ZERO;
-        loop {
-            let wait = {
-                let mut sent = self.sent.lock().expect("pacer lock");
-                let now = Instant::now();
-                let horizon = self.limits.iter().map(|l| l.1).max().unwrap_or_default();
-                while sent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= horizon + PACING_MARGIN)
-                {
-                    sent.pop_front();
-                }
-                let mut wait = Duration::ZERO;
-                for &(n, period) in &self.limits {
-                    let period = period + PACING_MARGIN;
-                    let recent = sent
-                        .iter()
-                        .rev()
-                        .take_while(|t| now.duration_since(**t) < period)
-                        .count();
-                    if n > 0 && recent >= n as usize {
-                        // The n-th most recent request must leave the period first.
-                        let oldest_blocking = sent[sent.len() - n as usize];
-                        wait = wait.max((oldest_blocking + period).saturating_duration_since(now));
-                    }
-                }
-                if wait.is_zero() {
-                    sent.push_back(now);
-                    return waited;
-                }
-                wait
-            };
-            tokio::time::sleep(wait).await;
-            waited += wait;
-        }
-    }
-}
 
 /// One window's request.
 #[derive(Debug, Clone)]
@@ -155,10 +92,9 @@ pub(crate) struct Client {
     pub url: String,
     pub credentials: Credentials,
     pub tuning: Tuning,
-    pub pacer: Pacer,
+    pub budget: Arc<dyn RateBudget>,
     pub in_flight: tokio::sync::Semaphore,
     pub progress: Arc<ExportProgress>,
-    pub quiet: bool,
 }
 
 impl Client {
@@ -168,7 +104,7 @@ impl Client {
         let mut last = String::new();
         let mut rng = Jitter::new(spool);
         for attempt in 1..=t.max_attempts {
-            let waited = self.pacer.acquire().await;
+            let waited = self.budget.acquire().await;
             self.progress
                 .rate_limit_wait_ms
                 .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
@@ -211,14 +147,14 @@ impl Client {
                 exp.mul_f64(0.5 + 0.5 * rng.next_unit())
             });
             self.progress.retries.fetch_add(1, Ordering::Relaxed);
-            if !self.quiet {
-                eprintln!(
-                    "tidewater: window {} attempt {attempt}/{} failed: {last}; retrying in {:.1}s",
-                    req.label,
-                    t.max_attempts,
-                    delay.as_secs_f64()
-                );
-            }
+            tracing::warn!(
+                window = %req.label,
+                attempt,
+                "window {} attempt {attempt}/{} failed: {last}; retrying in {:.1}s",
+                req.label,
+                t.max_attempts,
+                delay.as_secs_f64()
+            );
             tokio::time::sleep(delay).await;
         }
         Outcome::GaveUp {
@@ -410,132 +346,6 @@ impl Read for ChannelReader {
     }
 }
 
-/// The line Mixpanel writes when an export fails part-way (IN5).
-const TERMINATED: &[u8] = b"export terminated early";
-
-/// Decompresses (when the body is gzip by header or magic bytes), hashes and spools a
-/// body, then checks that it is complete (X6): the gzip stream reached its trailer,
-/// the last line is not `export terminated early`, and the body does not end inside a
-/// JSON line.
-fn verify_body(reader: impl Read, gzip_header: bool, spool: &Path) -> Result<Verified, String> {
-    let mut input = BufReader::with_capacity(1 << 20, reader);
-    let head = input
-        .fill_buf()
-        .map_err(|e| format!("reading the body failed: {e}"))?;
-    let gzip = gzip_header || crate::input::decode::is_gzip(head);
-    let mut body: Box<dyn Read> = if gzip && !head.is_empty() {
-        Box::new(crate::input::decode::gzip_reader(input))
-    } else {
-        Box::new(input)
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(spool)
-        .map_err(|e| format!("cannot write spool file {}: {e}", spool.display()))?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, file);
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = match body.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(format!(
-                    "the gzip stream was cut off after {bytes} decompressed bytes"
-                ))
-            }
-            Err(e) => return Err(format!("reading the body failed after {bytes} bytes: {e}")),
-        };
-        hash.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| format!("cannot write spool file {}: {e}", spool.display()))?;
-        bytes += n as u64;
-    }
-    let mut file = out
-        .into_inner()
-        .map_err(|e| format!("cannot write spool file {}: {e}", spool.display()))?;
-    check_ending(&mut file, bytes).map_err(|e| match e {
-        Ending::Io(e) => format!("cannot read back spool file {}: {e}", spool.display()),
-        Ending::Incomplete(why) => why,
-    })?;
-    Ok(Verified {
-        path: spool.to_path_buf(),
-        bytes_received: 0,
-        bytes,
-        sha256: hex::encode(hash.finalize()),
-        gzip,
-    })
-}
-
-enum Ending {
-    Io(io::Error),
-    Incomplete(String),
-}
-
-/// Reads the end of a spooled body back and checks its last lines (X6).
-fn check_ending(file: &mut std::fs::File, len: u64) -> Result<(), Ending> {
-    const TAIL: u64 = 1 << 20;
-    let mut tail_start = len.saturating_sub(TAIL);
-    let mut tail = Vec::new();
-    loop {
-        file.seek(SeekFrom::Start(tail_start)).map_err(Ending::Io)?;
-        tail.clear();
-        file.take(len - tail_start)
-            .read_to_end(&mut tail)
-            .map_err(Ending::Io)?;
-        // Widen until the tail holds the whole last line (or the whole body).
-        let last_newline = memchr::memrchr(b'\n', &tail);
-        let unterminated = match last_newline {
-            Some(p) => &tail[p + 1..],
-            None => &tail[..],
-        };
-        if last_newline.is_none() && tail_start > 0 && !crate::input::frame::is_blank(unterminated)
-        {
-            tail_start = tail_start.saturating_sub(TAIL * 8);
-            continue;
-        }
-        break;
-    }
-    let strip = |l: &[u8]| -> Vec<u8> { l.strip_suffix(b"\r").unwrap_or(l).to_vec() };
-    let last_newline = memchr::memrchr(b'\n', &tail);
-    let unterminated = match last_newline {
-        Some(p) => &tail[p + 1..],
-        None => &tail[..],
-    };
-    if !crate::input::frame::is_blank(unterminated) {
-        let line = strip(unterminated);
-        if line == TERMINATED {
-            return Err(Ending::Incomplete(
-                "the body ends with `export terminated early`".into(),
-            ));
-        }
-        if serde_json::from_slice::<serde::de::IgnoredAny>(&line).is_err() {
-            return Err(Ending::Incomplete(format!(
-                "the body ends inside a JSON line ({} bytes after the last newline)",
-                unterminated.len()
-            )));
-        }
-        return Ok(());
-    }
-    // The last non-blank complete line.
-    let complete = &tail[..last_newline.map_or(0, |p| p + 1)];
-    let last_line = complete
-        .split(|&b| b == b'\n')
-        .rev()
-        .find(|l| !crate::input::frame::is_blank(l));
-    if last_line.is_some_and(|l| strip(l) == TERMINATED) {
-        return Err(Ending::Incomplete(
-            "the body ends with `export terminated early`".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// A small deterministic generator for backoff jitter, seeded per window.
 struct Jitter(u64);
 
@@ -556,96 +366,5 @@ impl Jitter {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn verify(data: &[u8]) -> Result<Verified, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = dir.path().join("spool");
-        verify_body(data, false, &spool)
-    }
-
-    fn gz(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    const LINE: &[u8] = b"{\"event\":\"A\",\"properties\":{\"time\":1700000000}}\n";
-
-    #[test]
-    fn x6_complete_bodies_pass() {
-        assert_eq!(verify(b"").unwrap().bytes, 0);
-        assert!(verify(LINE).is_ok());
-        assert!(
-            verify(&LINE[..LINE.len() - 1]).is_ok(),
-            "last line without newline"
-        );
-        assert!(verify(&[LINE, b"\n\n"].concat()).is_ok());
-        let v = verify(&gz(&LINE.repeat(3))).unwrap();
-        assert!(v.gzip);
-        assert_eq!(v.bytes, 3 * LINE.len() as u64);
-        assert_eq!(v.sha256, hex::encode(Sha256::digest(LINE.repeat(3))));
-    }
-
-    #[test]
-    fn x6_incomplete_bodies_fail() {
-        let terminated = [LINE, b"export terminated early\n"].concat();
-        assert!(verify(&terminated)
-            .unwrap_err()
-            .contains("terminated early"));
-        assert!(verify(&[&terminated[..], b"\r\n\n"].concat())
-            .unwrap_err()
-            .contains("terminated early"));
-        assert!(verify(b"export terminated early").is_err());
-        let cut = [LINE, &LINE[..20]].concat();
-        assert!(verify(&cut).unwrap_err().contains("inside a JSON line"));
-        let zipped = gz(&LINE.repeat(1000));
-        let err = verify(&zipped[..zipped.len() / 2]).unwrap_err();
-        assert!(err.contains("cut off"), "{err}");
-    }
-
-    #[test]
-    fn x6_long_unterminated_last_line_is_read_whole() {
-        let mut body = LINE.repeat(2);
-        let big = format!(
-            "{{\"event\":\"A\",\"properties\":{{\"time\":1,\"s\":\"{}\"}}}}",
-            "x".repeat(3 << 20)
-        );
-        body.extend_from_slice(big.as_bytes());
-        assert!(verify(&body).is_ok());
-        body.pop();
-        assert!(verify(&body).is_err());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn xc2_pacer_keeps_every_limit() {
-        let pacer = Pacer::new(vec![
-            (3, Duration::from_secs(1)),
-            (5, Duration::from_secs(10)),
-        ]);
-        let start = tokio::time::Instant::now();
-        let mut times = Vec::new();
-        for _ in 0..11 {
-            pacer.acquire().await;
-            times.push(start.elapsed());
-        }
-        for (i, t) in times.iter().enumerate() {
-            let in_1s = times[..=i]
-                .iter()
-                .filter(|u| *t - **u < Duration::from_secs(1))
-                .count();
-            let in_10s = times[..=i]
-                .iter()
-                .filter(|u| *t - **u < Duration::from_secs(10))
-                .count();
-            assert!(in_1s <= 3 && in_10s <= 5, "{times:?}");
-        }
-        assert!(times[10] >= Duration::from_secs(20), "{times:?}");
     }
 }

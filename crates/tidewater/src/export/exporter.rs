@@ -1,0 +1,419 @@
+//! The export builder and its run, as a short sequence of named steps: validate, plan
+//! the windows, skip those the ledger holds for the same request, start the downloads,
+//! and drive the engine over the verified bodies in window order.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::civil::Date;
+
+use super::client::{Client, WindowRequest};
+use super::credentials::{region_base_url, Credentials};
+use super::feed::Downloads;
+use super::ledger::{FileLedger, Ledger, ManifestRequest};
+use super::owner::ExportOwner;
+use super::pace::{Pacer, RateBudget};
+use super::summary::{ExportProgress, ExportSummary, WindowResult};
+use super::windows::{plan_windows, Window};
+use super::Tuning;
+use crate::block::EventFilter;
+use crate::error::{Error, Result};
+use crate::options::{Field, Format, Partition, RunOptions, SchemaMode, ValidOptions};
+use crate::run::{execute_plan, Cancel, Destination, OwnedWindows, Plan};
+use crate::summary::Progress;
+
+/// Builds and runs an export.
+///
+/// ```no_run
+/// use tidewater::export::{Credentials, Exporter};
+///
+/// let credentials = Credentials::from_env().expect("credentials in the environment");
+/// let summary = Exporter::new("out", credentials, "2024-01-01", "2024-01-31")?
+///     .base_url("https://data-eu.mixpanel.com")
+///     .project_id(12345)
+///     .run()?;
+/// println!("{} events in {} windows", summary.run.events_kept, summary.run.windows_committed);
+/// # Ok::<(), tidewater::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    options: RunOptions,
+    credentials: Credentials,
+    from: Date,
+    to: Date,
+    base_url: String,
+    window_days: u32,
+    filter_locally: bool,
+    refetch: bool,
+    tuning: Tuning,
+    progress: Arc<Progress>,
+    export_progress: Arc<ExportProgress>,
+    cancel: Cancel,
+}
+
+fn parse_date(option: Field, s: &str) -> Result<Date> {
+    Date::strptime("%Y-%m-%d", s)
+        .map_err(|e| Error::config(option, format!("{s:?} is not a date YYYY-MM-DD ({e})")))
+}
+
+impl Exporter {
+    /// An export of the days `from..=to` (`YYYY-MM-DD`, in the project's time zone)
+    /// into `out`, from Mixpanel's US endpoint by default.
+    pub fn new(
+        out: impl Into<PathBuf>,
+        credentials: Credentials,
+        from: &str,
+        to: &str,
+    ) -> Result<Self> {
+        let from_date = parse_date(Field::From, from)?;
+        let to_date = parse_date(Field::To, to)?;
+        if to_date < from_date {
+            return Err(Error::config(
+                Field::To,
+                format!("{to} is before --from {from}"),
+            ));
+        }
+        Ok(Exporter {
+            options: RunOptions {
+                out: out.into(),
+                ..Default::default()
+            },
+            credentials,
+            from: from_date,
+            to: to_date,
+            base_url: region_base_url("us").expect("known region").to_string(),
+            window_days: 1,
+            filter_locally: false,
+            refetch: false,
+            tuning: Tuning::default(),
+            progress: Arc::new(Progress::default()),
+            export_progress: Arc::new(ExportProgress::default()),
+            cancel: Cancel::default(),
+        })
+    }
+
+    /// Output options (schema, format, events, where, tz, partition, ...), as for
+    /// `convert`; `out` is kept.
+    pub fn with_options(mut self, options: RunOptions) -> Self {
+        let out = std::mem::take(&mut self.options.out);
+        self.options = RunOptions { out, ..options };
+        self
+    }
+
+    /// The options as configured.
+    pub fn options(&self) -> &RunOptions {
+        &self.options
+    }
+
+    /// The API's base URL (X1), e.g. a mock server's.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// The project id (required with a service account; also the output folder).
+    pub fn project_id(mut self, id: u64) -> Self {
+        self.options.project_id = Some(id);
+        self
+    }
+
+    /// Days per request (default 1).
+    pub fn window_days(mut self, days: u32) -> Self {
+        self.window_days = days;
+        self
+    }
+
+    /// Fetch unfiltered windows and apply `events` and `where` locally.
+    pub fn filter_locally(mut self, yes: bool) -> Self {
+        self.filter_locally = yes;
+        self
+    }
+
+    /// Export every window even when a manifest says it was committed.
+    pub fn refetch(mut self, yes: bool) -> Self {
+        self.refetch = yes;
+        self
+    }
+
+    /// Pacing, retries and timeouts.
+    pub fn tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// Live counters of the conversion.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Live counters of the downloads.
+    pub fn export_progress(&self) -> Arc<ExportProgress> {
+        self.export_progress.clone()
+    }
+
+    /// Cancels the export from another thread: downloads stop, nothing further is
+    /// committed, and the run returns [`Error::Cancelled`].
+    pub fn cancel_token(&self) -> Cancel {
+        self.cancel.clone()
+    }
+
+    /// Uses `cancel` as the run's cancel token.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Checks the export's own settings, then the output options
+    /// ([`RunOptions::validate`], which also compiles `where`: a bad one fails before
+    /// any request).
+    fn validate(&self) -> Result<ValidOptions> {
+        if self.window_days == 0 {
+            return Err(Error::config(Field::WindowDays, "must be at least 1"));
+        }
+        self.tuning.validate()?;
+        if self.credentials.is_service_account() && self.options.project_id.is_none() {
+            return Err(Error::config(
+                Field::ProjectId,
+                "required with service-account credentials",
+            ));
+        }
+        let url = reqwest::Url::parse(&self.base_url)
+            .map_err(|e| Error::config(Field::BaseUrl, format!("{:?}: {e}", self.base_url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::config(
+                Field::BaseUrl,
+                "must be an http or https URL",
+            ));
+        }
+        self.options.validate()
+    }
+
+    fn request_of(&self, w: &Window) -> ManifestRequest {
+        let o = &self.options;
+        ManifestRequest {
+            from_date: w.from.to_string(),
+            to_date: w.to.to_string(),
+            events: o.events.clone(),
+            where_expr: o.where_expr.clone().filter(|e| !e.is_empty()),
+            filter_locally: self.filter_locally,
+            schema: match o.schema {
+                SchemaMode::Raw => "raw",
+                SchemaMode::Monoschema => "monoschema",
+                SchemaMode::Multischema => "multischema",
+            }
+            .into(),
+            format: match o.format {
+                Format::Parquet => "parquet",
+                Format::Json => "json",
+            }
+            .into(),
+            tz: o.tz.clone(),
+            partition: match o.partition {
+                Partition::Daily => "daily",
+                Partition::Hourly => "hourly",
+            }
+            .into(),
+            time_in_ms: o.time_in_ms,
+        }
+    }
+
+    /// Runs the export. Windows that could not be fetched complete are reported in the
+    /// summary (`check()` turns them into an error); a refused request (400–404) fails
+    /// the run at once with the server's message. Committed windows are recorded in the
+    /// ledger under the output root, and requests are paced in memory for this run.
+    pub fn run(&self) -> Result<ExportSummary> {
+        let valid = self.validate()?;
+        let windows = plan_windows(&self.options.tz, self.from, self.to, self.window_days)?;
+        let ledger = FileLedger::open(self.options.root().join(".tidewater").join("export"))?;
+        let budget = Arc::new(Pacer::new(self.tuning.pace.clone()));
+        self.run_windows(valid, windows, &ledger, budget)
+    }
+
+    /// Exports the one window `from..=to` (days in the project's time zone), skipping
+    /// it when `ledger` holds it for the same request, with requests paced by `budget`
+    /// (shared with other runs against the same project). The entry point for a worker
+    /// that runs one window at a time; cancel it through [`Exporter::with_cancel`].
+    pub fn export_window(
+        &self,
+        from: &str,
+        to: &str,
+        ledger: &dyn Ledger,
+        budget: Arc<dyn RateBudget>,
+    ) -> Result<WindowResult> {
+        let valid = self.validate()?;
+        let from = parse_date(Field::From, from)?;
+        let to = parse_date(Field::To, to)?;
+        let days = (to - from).get_days() + 1;
+        let window_days = u32::try_from(days)
+            .ok()
+            .filter(|d| *d >= 1)
+            .ok_or_else(|| {
+                Error::config(
+                    Field::To,
+                    format!("{to} is before the window's first day {from}"),
+                )
+            })?;
+        let windows = plan_windows(&self.options.tz, from, to, window_days)?;
+        let mut summary = self.run_windows(valid, windows, ledger, budget)?;
+        Ok(summary.windows.remove(0))
+    }
+
+    fn run_windows(
+        &self,
+        valid: ValidOptions,
+        windows: Vec<Window>,
+        ledger: &dyn Ledger,
+        budget: Arc<dyn RateBudget>,
+    ) -> Result<ExportSummary> {
+        let (mut results, todo) = self.resume(&windows, ledger);
+        let skipped = (windows.len() - todo.len()) as u64;
+        self.export_progress
+            .windows_total
+            .store(todo.len() as u64, Ordering::Relaxed);
+        let (engine_options, engine_valid, requests) = self.split_filtering(valid, &windows, &todo);
+        let root = self.options.root();
+        let (downloads, feed) = Downloads::start(
+            self.client(budget)?,
+            &requests,
+            &root,
+            self.tuning.concurrency,
+            &self.cancel,
+        )?;
+        let mut owner = ExportOwner {
+            windows: &windows,
+            todo: &todo,
+            results: &mut results,
+            request_of: &|w| self.request_of(w),
+            downloads: &downloads,
+            ledger,
+            progress: &self.export_progress,
+            manifests: Default::default(),
+        };
+        let plan = Plan {
+            names: requests
+                .iter()
+                .map(|r| format!("export:{}", r.label))
+                .collect(),
+            total_bytes: 0,
+            feed: Box::new(feed),
+            owned: Some(OwnedWindows {
+                ranges: Arc::new(todo.iter().map(|&i| windows[i].range).collect()),
+                owner: &mut owner,
+            }),
+        };
+        let result = execute_plan(
+            &engine_options,
+            engine_valid,
+            plan,
+            Destination::Files,
+            &self.progress,
+            &self.cancel,
+        );
+        drop(downloads);
+        let mut run = result?;
+        let p = &self.export_progress;
+        run.input_bytes_compressed = p.bytes_received.load(Ordering::Relaxed);
+        Ok(ExportSummary {
+            run,
+            requests: p.requests.load(Ordering::Relaxed),
+            retries: p.retries.load(Ordering::Relaxed),
+            rate_limit_wait_seconds: p.rate_limit_wait_ms.load(Ordering::Relaxed) as f64 / 1e3,
+            windows_skipped: skipped,
+            windows: results,
+        })
+    }
+
+    /// Resume (XC4): every window's result so far, and the windows still to export
+    /// (those the ledger does not hold for the same request).
+    fn resume(&self, windows: &[Window], ledger: &dyn Ledger) -> (Vec<WindowResult>, Vec<usize>) {
+        let mut results: Vec<WindowResult> = windows.iter().map(WindowResult::not_run).collect();
+        let mut todo = Vec::new();
+        for (i, w) in windows.iter().enumerate() {
+            match ledger.committed(&w.ledger_name()) {
+                Some(m) if !self.refetch && m.request == self.request_of(w) => {
+                    results[i].skipped(&m);
+                }
+                Some(_) if !self.refetch => {
+                    tracing::info!(
+                        window = %w.label(),
+                        "window {} was committed by a different request; exporting it again",
+                        w.label()
+                    );
+                    todo.push(i);
+                }
+                _ => todo.push(i),
+            }
+        }
+        let skipped = windows.len() - todo.len();
+        if skipped > 0 {
+            tracing::info!(
+                skipped,
+                "{skipped} of {} windows already committed by the same request; resuming",
+                windows.len()
+            );
+        }
+        (results, todo)
+    }
+
+    /// Who filters: the engine only with `filter_locally`; otherwise the server, and the
+    /// engine gets the options without `events` and `where`. Returns the engine's
+    /// options and the requests of the windows to do.
+    fn split_filtering(
+        &self,
+        valid: ValidOptions,
+        windows: &[Window],
+        todo: &[usize],
+    ) -> (RunOptions, ValidOptions, Vec<WindowRequest>) {
+        let o = &self.options;
+        let mut engine_options = o.clone();
+        let mut engine_valid = valid;
+        let (server_events, server_where) = if self.filter_locally {
+            (None, None)
+        } else {
+            engine_options.events.clear();
+            engine_valid.filter = EventFilter::default();
+            let events = (!o.events.is_empty())
+                .then(|| serde_json::to_string(&o.events).expect("strings serialize"));
+            let where_expr = engine_options.where_expr.take().filter(|e| !e.is_empty());
+            (events, where_expr)
+        };
+        let requests = todo
+            .iter()
+            .map(|&i| {
+                let w = &windows[i];
+                WindowRequest {
+                    label: w.label(),
+                    from_date: w.from.to_string(),
+                    to_date: w.to.to_string(),
+                    events: server_events.clone(),
+                    where_expr: server_where.clone(),
+                    time_in_ms: o.time_in_ms,
+                    project_id: o.project_id,
+                }
+            })
+            .collect();
+        (engine_options, engine_valid, requests)
+    }
+
+    /// The HTTP client every request of the run shares.
+    fn client(&self, budget: Arc<dyn RateBudget>) -> Result<Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(self.tuning.concurrency)
+            .user_agent(concat!("tidewater/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::resource("the HTTP client", e))?;
+        Ok(Client {
+            http,
+            url: format!("{}/api/2.0/export", self.base_url.trim_end_matches('/')),
+            credentials: self.credentials.clone(),
+            tuning: self.tuning.clone(),
+            budget,
+            in_flight: tokio::sync::Semaphore::new(self.tuning.concurrency),
+            progress: self.export_progress.clone(),
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! The resume ledger (XC4): what is recorded of each committed window, so that a re-run
+//! skips windows committed for the same request. Today a folder of manifest files
+//! (`<root>/.tidewater/export/<window>.json`); the service keeps them in its state store.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Where committed windows are recorded. A window counts as done only once its record
+/// exists, so [`Ledger::record`] is the last step of a window's commit.
+pub trait Ledger: Send + Sync {
+    /// The record of the window `name` (`YYYY-MM-DD` or `YYYY-MM-DD_YYYY-MM-DD`), if
+    /// one was committed. An unreadable record counts as none: the window is exported
+    /// again.
+    fn committed(&self, name: &str) -> Option<Manifest>;
+
+    /// Records a committed window, replacing an older record atomically.
+    fn record(&self, name: &str, manifest: &Manifest) -> Result<()>;
+}
+
+/// A folder of manifest files, one per window: `<name>.json`.
+#[derive(Debug, Clone)]
+pub struct FileLedger {
+    dir: PathBuf,
+}
+
+impl FileLedger {
+    /// The ledger in `dir`, created if missing.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
+        Ok(FileLedger { dir })
+    }
+}
+
+impl Ledger for FileLedger {
+    fn committed(&self, name: &str) -> Option<Manifest> {
+        let bytes = std::fs::read(self.dir.join(format!("{name}.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn record(&self, name: &str, manifest: &Manifest) -> Result<()> {
+        write_atomically(
+            &self.dir.join(format!("{name}.json")),
+            manifest.text().as_bytes(),
+        )
+    }
+}
+
+/// The request a window was committed for; a re-run skips the window only when it asks
+/// for the same (XC4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRequest {
+    pub from_date: String,
+    pub to_date: String,
+    pub events: Vec<String>,
+    #[serde(rename = "where")]
+    pub where_expr: Option<String>,
+    pub filter_locally: bool,
+    pub schema: String,
+    pub format: String,
+    pub tz: String,
+    pub partition: String,
+    pub time_in_ms: bool,
+}
+
+/// What is recorded of a committed window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub request: ManifestRequest,
+    pub attempts: u32,
+    pub bytes_received: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub gzip: bool,
+    pub lines: u64,
+    pub events_kept: u64,
+    pub events_filtered: u64,
+    pub rejects: u64,
+    pub files_written: u64,
+    pub committed_at: String,
+}
+
+impl Manifest {
+    /// The manifest as written to the ledger and beside each `complete` marker.
+    pub fn text(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("manifest serializes");
+        text.push('\n');
+        text
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::output(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::output(path, e))
+}

@@ -1,0 +1,272 @@
+//! The conversion builder: what ETL code and the CLI configure before a run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use super::driver::{execute_plan, Destination, Plan};
+use super::reader::LocalFeed;
+use super::Cancel;
+use crate::error::{Error, Result};
+use crate::input::source::{self, Input};
+use crate::options::{
+    Compression, Field, Format, Layout, Partition, RunOptions, SchemaMode, WriteMode,
+};
+use crate::summary::{Progress, RunSummary};
+use crate::window::WindowKey;
+
+/// A batch of rows of one table in one window, for callers that do their own writing.
+#[derive(Debug, Clone)]
+pub struct TableBatch {
+    /// Final table name (`mp_master_event` in monoschema).
+    pub table: String,
+    /// Source event of a multischema table.
+    pub event: Option<String>,
+    /// The window.
+    pub window: WindowKey,
+    /// The rows: fixed columns, then the property columns that have a value in this
+    /// batch, in column order.
+    pub batch: RecordBatch,
+}
+
+/// Builds and runs a conversion from local event files.
+///
+/// ```no_run
+/// use tidewater::{Converter, SchemaMode};
+///
+/// let summary = Converter::new("out")
+///     .input("events.jsonl.gz")
+///     .schema(SchemaMode::Multischema)
+///     .events(["Sign Up", "Purchase"])
+///     .tz("America/New_York")
+///     .run()?;
+/// println!("{} events in {} files", summary.events_kept, summary.files_written);
+/// # Ok::<(), tidewater::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Converter {
+    inputs: Vec<PathBuf>,
+    options: RunOptions,
+    progress: Arc<Progress>,
+    cancel: Cancel,
+}
+
+impl Converter {
+    /// A conversion writing below `out`.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Converter {
+            inputs: Vec::new(),
+            options: RunOptions {
+                out: out.into(),
+                ..Default::default()
+            },
+            progress: Arc::new(Progress::default()),
+            cancel: Cancel::default(),
+        }
+    }
+
+    /// Adds an input: a file (plain or gzip), a directory, or `-` for stdin.
+    pub fn input(mut self, path: impl Into<PathBuf>) -> Self {
+        self.inputs.push(path.into());
+        self
+    }
+
+    /// Adds several inputs.
+    pub fn inputs<P: Into<PathBuf>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
+        self.inputs.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Schema mode (default monoschema).
+    pub fn schema(mut self, schema: SchemaMode) -> Self {
+        self.options.schema = schema;
+        self
+    }
+
+    /// Output format (default Parquet).
+    pub fn format(mut self, format: Format) -> Self {
+        self.options.format = format;
+        self
+    }
+
+    /// Keeps only these event names (F1).
+    pub fn events<S: Into<String>>(mut self, events: impl IntoIterator<Item = S>) -> Self {
+        self.options.events = events.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Keeps only events for which the Mixpanel `where` expression is `true` (F2). It is
+    /// compiled when the run starts: a bad expression fails the run with
+    /// [`Error::Config`] before any input is read.
+    pub fn where_expr(mut self, expr: impl Into<String>) -> Self {
+        self.options.where_expr = Some(expr.into());
+        self
+    }
+
+    /// What a `where` runtime error on an event does (default: fail the run).
+    pub fn on_where_error(mut self, policy: crate::OnWhereError) -> Self {
+        self.options.on_where_error = policy;
+        self
+    }
+
+    /// Daily or hourly windows.
+    pub fn partition(mut self, partition: Partition) -> Self {
+        self.options.partition = partition;
+        self
+    }
+
+    /// Time zone of windows (IANA name, default `UTC`).
+    pub fn tz(mut self, tz: impl Into<String>) -> Self {
+        self.options.tz = tz.into();
+        self
+    }
+
+    /// Folder layout.
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.options.layout = layout;
+        self
+    }
+
+    /// Prefix folder below the destination.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.options.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Project id folder below the prefix.
+    pub fn project_id(mut self, id: u64) -> Self {
+        self.options.project_id = Some(id);
+        self
+    }
+
+    /// Replace (default) or append.
+    pub fn mode(mut self, mode: WriteMode) -> Self {
+        self.options.mode = mode;
+        self
+    }
+
+    /// Parquet compression (default snappy).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.options.compression = compression;
+        self
+    }
+
+    /// Worker threads (0 = one per core).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.options.threads = threads;
+        self
+    }
+
+    /// Memory budget in bytes (default 1 GiB).
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.options.memory_limit = bytes;
+        self
+    }
+
+    /// JSON output writes `time` in milliseconds.
+    pub fn time_in_ms(mut self, yes: bool) -> Self {
+        self.options.time_in_ms = yes;
+        self
+    }
+
+    /// Rows per row group (default 122,880).
+    pub fn row_group_rows(mut self, rows: usize) -> Self {
+        self.options.row_group_rows = rows;
+        self
+    }
+
+    /// Target size of framed blocks (default 4 MiB). Output does not depend on it.
+    pub fn block_bytes(mut self, bytes: usize) -> Self {
+        self.options.block_bytes = bytes;
+        self
+    }
+
+    /// Replaces all options at once.
+    pub fn with_options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The options as configured.
+    pub fn options(&self) -> &RunOptions {
+        &self.options
+    }
+
+    /// Live counters, for a progress display.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Runs the conversion and writes files. Incomplete inputs (IN5) are reported in the
+    /// summary (`incomplete_inputs`, `windows_not_committed`); `summary.check()` turns
+    /// them into an error.
+    pub fn run(&self) -> Result<RunSummary> {
+        self.execute(Destination::Files)
+    }
+
+    /// Runs the conversion and hands each row group to `sink` as an Arrow batch, in
+    /// input order, instead of writing data files. Nothing is written to disk except
+    /// the rejects file. Batches of an input that later turns out incomplete (IN5) have
+    /// already been delivered: check `windows_not_committed` in the summary.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let input = dir.path().join("in.jsonl");
+    /// # std::fs::write(&input, r#"{"event":"A","properties":{"time":1700000000,"x":1}}"#)?;
+    /// let mut rows = 0;
+    /// tidewater::Converter::new(dir.path().join("out"))
+    ///     .input(&input)
+    ///     .run_batches(|b| {
+    ///         rows += b.batch.num_rows();
+    ///         Ok(())
+    ///     })?;
+    /// assert_eq!(rows, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn run_batches(
+        &self,
+        mut sink: impl FnMut(TableBatch) -> Result<()>,
+    ) -> Result<RunSummary> {
+        self.execute(Destination::Batches(&mut sink))
+    }
+
+    /// Cancels the run from another thread: `cancel.cancel()` makes the run stop
+    /// reading, commit nothing further and return [`Error::Cancelled`] promptly.
+    /// Windows committed before stay committed.
+    pub fn cancel_token(&self) -> Cancel {
+        self.cancel.clone()
+    }
+
+    /// Uses `cancel` as the run's cancel token (for a caller that cancels several runs
+    /// at once).
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    fn execute(&self, destination: Destination<'_>) -> Result<RunSummary> {
+        if self.inputs.is_empty() {
+            return Err(Error::config(
+                Field::Input,
+                "no input given; pass files, directories or - for stdin",
+            ));
+        }
+        let inputs = source::expand_inputs(&self.inputs)?;
+        let valid = self.options.validate()?;
+        let plan = Plan {
+            names: inputs.iter().map(Input::name).collect(),
+            total_bytes: inputs.iter().filter_map(Input::size).sum(),
+            feed: Box::new(LocalFeed(inputs)),
+            owned: None,
+        };
+        execute_plan(
+            &self.options,
+            valid,
+            plan,
+            destination,
+            &self.progress,
+            &self.cancel,
+        )
+    }
+}

@@ -1,0 +1,71 @@
+//! What the library's `tracing` events look like on the terminal: `tidewater: <message>`
+//! on stderr, as the CLI's own lines; retries, resumed and failed windows at `info` and
+//! above, nothing with `--quiet`. `TIDEWATER_LOG` (`debug`, `trace`, ...) shows more.
+
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Shows the library's events on stderr for the rest of the process.
+pub fn init(quiet: bool) {
+    let level = if quiet {
+        None
+    } else {
+        Some(match std::env::var("TIDEWATER_LOG").as_deref() {
+            Ok("trace") => Level::TRACE,
+            Ok("debug") => Level::DEBUG,
+            Ok("warn") => Level::WARN,
+            Ok("error") => Level::ERROR,
+            _ => Level::INFO,
+        })
+    };
+    let Some(level) = level else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .event_format(MessageOnly)
+        .try_init();
+}
+
+/// `tidewater: ` and the event's message; its other fields are for structured
+/// consumers (the service), and the message already says them in words.
+struct MessageOnly;
+
+impl<S, N> FormatEvent<S, N> for MessageOnly
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        writeln!(writer, "tidewater: {}", message.0)
+    }
+}
+
+struct Message(String);
+
+impl Visit for Message {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value.to_string();
+        }
+    }
+}
