@@ -4,12 +4,9 @@
 use simd_json::{value::tape::Node, Buffers, StaticNode, Tape};
 
 use crate::json_text::decimal_digits;
-use crate::reject::RejectReason;
+use crate::reject::{RejectReason, MAX_DEPTH};
 use crate::swar::{bytes_below, quotes_or_backslashes};
 use crate::tape::{has_duplicate_keys, hash_key, key_of, object_entries, span, EntryScratch};
-
-/// Nesting deeper than this makes a line invalid (IN2).
-pub const MAX_DEPTH: usize = 1000;
 
 /// First time (ms) at or after the year 10000 (IN3).
 const YEAR_10000_MS: i64 = 253_402_300_800_000;

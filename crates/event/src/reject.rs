@@ -1,6 +1,7 @@
 //! Why a line is rejected (IN4), and a rejected line as the rejects file records it.
 
-use crate::line::MAX_DEPTH;
+/// Nesting deeper than this makes a line invalid (IN2).
+pub const MAX_DEPTH: usize = 1000;
 
 /// Why a line was rejected (IN4). The text goes into the rejects file.
 #[derive(Debug, Clone, PartialEq, Eq)]

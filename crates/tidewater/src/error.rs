@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::options::Field;
+use crate::field::Field;
 
 /// Result alias for the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

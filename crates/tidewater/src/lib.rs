@@ -22,6 +22,7 @@ mod block;
 mod columns;
 mod error;
 pub mod export;
+mod field;
 mod input;
 mod merge;
 mod options;
@@ -30,20 +31,22 @@ mod schema;
 mod store;
 mod summary;
 pub mod synth;
+mod validate;
 mod window;
 mod write;
 
 pub use block::EventFilter;
 pub use error::{Error, Result};
+pub use field::Field;
 pub use input::{
     expand_inputs, frame_input, gzip_reader, is_blank, open_input, Block, FrameConfig, Input,
 };
 pub use options::{
-    Compression, Field, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode,
-    ValidOptions, WriteMode,
+    Compression, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode, WriteMode,
 };
 pub use run::{Cancel, Converter, InputReport, TableBatch};
 pub use summary::{peak_rss_bytes, Progress, RunSummary};
+pub use validate::ValidOptions;
 pub use window::Windowing;
 
 /// The engine's stages one by one, for the criterion benches in `benches/` and the

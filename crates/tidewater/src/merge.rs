@@ -5,74 +5,18 @@
 //! Row-group boundaries depend only on the sequence of rows, never on block sizes or
 //! thread timing: a buffer is flushed at exactly `row_group_rows` rows, when its rows'
 //! input bytes reach `row_group_bytes`, or when all buffers together reach the memory
-//! budget (then the buffer that has waited longest goes first). Chunks are split at the
+//! budget (then the buffer that has waited longest goes first). Rowss are split at the
 //! exact row.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::block::shape::{BlockColumns, BlockTable, Rows};
-use crate::columns::{SparseColumn, Strings, TypeClass, Values};
+use crate::block::shape::{BlockColumns, BlockTable};
+use crate::block::Rows;
+use crate::columns::{SparseColumn, TypeClass, Values};
 use crate::schema::registry::{ColumnInfo, Registry, Target};
 use crate::window::WindowKey;
 use tidewater_event::{write_f64, write_json_string};
-
-/// Rows of one table in one window with final column numbers.
-#[derive(Debug, Default)]
-pub struct Chunk {
-    /// Number of rows.
-    pub count: u32,
-    /// Input bytes per row.
-    pub row_bytes: Vec<u32>,
-    /// `time` in ms per row.
-    pub time: Vec<i64>,
-    /// `distinct_id`.
-    pub distinct_id: SparseColumn,
-    /// Event names (monoschema).
-    pub event_name: Strings,
-    /// Property columns by final column number, ascending.
-    pub columns: Vec<(u32, SparseColumn)>,
-    /// Kept lines (raw mode).
-    pub raw: Strings,
-}
-
-impl Chunk {
-    /// Splits off rows `at..`, renumbered from 0.
-    fn split_off(&mut self, at: u32) -> Chunk {
-        let a = at as usize;
-        let tail = Chunk {
-            count: self.count - at,
-            row_bytes: self.row_bytes.split_off(a),
-            time: self.time.split_off(a),
-            distinct_id: self.distinct_id.split_off(at),
-            event_name: if self.event_name.is_empty() {
-                Strings::default()
-            } else {
-                self.event_name.slice(a, self.event_name.len())
-            },
-            columns: self
-                .columns
-                .iter_mut()
-                .map(|(c, col)| (*c, col.split_off(at)))
-                .filter(|(_, col)| !col.is_empty())
-                .collect(),
-            raw: if self.raw.is_empty() {
-                Strings::default()
-            } else {
-                self.raw.slice(a, self.raw.len())
-            },
-        };
-        self.count = at;
-        if !self.event_name.is_empty() {
-            self.event_name = self.event_name.slice(0, a);
-        }
-        if !self.raw.is_empty() {
-            self.raw = self.raw.slice(0, a);
-        }
-        self.columns.retain(|(_, col)| !col.is_empty());
-        tail
-    }
-}
 
 /// A full row group, ready to encode.
 #[derive(Debug)]
@@ -84,7 +28,7 @@ pub struct RowGroup {
     /// Position of this row group in its (table, window) file.
     pub index: u32,
     /// Rows, in input order.
-    pub chunks: Vec<Chunk>,
+    pub chunks: Vec<Rows>,
     /// Total rows.
     pub rows: u32,
     /// The table's name.
@@ -97,7 +41,7 @@ pub struct RowGroup {
 
 #[derive(Debug, Default)]
 struct Pending {
-    chunks: Vec<Chunk>,
+    chunks: Vec<Rows>,
     rows: u32,
     bytes: u64,
     flushed: u32,
@@ -157,12 +101,7 @@ impl Merger {
         }
     }
 
-    fn append(
-        &mut self,
-        key: (WindowKey, u32),
-        mut chunk: Chunk,
-        flush: &mut impl FnMut(RowGroup),
-    ) {
+    fn append(&mut self, key: (WindowKey, u32), mut chunk: Rows, flush: &mut impl FnMut(RowGroup)) {
         let limits = self.limits;
         while chunk.count > 0 {
             let first = u64::from(chunk.row_bytes[0]);
@@ -272,7 +211,7 @@ impl Merger {
 
 /// Renumbers a block part's columns to final column numbers, folding overflowing
 /// properties (T5) into one `mp_properties` JSON object per row.
-fn to_chunk(rows: Rows, targets: &[Target], block_columns: &BlockColumns) -> Chunk {
+fn to_chunk(rows: Rows, targets: &[Target], block_columns: &BlockColumns) -> Rows {
     let mut columns = Vec::with_capacity(rows.columns.len());
     let mut overflow: Vec<(u32, u32, SparseColumn)> = Vec::new();
     for (local, col) in rows.columns {
@@ -285,7 +224,7 @@ fn to_chunk(rows: Rows, targets: &[Target], block_columns: &BlockColumns) -> Chu
         columns.push((c, overflow_column(rows.count, &overflow, block_columns)));
     }
     columns.sort_unstable_by_key(|(c, _)| *c);
-    Chunk {
+    Rows {
         count: rows.count,
         row_bytes: rows.row_bytes,
         time: rows.time,

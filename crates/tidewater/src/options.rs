@@ -2,10 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::block::EventFilter;
-use crate::error::{Error, Result};
-use crate::window::Windowing;
-
 /// How events become tables (output-format §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SchemaMode {
@@ -77,84 +73,6 @@ pub enum OnWhereError {
     Skip,
 }
 
-/// An option, as every surface names it. The library reports a bad value by its field;
-/// the CLI shows it as its flag (`--tz`), an HTTP API as its JSON name (`tz`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Field {
-    /// The inputs of a conversion.
-    Input,
-    /// [`RunOptions::out`].
-    Out,
-    /// [`RunOptions::where_expr`].
-    Where,
-    /// [`RunOptions::tz`].
-    Tz,
-    /// [`RunOptions::prefix`].
-    Prefix,
-    /// [`RunOptions::project_id`].
-    ProjectId,
-    /// [`RunOptions::threads`].
-    Threads,
-    /// [`RunOptions::memory_limit`].
-    MemoryLimit,
-    /// [`RunOptions::row_group_rows`].
-    RowGroupRows,
-    /// [`RunOptions::block_bytes`].
-    BlockBytes,
-    /// An export's first day.
-    From,
-    /// An export's last day.
-    To,
-    /// Days per export request.
-    WindowDays,
-    /// Export requests in flight at once.
-    Concurrency,
-    /// Attempts per export window.
-    MaxAttempts,
-    /// Export request limits.
-    Pace,
-    /// The export API's base URL.
-    BaseUrl,
-    /// A file of export credentials.
-    CredentialsFile,
-    /// The address a server listens on.
-    Listen,
-}
-
-impl Field {
-    /// The field's name in JSON bodies and configuration files.
-    pub fn json_name(self) -> &'static str {
-        match self {
-            Field::Input => "inputs",
-            Field::Out => "out",
-            Field::Where => "where",
-            Field::Tz => "tz",
-            Field::Prefix => "prefix",
-            Field::ProjectId => "project_id",
-            Field::Threads => "threads",
-            Field::MemoryLimit => "memory_limit",
-            Field::RowGroupRows => "row_group_rows",
-            Field::BlockBytes => "block_bytes",
-            Field::From => "from_date",
-            Field::To => "to_date",
-            Field::WindowDays => "window_days",
-            Field::Concurrency => "concurrency",
-            Field::MaxAttempts => "max_attempts",
-            Field::Pace => "pace",
-            Field::BaseUrl => "base_url",
-            Field::CredentialsFile => "credentials_file",
-            Field::Listen => "listen",
-        }
-    }
-}
-
-impl std::fmt::Display for Field {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.json_name())
-    }
-}
-
 /// Everything that decides what a run writes. Built by [`crate::Converter`].
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -224,74 +142,7 @@ impl Default for RunOptions {
     }
 }
 
-/// Options that passed [`RunOptions::validate`], with what checking them produced.
-#[derive(Debug, Clone)]
-pub struct ValidOptions {
-    /// The windows of the options' time zone and partition.
-    pub windowing: Windowing,
-    /// The event whitelist and the compiled `where` (F1–F3).
-    pub filter: EventFilter,
-    /// Worker threads, `threads` resolved (0 means one per core).
-    pub threads: usize,
-}
-
 impl RunOptions {
-    /// Checks every option once, for every command and the library alike, and compiles
-    /// what the run needs (time zone, `where`). An error names the [`Field`] at fault.
-    pub fn validate(&self) -> Result<ValidOptions> {
-        if self.memory_limit < 64 << 20 {
-            return Err(Error::config(Field::MemoryLimit, "must be at least 64MiB"));
-        }
-        if self.row_group_rows == 0 || self.row_group_rows > u32::MAX as usize / 2 {
-            return Err(Error::config(
-                Field::RowGroupRows,
-                "must be between 1 and 2^31",
-            ));
-        }
-        if self.block_bytes == 0 || self.block_bytes > 1 << 30 {
-            return Err(Error::config(
-                Field::BlockBytes,
-                "must be between 1 byte and 1GiB",
-            ));
-        }
-        if self.threads > 256 {
-            return Err(Error::config(Field::Threads, "must be at most 256"));
-        }
-        if let Some(p) = &self.prefix {
-            if p.is_empty() || p.split('/').any(|s| s == ".." || s == ".") {
-                return Err(Error::config(
-                    Field::Prefix,
-                    format!("{p:?} is not a plain relative folder"),
-                ));
-            }
-        }
-        let windowing = Windowing::new(&self.tz, self.partition)?;
-        let threads = if self.threads == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            self.threads
-        };
-        Ok(ValidOptions {
-            windowing,
-            filter: self.filter()?,
-            threads,
-        })
-    }
-
-    /// The run's filter: the event whitelist and the compiled `where` (F1–F3). An empty
-    /// `where` means no filter (where-language §2.5).
-    fn filter(&self) -> Result<EventFilter> {
-        let filter = EventFilter::new(&self.events);
-        let Some(expr) = self.where_expr.as_deref().filter(|e| !e.is_empty()) else {
-            return Ok(filter);
-        };
-        let ctx =
-            tidewater_where::Context::new(&self.tz).map_err(|m| Error::config(Field::Tz, m))?;
-        let program = tidewater_where::compile(expr, ctx)
-            .map_err(|e| Error::config(Field::Where, e.to_string()))?;
-        Ok(filter.with_where(program))
-    }
-
     /// The output root: `out[/prefix][/project_id]`.
     pub fn root(&self) -> PathBuf {
         let mut root = self.out.clone();

@@ -7,7 +7,8 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use crate::error::{Error, Result};
-use crate::options::{Field, Layout, Partition};
+use crate::field::Field;
+use crate::options::{Layout, Partition};
 
 /// A window: a local date, and for hourly partitions a local hour. Ordered by time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,7 +3,9 @@
 //! sparse columns per table and window (`shape`). Workers make no naming decisions.
 
 pub(crate) mod filter;
+mod rows;
 pub(crate) mod shape;
 
 pub use filter::EventFilter;
+pub(crate) use rows::Rows;
 pub use shape::Shaper;

@@ -8,31 +8,13 @@ use rustc_hash::FxHashMap;
 use simd_json::{value::tape::Node, StaticNode};
 
 use crate::block::filter::{EventFilter, Precheck};
+use crate::block::Rows;
 use crate::columns::{SparseColumn, Strings, TypeClass, Values};
 use crate::input::frame::{is_blank, Block};
 use crate::options::{OnWhereError, SchemaMode};
 use crate::window::{WindowKey, Windowing};
 use tidewater_event::{Event, LineParser, Reject, RejectReason};
 use tidewater_where::Scratch;
-
-/// Rows of one table in one window, from one block.
-#[derive(Debug, Default)]
-pub struct Rows {
-    /// Number of rows.
-    pub count: u32,
-    /// Input bytes of each row's line (memory accounting and raw output).
-    pub row_bytes: Vec<u32>,
-    /// `time` in ms, one per row.
-    pub time: Vec<i64>,
-    /// `distinct_id` as text (§4.3).
-    pub distinct_id: SparseColumn,
-    /// Original event names, one per row (monoschema only).
-    pub event_name: Strings,
-    /// Property columns: (block-local column number, values).
-    pub columns: Vec<(u32, SparseColumn)>,
-    /// The kept lines themselves (raw mode only).
-    pub raw: Strings,
-}
 
 impl Rows {
     /// Empty rows of table `table_key`, with room for what its previous block held.

@@ -163,11 +163,19 @@ impl Client {
         }
     }
 
+    /// One attempt: the request, then its body verified into `spool`.
     async fn fetch_once(
         &self,
         req: &WindowRequest,
         spool: &Path,
     ) -> Result<Verified, AttemptError> {
+        let response = self.send(req).await?;
+        self.receive(response, spool).await
+    }
+
+    /// Sends the request and waits for the response headers; a refusal or an error
+    /// status is an attempt error.
+    async fn send(&self, req: &WindowRequest) -> Result<reqwest::Response, AttemptError> {
         let t = &self.tuning;
         let mut query: Vec<(&str, String)> = vec![
             ("from_date", req.from_date.clone()),
@@ -202,37 +210,25 @@ impl Client {
             Ok(Err(e)) => return Err(retry(format!("request failed: {}", describe(&e)))),
             Ok(Ok(r)) => r,
         };
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
-            let body = read_error_body(response, t.stall_timeout).await;
-            let message = format!("server answered {status}: {body}");
-            return Err(match status.as_u16() {
-                429 => AttemptError::Retry {
-                    reason: message,
-                    retry_after,
-                    rate_limited: true,
-                },
-                500..=599 => AttemptError::Retry {
-                    reason: message,
-                    retry_after,
-                    rate_limited: false,
-                },
-                _ => AttemptError::Fatal(message),
-            });
+        if !response.status().is_success() {
+            return Err(refusal(response, t.stall_timeout).await);
         }
+        Ok(response)
+    }
+
+    /// Streams the body to a verifier on a blocking thread (X6), with the stall
+    /// timeout between chunks.
+    async fn receive(
+        &self,
+        response: reqwest::Response,
+        spool: &Path,
+    ) -> Result<Verified, AttemptError> {
+        let t = &self.tuning;
         let gzip_header = response
             .headers()
             .get(reqwest::header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(64);
         let spool_path = spool.to_path_buf();
         let verifier = tokio::task::spawn_blocking(move || {
@@ -289,6 +285,34 @@ impl Client {
         let mut verified = verified.map_err(retry)?;
         verified.bytes_received = received;
         Ok(verified)
+    }
+}
+
+/// What an error status means for the window: 429 and 5xx are retried (after
+/// `Retry-After` when the server gives one), anything else stops the run.
+async fn refusal(response: reqwest::Response, stall_timeout: Duration) -> AttemptError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+    let body = read_error_body(response, stall_timeout).await;
+    let message = format!("server answered {status}: {body}");
+    match status.as_u16() {
+        429 => AttemptError::Retry {
+            reason: message,
+            retry_after,
+            rate_limited: true,
+        },
+        500..=599 => AttemptError::Retry {
+            reason: message,
+            retry_after,
+            rate_limited: false,
+        },
+        _ => AttemptError::Fatal(message),
     }
 }
 

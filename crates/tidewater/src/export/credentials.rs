@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::options::Field;
+use crate::field::Field;
 
 /// Base URLs of Mixpanel's export API per data residency region (X1).
 pub fn region_base_url(region: &str) -> Option<&'static str> {

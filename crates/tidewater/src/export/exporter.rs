@@ -20,9 +20,11 @@ use super::windows::{plan_windows, Window};
 use super::Tuning;
 use crate::block::EventFilter;
 use crate::error::{Error, Result};
-use crate::options::{Field, Format, Partition, RunOptions, SchemaMode, ValidOptions};
+use crate::field::Field;
+use crate::options::{Format, Partition, RunOptions, SchemaMode};
 use crate::run::{execute_plan, Cancel, Destination, OwnedWindows, Plan};
 use crate::summary::Progress;
+use crate::validate::ValidOptions;
 
 /// Builds and runs an export.
 ///

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::options::Field;
+use crate::field::Field;
 
 /// Pacing, retry and timeout settings (XC2, XC3, XC5).
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 use jiff::civil::Date;
 
 use crate::error::{Error, Result};
-use crate::options::Field;
+use crate::field::Field;
 
 /// A planned window.
 #[derive(Debug, Clone)]

@@ -9,10 +9,9 @@ use super::driver::{execute_plan, Destination, Plan};
 use super::reader::LocalFeed;
 use super::Cancel;
 use crate::error::{Error, Result};
+use crate::field::Field;
 use crate::input::source::{self, Input};
-use crate::options::{
-    Compression, Field, Format, Layout, Partition, RunOptions, SchemaMode, WriteMode,
-};
+use crate::options::{Compression, Format, Layout, Partition, RunOptions, SchemaMode, WriteMode};
 use crate::summary::{Progress, RunSummary};
 use crate::window::WindowKey;
 

@@ -22,10 +22,11 @@ use crate::block::shape::{ShapedBlock, Shaper};
 use crate::error::{Error, Result};
 use crate::input::frame::{FrameConfig, InputEnd};
 use crate::merge::{BufferLimits, Merger};
-use crate::options::{OnWhereError, RunOptions, SchemaMode, ValidOptions};
+use crate::options::{OnWhereError, RunOptions, SchemaMode};
 use crate::schema::registry::{fixed_columns, Registry};
 use crate::store::{LocalStore, RejectsWriter};
 use crate::summary::{peak_rss_bytes, Progress, RunSummary};
+use crate::validate::ValidOptions;
 use crate::window::{WindowKey, Windowing};
 use crate::write::Encoder;
 

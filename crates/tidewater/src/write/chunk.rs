@@ -139,8 +139,68 @@ pub fn encode_chunk(
     }
 
     let value_count = input.value_rows.as_ref().map_or(input.rows, Vec::len);
+    let (statistics, dict) = statistics_and_dictionary(input, value_count, dictionary);
+
+    let mut data_page_offset = 0u64;
+    if let Some(d) = &dict {
+        let compressed = compressor.compress(&d.page)?;
+        let spec = pages.write_page(CompressedPage::new(
+            Page::DictionaryPage {
+                buf: compressed,
+                num_values: d.len,
+                encoding: Encoding::PLAIN,
+                is_sorted: false,
+            },
+            d.page.len(),
+        ))?;
+        uncompressed_total += spec.uncompressed_size;
+        data_page_offset = spec.bytes_written;
+        encodings.push(Encoding::RLE_DICTIONARY);
+    }
+
+    uncompressed_total += write_data_pages(
+        &mut pages,
+        &mut compressor,
+        input,
+        dict.as_ref(),
+        value_count,
+        nullable,
+    )?;
+    let bytes = sink.into_inner()?;
+    let total = bytes.len();
+
+    let metadata = ColumnChunkMetaData::builder(descr)
+        .set_encodings(encodings)
+        .set_compression(codec)
+        .set_num_values(input.rows as i64)
+        .set_total_compressed_size(total as i64)
+        .set_total_uncompressed_size(uncompressed_total as i64)
+        .set_data_page_offset(data_page_offset as i64)
+        .set_dictionary_page_offset(dict.as_ref().map(|_| 0))
+        .set_statistics(statistics)
+        .build()?;
+    Ok(EncodedChunk {
+        bytes: Bytes::from(bytes),
+        close: ColumnCloseResult {
+            bytes_written: total as u64,
+            rows_written: input.rows as u64,
+            metadata,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        },
+    })
+}
+
+/// The chunk's statistics, and its dictionary page and indices when `dictionary` asks
+/// for one and it stays small.
+fn statistics_and_dictionary(
+    input: &ColumnInput<'_>,
+    value_count: usize,
+    dictionary: bool,
+) -> (Statistics, Option<EncodedDictionary>) {
     let nulls = Some((input.rows - value_count) as u64);
-    let (statistics, dict) = match &input.values {
+    match &input.values {
         ColumnValues::Text(parts) => {
             let values = || parts.iter().flat_map(|p| text_values(p));
             let dict = dictionary
@@ -168,26 +228,20 @@ pub fn encode_chunk(
         }
         ColumnValues::Booleans(parts) => (boolean_statistics(parts, nulls), None),
         ColumnValues::Times(parts) => (time_statistics(parts, nulls), None),
-    };
-
-    let mut data_page_offset = 0u64;
-    if let Some(d) = &dict {
-        let compressed = compressor.compress(&d.page)?;
-        let spec = pages.write_page(CompressedPage::new(
-            Page::DictionaryPage {
-                buf: compressed,
-                num_values: d.len,
-                encoding: Encoding::PLAIN,
-                is_sorted: false,
-            },
-            d.page.len(),
-        ))?;
-        uncompressed_total += spec.uncompressed_size;
-        data_page_offset = spec.bytes_written;
-        encodings.push(Encoding::RLE_DICTIONARY);
     }
+}
 
-    // Data pages: each ends after the value that brings it to PAGE_BYTES.
+/// Writes the data pages of a chunk, each ending after the value that brings it to
+/// PAGE_BYTES; returns their uncompressed size.
+fn write_data_pages(
+    pages: &mut impl PageWriter,
+    compressor: &mut Compressor,
+    input: &ColumnInput<'_>,
+    dict: Option<&EncodedDictionary>,
+    value_count: usize,
+    nullable: bool,
+) -> Result<usize> {
+    let mut uncompressed_total = 0usize;
     let mut cursor = ValueCursor::new(&input.values);
     let (mut first_value, mut first_row) = (0usize, 0usize);
     // The worker's page buffers from its previous chunk: grown from empty for each chunk
@@ -195,7 +249,7 @@ pub fn encode_chunk(
     let (mut values, mut levels, mut body) = PAGE_BUFFERS.take();
     loop {
         values.clear();
-        let end_value = match &dict {
+        let end_value = match dict {
             Some(d) => {
                 let end = (first_value + PAGE_BYTES / 4).min(value_count);
                 encode_indices(&d.indices[first_value..end], d.bit_width, &mut values);
@@ -239,30 +293,7 @@ pub fn encode_chunk(
         }
     }
     PAGE_BUFFERS.set((values, levels, body));
-    let bytes = sink.into_inner()?;
-    let total = bytes.len();
-
-    let metadata = ColumnChunkMetaData::builder(descr)
-        .set_encodings(encodings)
-        .set_compression(codec)
-        .set_num_values(input.rows as i64)
-        .set_total_compressed_size(total as i64)
-        .set_total_uncompressed_size(uncompressed_total as i64)
-        .set_data_page_offset(data_page_offset as i64)
-        .set_dictionary_page_offset(dict.as_ref().map(|_| 0))
-        .set_statistics(statistics)
-        .build()?;
-    Ok(EncodedChunk {
-        bytes: Bytes::from(bytes),
-        close: ColumnCloseResult {
-            bytes_written: total as u64,
-            rows_written: input.rows as u64,
-            metadata,
-            bloom_filter: None,
-            column_index: None,
-            offset_index: None,
-        },
-    })
+    Ok(uncompressed_total)
 }
 
 /// The bytes of each value of a `Strings`.

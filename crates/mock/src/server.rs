@@ -1,0 +1,371 @@
+//! The running server: its state, its routes, request validation (X2, XM2), rate
+//! limits and the export handler.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use jiff::civil::Date;
+use serde::Serialize;
+
+use tidewater::{Error, Field, Result};
+
+use crate::body::{send_files, stream_lines, BodyWriter};
+use crate::config::{MockAuth, MockConfig};
+use crate::days::{load, Days};
+use crate::fault::{Fault, FaultKind, FaultTrigger};
+use crate::request::{json_error, validate};
+
+/// One request as the server saw it (`GET /_mock/requests`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RequestRecord {
+    /// Milliseconds since the server started.
+    pub at_ms: u64,
+    /// Path and query.
+    pub request: String,
+    /// Status answered.
+    pub status: u16,
+    /// The fault applied, if any.
+    pub fault: Option<String>,
+    /// Whether the request accepted gzip (X4).
+    pub accept_gzip: bool,
+}
+
+/// What every request handler shares.
+pub(crate) struct MockState {
+    pub(crate) config: MockConfig,
+    /// The data by day.
+    pub(crate) data: Days,
+    pub(crate) started: Instant,
+    pub(crate) log: Mutex<Vec<RequestRecord>>,
+    pub(crate) accepted: Mutex<Vec<Instant>>,
+    pub(crate) in_flight: Arc<AtomicUsize>,
+    pub(crate) fault_counts: Mutex<Vec<u64>>,
+    pub(crate) rng: AtomicU64,
+}
+
+/// A running mock server. Dropping it stops the server.
+pub struct MockServer {
+    url: String,
+    state: Arc<MockState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Lines of the data that could not be served (no valid event or time).
+    pub unusable_lines: u64,
+}
+
+impl MockServer {
+    /// Loads the data and starts serving on a runtime of its own.
+    pub fn start(config: MockConfig) -> Result<MockServer> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tidewater-mock")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::resource("the mock server's runtime", e))?;
+        let data = load(&config.data, &config.tz)?;
+        let unusable_lines = data.unusable;
+        let faults = config.faults.len();
+        let state = MockState {
+            rng: AtomicU64::new(config.fault_seed | 1),
+            config,
+            data,
+            started: Instant::now(),
+            log: Mutex::new(Vec::new()),
+            accepted: Mutex::new(Vec::new()),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            fault_counts: Mutex::new(vec![0; faults]),
+        };
+        let state = Arc::new(state);
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(state.config.listen))
+            .map_err(|e| {
+                Error::config(
+                    Field::Listen,
+                    format!("cannot listen on {}: {e}", state.config.listen),
+                )
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::config(Field::Listen, e.to_string()))?;
+        let app = axum::Router::new()
+            .route("/api/2.0/export", axum::routing::get(export))
+            .route("/api/2.0/export/", axum::routing::get(export))
+            .route("/_mock/requests", axum::routing::get(requests))
+            .with_state(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(MockServer {
+            url: format!("http://{addr}"),
+            state,
+            shutdown: Some(tx),
+            runtime: Some(runtime),
+            unusable_lines,
+        })
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The requests served so far.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.state.log.lock().expect("log lock").clone()
+    }
+
+    /// Days that hold data.
+    pub fn days(&self) -> Vec<Date> {
+        self.state.data.days.keys().copied().collect()
+    }
+
+    /// Blocks until Ctrl-C.
+    pub fn wait(&mut self) {
+        if let Some(rt) = &self.runtime {
+            let _ = rt.block_on(tokio::signal::ctrl_c());
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub(crate) async fn requests(State(state): State<Arc<MockState>>) -> Response {
+    let log = state.log.lock().expect("log lock").clone();
+    let body = serde_json::to_string(&log).expect("records serialize");
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub(crate) fn authorized(state: &MockState, headers: &HeaderMap) -> bool {
+    use base64::Engine;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok());
+    let split = given.as_deref().and_then(|g| g.split_once(':'));
+    match &state.config.auth {
+        MockAuth::Open => true,
+        MockAuth::Secret(s) => split.is_some_and(|(u, _)| u == s),
+        MockAuth::ServiceAccount { username, secret } => {
+            split.is_some_and(|(u, p)| u == username && p == secret)
+        }
+    }
+}
+
+impl MockState {
+    fn record(&self, request: &str, accept_gzip: bool, status: StatusCode, fault: Option<&Fault>) {
+        self.log.lock().expect("log lock").push(RequestRecord {
+            at_ms: self.started.elapsed().as_millis() as u64,
+            request: request.to_string(),
+            status: status.as_u16(),
+            fault: fault.map(|f| f.spec.clone()),
+            accept_gzip,
+        });
+    }
+
+    /// Counts the request against the limits; false when it exceeds one (X8).
+    fn admit(&self) -> bool {
+        let mut accepted = self.accepted.lock().expect("limits lock");
+        let now = Instant::now();
+        let horizon = self
+            .config
+            .limits
+            .iter()
+            .map(|l| l.1)
+            .max()
+            .unwrap_or_default();
+        accepted.retain(|t| now.duration_since(*t) < horizon);
+        for &(n, period) in &self.config.limits {
+            let recent = accepted
+                .iter()
+                .filter(|t| now.duration_since(**t) < period)
+                .count();
+            if recent >= n as usize {
+                return false;
+            }
+        }
+        accepted.push(now);
+        true
+    }
+
+    fn pick_fault(&self) -> Option<Fault> {
+        let mut counts = self.fault_counts.lock().expect("fault lock");
+        for (i, f) in self.config.faults.iter().enumerate() {
+            let fire = match f.trigger {
+                FaultTrigger::Count(n) => counts[i] < n,
+                FaultTrigger::Probability(p) => {
+                    let mut x = self.rng.load(Ordering::Relaxed);
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    self.rng.store(x, Ordering::Relaxed);
+                    ((x >> 11) as f64 / (1u64 << 53) as f64) < p
+                }
+            };
+            if fire {
+                counts[i] += 1;
+                return Some(f.clone());
+            }
+        }
+        None
+    }
+}
+
+/// Decrements the in-flight count when a response body is done or dropped.
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) async fn export(
+    State(state): State<Arc<MockState>>,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let request = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
+    let accepts_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    if !authorized(&state, &headers) {
+        state.record(&request, accepts_gzip, StatusCode::UNAUTHORIZED, None);
+        return json_error(StatusCode::UNAUTHORIZED, &request, "Invalid credentials");
+    }
+    let query = match validate(&state.config, &q) {
+        Ok(v) => v,
+        Err(message) => {
+            state.record(&request, accepts_gzip, StatusCode::BAD_REQUEST, None);
+            return json_error(StatusCode::BAD_REQUEST, &request, &message);
+        }
+    };
+    let in_flight = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    let guard = InFlight(state.in_flight.clone());
+    if in_flight > state.config.max_concurrent || !state.admit() {
+        state.record(&request, accepts_gzip, StatusCode::TOO_MANY_REQUESTS, None);
+        return json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &request,
+            "too many export requests in progress for this project",
+        );
+    }
+    let fault = state.pick_fault();
+    match fault.as_ref().map(|f| &f.kind) {
+        Some(FaultKind::RateLimited(after)) => {
+            state.record(
+                &request,
+                accepts_gzip,
+                StatusCode::TOO_MANY_REQUESTS,
+                fault.as_ref(),
+            );
+            let mut r = json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &request,
+                "too many export requests in progress for this project",
+            );
+            if let Some(d) = after {
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    d.as_secs_f64()
+                        .ceil()
+                        .to_string()
+                        .parse()
+                        .expect("number header"),
+                );
+            }
+            return r;
+        }
+        Some(FaultKind::Status(s)) => {
+            let status = StatusCode::from_u16(*s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            state.record(&request, accepts_gzip, status, fault.as_ref());
+            return json_error(
+                status,
+                &request,
+                &format!("injected fault: {}", fault.as_ref().expect("matched").spec),
+            );
+        }
+        _ => {}
+    }
+    state.record(&request, accepts_gzip, StatusCode::OK, fault.as_ref());
+    if let Some(FaultKind::SlowFirstByte(d)) = fault.as_ref().map(|f| &f.kind) {
+        tokio::time::sleep(*d).await;
+    }
+    let days: Vec<(PathBuf, PathBuf, u64)> = state
+        .data
+        .days
+        .range(query.from..=query.to)
+        .map(|(_, d)| (d.plain.clone(), d.gzip.clone(), d.plain_bytes))
+        .collect();
+    let plain_total: u64 = days.iter().map(|d| d.2).sum();
+    let content_fault = fault
+        .as_ref()
+        .is_some_and(|f| !matches!(f.kind, FaultKind::SlowFirstByte(_)));
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+    let ready_gzip = query.filter.is_pass_all()
+        && query.limit.is_none()
+        && !query.time_in_ms
+        && !content_fault
+        && accepts_gzip
+        && plain_total > 1400;
+    let gzip = if ready_gzip {
+        tokio::task::spawn_blocking(move || send_files(days.iter().map(|d| d.1.clone()), &tx));
+        true
+    } else {
+        // Decide on gzip (X5: only above 1400 bytes) from the first bytes produced.
+        let (decided_tx, decided_rx) = tokio::sync::oneshot::channel::<bool>();
+        let kind = fault.map(|f| f.kind);
+        tokio::task::spawn_blocking(move || {
+            let mut body = BodyWriter::new(tx, accepts_gzip, decided_tx);
+            let result = stream_lines(&days, &query, kind.as_ref(), &mut body);
+            body.end(result);
+        });
+        decided_rx.await.unwrap_or(false)
+    };
+    let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv().await.map(|item| (item, (rx, guard)))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        "application/x-ndjson".parse().expect("valid header"),
+    );
+    if gzip {
+        h.insert(
+            header::CONTENT_ENCODING,
+            "gzip".parse().expect("valid header"),
+        );
+    }
+    response
+}
