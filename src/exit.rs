@@ -74,39 +74,3 @@ struct UsageError(String);
 pub fn usage(message: String) -> anyhow::Error {
     UsageError(message).into()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::{chain_message, describe};
-
-    #[test]
-    fn config_errors_name_the_flag_and_resource_errors_exit_1() {
-        let e: anyhow::Error =
-            tidewater::Error::config(tidewater::Field::BlockBytes, "too big").into();
-        assert_eq!(
-            describe(&e),
-            (2, "invalid option --block-size: too big".to_string())
-        );
-        let e: anyhow::Error = tidewater::Error::resource("the worker threads", "no memory").into();
-        assert_eq!(
-            describe(&e),
-            (1, "cannot start the worker threads: no memory".to_string())
-        );
-    }
-
-    #[test]
-    fn error_messages_name_each_cause_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let e: anyhow::Error = tidewater::Error::InputUnreadable {
-            input: "x.gz".into(),
-            source: io,
-        }
-        .into();
-        assert_eq!(chain_message(&e), "cannot read input x.gz: no such file");
-        let e = e.context("while reading the inputs");
-        assert_eq!(
-            chain_message(&e),
-            "while reading the inputs: cannot read input x.gz: no such file"
-        );
-    }
-}

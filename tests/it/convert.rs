@@ -616,6 +616,19 @@ fn usage_errors_exit_2_and_name_the_culprit() {
             &["convert", i, "--out", o, "--row-group-rows", "0"],
             "--row-group-rows",
         ),
+        // A field the library names is shown as the flag the user typed.
+        (
+            &["convert", i, "--out", o, "--block-size", "0"],
+            "invalid option --block-size: must be between 1 byte and 1GiB",
+        ),
+        (
+            &["convert", i, "--out", o, "--memory-limit", "3 parsecs"],
+            "unknown size unit \"parsecs\"",
+        ),
+        (
+            &["convert", i, "--out", o, "--memory-limit", "16MiB"],
+            "invalid option --memory-limit: must be at least 64MiB",
+        ),
         (
             &[
                 "gen",
@@ -633,6 +646,21 @@ fn usage_errors_exit_2_and_name_the_culprit() {
         let (_, stderr) = tidewater_ok(dir.path(), args, 2);
         assert!(stderr.contains(culprit), "{args:?}: {stderr}");
     }
+    // Sizes in every unit the option documents are accepted.
+    for size in ["512MiB", "1GiB", "64m", "100000000"] {
+        tidewater_ok(
+            dir.path(),
+            &["convert", i, "--out", o, "--memory-limit", size, "--quiet"],
+            0,
+        );
+    }
+    // A cause is named once, though both the library and the system name it.
+    let (_, stderr) = tidewater_ok(dir.path(), &["convert", "missing.jsonl", "--out", o], 2);
+    assert!(
+        stderr.contains("cannot read input missing.jsonl: No such file")
+            && stderr.matches("No such file").count() == 1,
+        "{stderr}"
+    );
 }
 
 #[test]

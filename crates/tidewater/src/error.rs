@@ -137,3 +137,18 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_name_the_field_and_resource_errors_are_not_usage_errors() {
+        let e = Error::config(Field::BlockBytes, "too big");
+        assert!(e.is_usage());
+        assert_eq!(e.to_string(), "invalid option block_bytes: too big");
+        let e = Error::resource("the worker threads", "no memory");
+        assert!(!e.is_usage(), "exit 1, not 2");
+        assert_eq!(e.to_string(), "cannot start the worker threads: no memory");
+    }
+}

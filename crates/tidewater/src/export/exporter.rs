@@ -287,7 +287,7 @@ impl Exporter {
             windows: &windows,
             todo: &todo,
             results: &mut results,
-            request_of: &|w| self.request_of(w),
+            requests: todo.iter().map(|&i| self.request_of(&windows[i])).collect(),
             downloads: &downloads,
             ledger,
             progress: &self.export_progress,

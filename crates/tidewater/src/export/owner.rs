@@ -17,7 +17,8 @@ pub(crate) struct ExportOwner<'a> {
     pub windows: &'a [Window],
     pub todo: &'a [usize],
     pub results: &'a mut [WindowResult],
-    pub request_of: &'a dyn Fn(&Window) -> ManifestRequest,
+    /// The request of each input's window, for its manifest.
+    pub requests: Vec<ManifestRequest>,
     pub downloads: &'a Downloads,
     pub ledger: &'a dyn Ledger,
     pub progress: &'a ExportProgress,
@@ -27,11 +28,10 @@ pub(crate) struct ExportOwner<'a> {
 
 impl WindowOwner for ExportOwner<'_> {
     fn manifest(&mut self, report: &InputReport) -> Result<Option<String>> {
-        let w = &self.windows[self.todo[report.input]];
         let (verified, attempts) = self.downloads.body(report.input).unwrap_or_default();
         let manifest = Manifest {
             version: 1,
-            request: (self.request_of)(w),
+            request: self.requests[report.input].clone(),
             attempts,
             bytes_received: verified.bytes_received,
             bytes: verified.bytes,

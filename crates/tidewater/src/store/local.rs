@@ -124,65 +124,6 @@ impl LocalStore {
         }
     }
 
-    /// Moves a staged window folder into place (C1, C2): its data files, then the
-    /// manifest, then the `complete` marker. In replace mode the folder moves whole; in
-    /// append mode into an existing folder, its parts join the folder's and the
-    /// manifest replaces the folder's.
-    fn commit_window(
-        &self,
-        table: Option<&str>,
-        window: WindowKey,
-        manifest: Option<&[u8]>,
-    ) -> Result<()> {
-        let staged = self.staged_dir(table, window);
-        let target = self.final_dir(table, window);
-        self.make_parents(&target)?;
-        if self.mode == WriteMode::Append && target.exists() {
-            let mut staged_parts = list_parts(&staged)?;
-            staged_parts.sort();
-            for (n, p) in (next_part_number(&target)?..).zip(staged_parts) {
-                let dest = target.join(self.part_name(n));
-                fs::rename(&p, &dest).map_err(|e| Error::output(&dest, e))?;
-            }
-            if let Some(m) = manifest {
-                write_file(&target.join(MANIFEST), m)?;
-            }
-            let marker = target.join(COMPLETE);
-            if !marker.exists() {
-                write_file(&marker, b"")?;
-            }
-            return Ok(());
-        }
-        if let Some(m) = manifest {
-            write_file(&staged.join(MANIFEST), m)?;
-        }
-        write_file(&staged.join(COMPLETE), b"")?;
-        let trash = if target.exists() {
-            let n = self
-                .trash_count
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let trash = self.staging.join("trash").join(n.to_string());
-            self.make_parents(&trash)?;
-            fs::rename(&target, &trash).map_err(|e| Error::output(&target, e))?;
-            Some(trash)
-        } else {
-            None
-        };
-        fs::rename(&staged, &target).map_err(|e| Error::output(&target, e))?;
-        if let Some(t) = trash {
-            let _ = fs::remove_dir_all(t);
-        }
-        Ok(())
-    }
-
-    fn remove(&self, table: Option<&str>, window: WindowKey) -> Result<()> {
-        let target = self.final_dir(table, window);
-        match fs::remove_dir_all(&target) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::output(&target, e)),
-            _ => Ok(()),
-        }
-    }
-
     /// Deletes the staging folder.
     pub fn cleanup(&self) {
         let _ = fs::remove_dir_all(&self.staging);
@@ -263,17 +204,63 @@ impl WindowStore for LocalStore {
         LocalStore::part_name(self, n)
     }
 
+    /// Moves a staged window folder into place (C1, C2): its data files, then the
+    /// manifest, then the `complete` marker. In replace mode the folder moves whole; in
+    /// append mode into an existing folder, its parts join the folder's and the
+    /// manifest replaces the folder's.
     fn commit(
         &self,
         table: Option<&str>,
         window: WindowKey,
         manifest: Option<&[u8]>,
     ) -> Result<()> {
-        self.commit_window(table, window, manifest)
+        let staged = self.staged_dir(table, window);
+        let target = self.final_dir(table, window);
+        self.make_parents(&target)?;
+        if self.mode == WriteMode::Append && target.exists() {
+            let mut staged_parts = list_parts(&staged)?;
+            staged_parts.sort();
+            for (n, p) in (next_part_number(&target)?..).zip(staged_parts) {
+                let dest = target.join(self.part_name(n));
+                fs::rename(&p, &dest).map_err(|e| Error::output(&dest, e))?;
+            }
+            if let Some(m) = manifest {
+                write_file(&target.join(MANIFEST), m)?;
+            }
+            let marker = target.join(COMPLETE);
+            if !marker.exists() {
+                write_file(&marker, b"")?;
+            }
+            return Ok(());
+        }
+        if let Some(m) = manifest {
+            write_file(&staged.join(MANIFEST), m)?;
+        }
+        write_file(&staged.join(COMPLETE), b"")?;
+        let trash = if target.exists() {
+            let n = self
+                .trash_count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let trash = self.staging.join("trash").join(n.to_string());
+            self.make_parents(&trash)?;
+            fs::rename(&target, &trash).map_err(|e| Error::output(&target, e))?;
+            Some(trash)
+        } else {
+            None
+        };
+        fs::rename(&staged, &target).map_err(|e| Error::output(&target, e))?;
+        if let Some(t) = trash {
+            let _ = fs::remove_dir_all(t);
+        }
+        Ok(())
     }
 
     fn remove(&self, table: Option<&str>, window: WindowKey) -> Result<()> {
-        LocalStore::remove(self, table, window)
+        let target = self.final_dir(table, window);
+        match fs::remove_dir_all(&target) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::output(&target, e)),
+            _ => Ok(()),
+        }
     }
 }
 
