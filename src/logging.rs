@@ -6,9 +6,12 @@ use std::fmt;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Shows the library's events on stderr for the rest of the process.
 pub fn init(quiet: bool) {
@@ -26,10 +29,15 @@ pub fn init(quiet: bool) {
     let Some(level) = level else {
         return;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .event_format(MessageOnly)
+    // Only Tidewater's own events: at debug, the HTTP stack's would drown them.
+    let ours = Targets::new().with_target("tidewater", level);
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .event_format(MessageOnly),
+        )
+        .with(ours)
         .try_init();
 }
 

@@ -72,7 +72,13 @@ impl WindowOwner for ExportOwner<'_> {
         }
         r.status = WindowStatus::Committed;
         self.progress.windows_done.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(window = %w.label(), events = report.events_kept, files = report.files_written, "window committed");
+        tracing::debug!(
+            window = %w.label(),
+            "window {} committed: {} events in {} files",
+            w.label(),
+            report.events_kept,
+            report.files_written
+        );
         Ok(())
     }
 }
