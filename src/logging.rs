@@ -15,20 +15,13 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// Shows the library's events on stderr for the rest of the process.
 pub fn init(quiet: bool) {
-    let level = if quiet {
-        None
-    } else {
-        Some(match std::env::var("TIDEWATER_LOG").as_deref() {
-            Ok("trace") => Level::TRACE,
-            Ok("debug") => Level::DEBUG,
-            Ok("warn") => Level::WARN,
-            Ok("error") => Level::ERROR,
-            _ => Level::INFO,
-        })
-    };
-    let Some(level) = level else {
+    if quiet {
         return;
-    };
+    }
+    let level: Level = std::env::var("TIDEWATER_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(Level::INFO);
     // Only Tidewater's own events: at debug, the HTTP stack's would drown them.
     let ours = Targets::new().with_target("tidewater", level);
     let _ = tracing_subscriber::registry()

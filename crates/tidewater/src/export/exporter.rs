@@ -301,7 +301,7 @@ impl Exporter {
             total_bytes: 0,
             feed: Box::new(feed),
             owned: Some(OwnedWindows {
-                ranges: Arc::new(todo.iter().map(|&i| windows[i].range).collect()),
+                ranges: todo.iter().map(|&i| windows[i].range).collect(),
                 owner: &mut owner,
             }),
         };

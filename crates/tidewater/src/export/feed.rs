@@ -37,6 +37,12 @@ impl Downloads {
         concurrency: usize,
         cancel: &Cancel,
     ) -> Result<(Downloads, ExportFeed)> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tidewater-http")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::resource("the HTTP runtime", e))?;
         let spool = root.join(format!(
             ".tidewater-staging-{}-spool-{}",
             std::process::id(),
@@ -45,19 +51,6 @@ impl Downloads {
                 .map_or(0, |d| d.as_nanos())
         ));
         std::fs::create_dir_all(&spool).map_err(|e| Error::output(&spool, e))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("tidewater-http")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::resource("the HTTP runtime", e));
-        let runtime = match runtime {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&spool);
-                return Err(e);
-            }
-        };
         let client = Arc::new(client);
         let lookahead = concurrency * 2;
         let (consumed_tx, consumed_rx) = tokio::sync::watch::channel(0usize);

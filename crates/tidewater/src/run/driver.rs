@@ -134,7 +134,6 @@ struct Driver<'s, 'p, 'd> {
     input_names: Vec<String>,
     /// Export: the windows each input owns, committed when it ends.
     owned: Option<super::plan::OwnedWindows<'p>>,
-    owned_ranges: Option<Arc<Vec<(i64, i64)>>>,
     pool: &'s rayon::ThreadPool,
     raw: bool,
     merger: Merger,
@@ -174,7 +173,7 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
         valid: ValidOptions,
         setup: &'s Setup,
         registry: Registry,
-        mut plan: Plan<'p>,
+        plan: Plan<'p>,
         destination: Destination<'d>,
         progress: &Arc<Progress>,
         cancel: &Cancel,
@@ -190,17 +189,18 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
         };
         let max_in_flight = (setup.threads * 2 + 2)
             .min((o.memory_limit as usize / 8 / o.block_bytes.max(1)).max(2));
-        let input_names = plan.names.clone();
+        let Plan {
+            names: input_names,
+            feed,
+            owned,
+            ..
+        } = plan;
         let reader_busy = Arc::new(AtomicU64::new(0));
         let (block_tx, block_rx) = bounded::<ReaderItem>(max_in_flight);
         let frame_config = FrameConfig {
             block_bytes: o.block_bytes,
             max_line_bytes: o.max_line_bytes,
         };
-        let feed = std::mem::replace(
-            &mut plan.feed,
-            Box::new(super::reader::LocalFeed(Vec::new())),
-        );
         let reader = spawn_reader(
             input_names.len(),
             feed,
@@ -236,8 +236,7 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
             filter: Arc::new(valid.filter),
             rejects: RejectsWriter::new(&setup.root, input_names.clone()),
             input_names,
-            owned_ranges: plan.owned.as_ref().map(|w| w.ranges.clone()),
-            owned: plan.owned,
+            owned,
             pool: &setup.pool,
             raw: setup.raw,
             merger: Merger::new(registry, limits),
@@ -399,7 +398,7 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
         let tx = self.shaped_tx.clone();
         let filter = self.filter.clone();
         let windowing = self.windowing.clone();
-        let range = self.owned_ranges.as_ref().map(|r| r[block.input]);
+        let range = self.owned.as_ref().map(|o| o.ranges[block.input]);
         let (schema, on_where_error) = (self.schema, self.on_where_error);
         self.pool.spawn(move || {
             let t = Instant::now();

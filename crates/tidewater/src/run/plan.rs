@@ -1,7 +1,5 @@
 //! What a run is asked to do: its inputs (a [`Plan`]) and where its rows go.
 
-use std::sync::Arc;
-
 use super::reader::Feed;
 use super::TableBatch;
 use crate::error::Result;
@@ -21,7 +19,7 @@ pub(crate) struct Plan<'a> {
 /// Inputs that own their windows (an export response per requested window).
 pub(crate) struct OwnedWindows<'a> {
     /// `[start, end)` in ms of each input's windows; events outside are rejected.
-    pub ranges: Arc<Vec<(i64, i64)>>,
+    pub ranges: Vec<(i64, i64)>,
     /// What happens around each input's commit.
     pub owner: &'a mut dyn WindowOwner,
 }
