@@ -3,6 +3,7 @@
 
 mod convert;
 mod export;
+mod extremes;
 mod interop;
 mod library;
 mod util;

@@ -3,7 +3,6 @@
 
 use simd_json::{value::tape::Node, Buffers, StaticNode, Tape};
 
-use crate::json_text::decimal_digits;
 use crate::reject::{RejectReason, MAX_DEPTH};
 use crate::swar::{bytes_below, quotes_or_backslashes};
 use crate::tape::{has_duplicate_keys, hash_key, key_of, object_entries, span, EntryScratch};
@@ -12,7 +11,7 @@ use crate::tape::{has_duplicate_keys, hash_key, key_of, object_entries, span, En
 const YEAR_10000_MS: i64 = 253_402_300_800_000;
 
 /// Times at or above this are milliseconds, below it seconds (IN3).
-const MS_THRESHOLD: f64 = 1e11;
+const MS_THRESHOLD: u64 = 100_000_000_000;
 
 /// Reusable parsing state: one per worker, never one per line.
 pub struct LineParser {
@@ -217,14 +216,16 @@ impl LineParser {
             &mut self.buffers,
             &mut tape,
         ) {
-            Err(e) => Err(RejectReason::InvalidJson(format!(
-                "{:?} at byte {}",
-                e.error(),
-                e.index()
-            ))),
+            Err(e) => Err(RejectReason::InvalidJson(describe_invalid_json(line, &e))),
             Ok(()) => {
                 let nodes = &tape.0[..];
-                match validate(nodes, &mut self.entries, &mut self.entry_scratch) {
+                match validate(
+                    nodes,
+                    line,
+                    input_base,
+                    &mut self.entries,
+                    &mut self.entry_scratch,
+                ) {
                     Err(r) => Err(r),
                     Ok(fields) => {
                         let event = Event {
@@ -250,17 +251,61 @@ impl LineParser {
     }
 }
 
+/// Why `line` is not JSON, in words and at the byte where it goes wrong. simd-json finds
+/// most errors in a first pass that knows no offsets (it says `Syntax at byte 0`), so a
+/// rejected line — rare — is read again by serde_json, whose messages name the fault and
+/// its column; simd-json's own verdict remains for what serde_json takes differently.
+fn describe_invalid_json(line: &[u8], e: &simd_json::Error) -> String {
+    if let Err(utf8) = std::str::from_utf8(line) {
+        return format!("invalid UTF-8 at byte {}", utf8.valid_up_to());
+    }
+    if let Err(err) = serde_json::from_slice::<serde_json::Value>(line) {
+        let message = err.to_string();
+        if !message.starts_with("recursion limit") {
+            let what = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+            return format!("{what} at byte {}", err.column().saturating_sub(1));
+        }
+    }
+    let what = match e.error() {
+        simd_json::ErrorType::InvalidNumber | simd_json::ErrorType::InvalidExponent => {
+            "invalid number or one too large for a double"
+        }
+        simd_json::ErrorType::InvalidUnicodeCodepoint => "invalid \\u escape",
+        _ => "not valid JSON",
+    };
+    format!("{what} at byte {}", e.index())
+}
+
 /// The `event` name as Mixpanel writes it, without parsing the line: the bytes between
-/// a leading `{"event":"` and the next quote, when there is no backslash in between.
-/// Only a hint: a line may repeat the key later (IN2: the last wins) or be invalid.
+/// a leading `{"event":"` and the next quote, when there is no backslash or control
+/// character in between (which a valid line could not hold, or would have to unescape),
+/// and when nothing later in the line could be another `event` key (IN2: the last one
+/// wins) — neither `"event"` nor any `\u` escape, which could spell it. The line may still
+/// be invalid elsewhere.
 pub fn written_event_name(line: &[u8]) -> Option<&[u8]> {
     let rest = line.strip_prefix(b"{\"event\":\"")?;
     let end = memchr::memchr2(b'"', b'\\', rest)?;
-    (rest[end] == b'"').then(|| &rest[..end])
+    let name = &rest[..end];
+    if rest[end] != b'"' || name.iter().any(|&b| b < b' ') {
+        return None;
+    }
+    let after = &rest[end..];
+    if memchr::memmem::find(after, b"\"event\"").is_some()
+        || memchr::memmem::find(after, b"\\u").is_some()
+    {
+        return None;
+    }
+    Some(name)
 }
 
 fn validate<'i>(
     nodes: &[Node<'i>],
+    line: &[u8],
+    input_base: usize,
     entries: &mut Vec<(usize, usize)>,
     scratch: &mut EntryScratch,
 ) -> Result<Fields<'i>, RejectReason> {
@@ -325,7 +370,10 @@ fn validate<'i>(
     };
     let time_ms = match time.map(|t| &nodes[t]) {
         None | Some(Node::Static(StaticNode::Null)) => return Err(RejectReason::MissingTime),
-        Some(Node::Static(n)) => time_to_ms(n)?,
+        Some(Node::Static(n)) => {
+            let written = time.and_then(|t| number_as_written(nodes, t, line, input_base));
+            time_to_ms(n, written)?
+        }
         Some(_) => return Err(RejectReason::NonNumericTime),
     };
     Ok(Fields {
@@ -365,22 +413,52 @@ fn max_depth(nodes: &[Node<'_>]) -> usize {
     deepest
 }
 
+/// The text of the number at node `value` as written in the line: found after its key
+/// (the node before it), whose text simd-json left in place.
+fn number_as_written<'l>(
+    nodes: &[Node<'_>],
+    value: usize,
+    line: &'l [u8],
+    input_base: usize,
+) -> Option<&'l [u8]> {
+    let Node::String(key) = nodes.get(value.checked_sub(1)?)? else {
+        return None;
+    };
+    let key_text = (key.as_ptr() as usize).checked_sub(input_base)?;
+    let mut start = skip_whitespace(line, string_end(line, key_text)?);
+    if line.get(start) != Some(&b':') {
+        return None;
+    }
+    start = skip_whitespace(line, start + 1);
+    let len = line
+        .get(start..)?
+        .iter()
+        .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        .count();
+    Some(&line[start..start + len])
+}
+
 /// IN3: seconds or milliseconds to whole milliseconds, truncating toward negative
-/// infinity using the decimal as written.
-fn time_to_ms(n: &StaticNode) -> Result<i64, RejectReason> {
+/// infinity. Integers are exact on the tape; for any other number the threshold and the
+/// truncation use the decimal as written (`written`), not the nearest double, which
+/// is only the fallback when the text cannot be found.
+fn time_to_ms(n: &StaticNode, written: Option<&[u8]>) -> Result<i64, RejectReason> {
     let ms = match *n {
         StaticNode::I64(v) if v < 0 => return Err(RejectReason::NegativeTime),
         StaticNode::I64(v) => scale_integer(v as u64)?,
         StaticNode::U64(v) => scale_integer(v)?,
         StaticNode::F64(v) if v < 0.0 => return Err(RejectReason::NegativeTime),
+        // Negative zero, and underflow of any sign (IN2), are time 0.
+        StaticNode::F64(0.0) => 0, // float patterns compare with ==: -0.0 matches too
         StaticNode::F64(v) if !v.is_finite() => return Err(RejectReason::TimeOutOfRange),
-        StaticNode::F64(v) if v >= MS_THRESHOLD => {
-            if v >= YEAR_10000_MS as f64 {
-                return Err(RejectReason::TimeOutOfRange);
-            }
-            v.floor() as i64
+        StaticNode::F64(v) => {
+            let mut buf = ryu::Buffer::new();
+            let text = match written {
+                Some(text) => text,
+                None => buf.format_finite(v).as_bytes(),
+            };
+            decimal_time_to_ms(text).ok_or(RejectReason::TimeOutOfRange)?
         }
-        StaticNode::F64(v) => seconds_decimal_to_ms(v),
         _ => return Err(RejectReason::NonNumericTime),
     };
     if ms >= YEAR_10000_MS {
@@ -390,36 +468,72 @@ fn time_to_ms(n: &StaticNode) -> Result<i64, RejectReason> {
 }
 
 fn scale_integer(v: u64) -> Result<i64, RejectReason> {
-    if v as f64 >= MS_THRESHOLD {
+    if v >= MS_THRESHOLD {
         i64::try_from(v).map_err(|_| RejectReason::TimeOutOfRange)
     } else {
         Ok(v as i64 * 1000)
     }
 }
 
-/// Seconds with a fraction to ms, floored on the shortest decimal that round-trips to
-/// `v`, which is the decimal as written whenever it had at most 15 significant digits
-/// (`1709078400.123` → 1709078400123, where `v * 1000.0` could give …122.99999).
-fn seconds_decimal_to_ms(v: f64) -> i64 {
-    let mut buf = ryu::Buffer::new();
-    let (digits, exp10) = decimal_digits(buf.format_finite(v));
-    // value = digits × 10^exp10; ms = floor(digits × 10^(exp10 + 3)).
-    let shift = exp10 + 3;
-    let mut ms: i64 = 0;
-    if shift >= 0 {
-        for d in digits.bytes() {
-            ms = ms * 10 + i64::from(d - b'0');
-        }
-        for _ in 0..shift {
-            ms *= 10;
-        }
+/// A positive JSON number's text to whole milliseconds: seconds below 1e11, otherwise
+/// milliseconds, both decided and floored on the exact decimal. `None` when the value is
+/// far past any valid time.
+fn decimal_time_to_ms(text: &[u8]) -> Option<i64> {
+    let (mantissa, exp) = match text.iter().position(|&b| b == b'e' || b == b'E') {
+        Some(p) => (&text[..p], parse_exponent(&text[p + 1..])?),
+        None => (text, 0),
+    };
+    let (int, frac) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(p) => (&mantissa[..p], &mantissa[p + 1..]),
+        None => (mantissa, &b""[..]),
+    };
+    let digits: Vec<u8> = int
+        .iter()
+        .chain(frac)
+        .copied()
+        .skip_while(|&d| d == b'0')
+        .collect();
+    let Some(last) = digits.iter().rposition(|&d| d != b'0') else {
+        return Some(0);
+    };
+    let trailing_zeros = (digits.len() - 1 - last) as i64;
+    let digits = &digits[..=last];
+    // value = digits × 10^exp10, with no leading or trailing zero digit.
+    let exp10 = exp - frac.len() as i64 + trailing_zeros;
+    // The value has `integer_digits` digits before the point: ≥ 1e11 iff ≥ 12 of them.
+    let integer_digits = digits.len() as i64 + exp10;
+    let shift = if integer_digits >= 12 {
+        exp10
     } else {
-        let keep = digits.len() as i32 + shift;
-        for d in digits.bytes().take(keep.max(0) as usize) {
-            ms = ms * 10 + i64::from(d - b'0');
-        }
+        exp10 + 3
+    };
+    // Keep the digits left of the point after shifting: at most 16 for a valid time.
+    let keep = digits.len() as i64 + shift;
+    if keep > 16 {
+        return None;
     }
-    ms
+    let mut ms: i64 = 0;
+    for &d in digits.iter().take(keep.max(0) as usize) {
+        ms = ms * 10 + i64::from(d - b'0');
+    }
+    for _ in 0..(keep - digits.len() as i64).max(0) {
+        ms *= 10;
+    }
+    Some(ms)
+}
+
+/// A JSON exponent (`+5`, `-400`, `12`), saturated far beyond any that matters.
+fn parse_exponent(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        (b'+', rest) => (false, rest),
+        _ => (false, text),
+    };
+    let mut value: i64 = 0;
+    for &d in digits {
+        value = (value * 10 + i64::from(d.checked_sub(b'0')?)).min(1 << 40);
+    }
+    Some(if negative { -value } else { value })
 }
 
 #[cfg(test)]
@@ -553,6 +667,27 @@ mod tests {
     }
 
     #[test]
+    fn in4_reasons_read_as_words_and_name_the_byte_at_fault() {
+        let mut p = LineParser::default();
+        let mut reason = |line: &[u8]| p.parse(line, |_| ()).unwrap_err().to_string();
+        let mut utf8 = br#"{"event":"a","properties":{"time":1,"s":"ok","t":"#.to_vec();
+        let at = utf8.len() + 2; // after `"x`
+        utf8.extend_from_slice(b"\"x\xffy\"}}");
+        assert_eq!(
+            reason(&utf8),
+            format!("invalid JSON: invalid UTF-8 at byte {at}")
+        );
+        assert_eq!(
+            reason(b"{\"event\":\"tab\there\",\"properties\":{\"time\":1}}"),
+            "invalid JSON: control character (\\u0000-\\u001F) found while parsing a string at byte 13"
+        );
+        assert_eq!(
+            reason(br#"{"event":"a","properties":{"time":1,"x":[1,]}}"#),
+            "invalid JSON: trailing comma at byte 43"
+        );
+    }
+
+    #[test]
     fn in2_big_integers_and_underflow_are_valid() {
         let mut p = LineParser::default();
         let line = br#"{"event":"a","properties":{"time":1,"big":123456789012345678901234567890,"tiny":1e-400,"nz":-0.0}}"#;
@@ -657,6 +792,46 @@ mod tests {
         assert_eq!(t("0"), 0);
         assert_eq!(t("0.0005"), 0);
         assert_eq!(t("1.5e9"), 1_500_000_000_000);
+    }
+
+    #[test]
+    fn in3_negative_zero_and_underflow_are_time_0() {
+        let t = |v: &str| parse(&format!(r#"{{"event":"a","properties":{{"time":{v}}}}}"#));
+        for zero in [
+            "-0.0", "-0.00", "-0e0", "-0.0e5", "-1e-400", "1e-400", "0.0", "-0",
+        ] {
+            assert_eq!(t(zero).unwrap().1, 0, "{zero}");
+        }
+        assert_eq!(t("-1e-5").unwrap_err(), RejectReason::NegativeTime);
+    }
+
+    #[test]
+    fn in3_uses_the_exact_decimal_written() {
+        let t = |v: &str| {
+            parse(&format!(r#"{{"event":"a","properties":{{"time":{v}}}}}"#)).map(|p| p.1)
+        };
+        // The nearest double of the first is …400.124: flooring it would give …124.
+        assert_eq!(t("1709078400.12399999999"), Ok(1_709_078_400_123));
+        assert_eq!(t("1709078400.123"), Ok(1_709_078_400_123));
+        assert_eq!(t("17090784.00123e2"), Ok(1_709_078_400_123));
+        assert_eq!(
+            t("0.0000000000000000001709078400123e31"),
+            Ok(1_709_078_400_123)
+        );
+        // Below 1e11 as written (the double rounds up to 1e11): seconds.
+        assert_eq!(t("99999999999.99999999"), Ok(99_999_999_999_999));
+        assert_eq!(t("100000000000.0"), Ok(100_000_000_000));
+        assert_eq!(t("1e11"), Ok(100_000_000_000));
+        assert_eq!(t("1709078400123.999999999999"), Ok(1_709_078_400_123));
+        assert_eq!(t("253402300799999.9"), Ok(253_402_300_799_999));
+        assert_eq!(t("253402300800000.0"), Err(RejectReason::TimeOutOfRange));
+        assert_eq!(t("1e15"), Err(RejectReason::TimeOutOfRange));
+        assert_eq!(t("1e300"), Err(RejectReason::TimeOutOfRange));
+        assert_eq!(
+            t("123456789012345678901234567890"),
+            Err(RejectReason::TimeOutOfRange)
+        );
+        assert_eq!(t("1.5E+9"), Ok(1_500_000_000_000));
     }
 
     #[test]

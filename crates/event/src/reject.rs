@@ -24,6 +24,9 @@ pub enum RejectReason {
     NegativeTime,
     /// `properties.time` is at or after the year 10000.
     TimeOutOfRange,
+    /// `properties.time` (ms) falls in a local year after 9999 in the run's time zone,
+    /// which no window folder can name.
+    NoWindow { time_ms: i64, tz: String },
     /// The line is longer than the configured limit.
     Oversized(u64),
 }
@@ -42,6 +45,10 @@ impl std::fmt::Display for RejectReason {
             RejectReason::NonNumericTime => write!(f, "non-numeric properties.time"),
             RejectReason::NegativeTime => write!(f, "negative properties.time"),
             RejectReason::TimeOutOfRange => write!(f, "properties.time at or after the year 10000"),
+            RejectReason::NoWindow { time_ms, tz } => write!(
+                f,
+                "properties.time {time_ms} ms is in the year 10000 in time zone {tz}, which no window can hold"
+            ),
             RejectReason::Oversized(n) => {
                 write!(f, "line of {n} bytes exceeds the maximum line length")
             }
@@ -58,6 +65,7 @@ pub struct Reject {
     pub line: u64,
     /// Why it was rejected.
     pub reason: String,
-    /// The line without its trailing `\r`, invalid UTF-8 replaced by U+FFFD.
-    pub raw: String,
+    /// The line exactly as read, without its trailing `\r` (for an oversized line, its
+    /// first bytes).
+    pub raw: Vec<u8>,
 }

@@ -1,10 +1,11 @@
 //! Windows (output-format W1): the local calendar day or hour of an event's time.
 
 use std::fmt;
+use std::sync::Arc;
 
-use jiff::civil::Date;
+use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::error::{Error, Result};
 use crate::field::Field;
@@ -31,6 +32,7 @@ impl WindowKey {
             (Layout::Mixpanel, None) if raw => format!("{y:04}/{m:02}/{d:02}/full_day"),
             (Layout::Mixpanel, None) => format!("{y:04}/{m:02}/{d:02}"),
             (Layout::Mixpanel, Some(h)) => format!("{y:04}/{m:02}/{d:02}/{h:02}"),
+            (Layout::Hive, None) if raw => format!("mp_date={y:04}-{m:02}-{d:02}/full_day"),
             (Layout::Hive, None) => format!("mp_date={y:04}-{m:02}-{d:02}"),
             (Layout::Hive, Some(h)) => format!("mp_date={y:04}-{m:02}-{d:02}/mp_hour={h:02}"),
         }
@@ -52,6 +54,7 @@ impl fmt::Display for WindowKey {
 #[derive(Debug, Clone)]
 pub struct Windowing {
     tz: TimeZone,
+    zone_name: Arc<str>,
     hourly: bool,
     /// `[start_ms, end_ms)` of the last window looked up, and that window.
     cached: Option<(i64, i64, WindowKey)>,
@@ -65,9 +68,15 @@ impl Windowing {
         })?;
         Ok(Windowing {
             tz: zone,
+            zone_name: tz.into(),
             hourly: partition == Partition::Hourly,
             cached: None,
         })
+    }
+
+    /// The time zone's name, as configured.
+    pub fn zone_name(&self) -> &str {
+        &self.zone_name
     }
 
     /// The window of a time in milliseconds since the epoch. `None` when the time is out
@@ -78,8 +87,7 @@ impl Windowing {
                 return Some(key);
             }
         }
-        let ts = Timestamp::from_millisecond(ms).ok()?;
-        let local = ts.to_zoned(self.tz.clone());
+        let local = self.local_time(ms)?;
         let date = local.date();
         let hour = self.hourly.then(|| local.hour());
         let key = WindowKey {
@@ -92,6 +100,26 @@ impl Windowing {
             self.cached = Some((start, end, key));
         }
         Some(key)
+    }
+
+    /// The local date and time of `ms`. `None` when it falls in a local year after 9999,
+    /// which no window folder can name (only in zones east of UTC, in the last hours of
+    /// 9999 UTC).
+    fn local_time(&self, ms: i64) -> Option<DateTime> {
+        if let Ok(ts) = Timestamp::from_millisecond(ms) {
+            return Some(self.tz.to_datetime(ts));
+        }
+        // Timestamps end at 9999-12-30T22:00Z (so that every offset maps into the civil
+        // range) while IN3 accepts times up to the end of 9999 UTC: past the end, apply
+        // the zone's last offset (no zone changes offset in the last day of December).
+        if ms < 0 {
+            return None;
+        }
+        let offset = self.tz.to_offset(Timestamp::MAX);
+        let since_epoch = SignedDuration::from_millis(ms) + SignedDuration::from(offset);
+        DateTime::constant(1970, 1, 1, 0, 0, 0, 0)
+            .checked_add(since_epoch)
+            .ok()
     }
 
     /// The window of a time and the instant (ms) at which that window ends; for walking
@@ -211,11 +239,45 @@ mod tests {
     }
 
     #[test]
+    fn in3_every_valid_time_up_to_the_end_of_9999_has_a_window() {
+        let last_ms = 253_402_300_800_000 - 1; // 9999-12-31T23:59:59.999Z
+        for partition in [Partition::Daily, Partition::Hourly] {
+            let mut utc = Windowing::new("UTC", partition).unwrap();
+            // Timestamps end at 9999-12-30T22:00Z: both sides of that edge, and the
+            // whole last day.
+            for (ms, day) in [
+                (253_402_207_200_000, 30),
+                (253_402_207_200_001, 30),
+                (253_402_214_400_000 - 1, 30),
+                (253_402_214_400_000, 31),
+                (last_ms, 31),
+            ] {
+                let key = utc.window_of(ms).expect("a window in UTC");
+                assert_eq!((key.year, key.month, key.day), (9999, 12, day), "{ms}");
+            }
+            assert_eq!(
+                utc.window_of(last_ms).unwrap().hour,
+                (partition == Partition::Hourly).then_some(23)
+            );
+            let mut west = Windowing::new("America/New_York", partition).unwrap();
+            assert_eq!(west.window_of(last_ms).unwrap().day, 31);
+            // East of UTC the last hours of 9999 are local year 10000: no window.
+            let mut east = Windowing::new("Asia/Tokyo", partition).unwrap();
+            assert_eq!(east.window_of(last_ms), None);
+            let tokyo_10000 = last_ms + 1 - 9 * 3_600_000;
+            assert_eq!(east.window_of(tokyo_10000), None);
+            assert_eq!(east.window_of(tokyo_10000 - 1).unwrap().day, 31);
+        }
+    }
+
+    #[test]
     fn folders() {
         let k = key(2024, 1, 3, None);
         assert_eq!(k.folder(Layout::Mixpanel, false), "2024/01/03");
         assert_eq!(k.folder(Layout::Mixpanel, true), "2024/01/03/full_day");
         assert_eq!(k.folder(Layout::Hive, false), "mp_date=2024-01-03");
+        // §5: raw daily windows are in `full_day/` in both layouts.
+        assert_eq!(k.folder(Layout::Hive, true), "mp_date=2024-01-03/full_day");
         let h = key(2024, 1, 3, Some(7));
         assert_eq!(h.folder(Layout::Mixpanel, true), "2024/01/03/07");
         assert_eq!(

@@ -59,9 +59,8 @@ impl EventFilter {
         let Some(name) = tidewater_event::written_event_name(line) else {
             return Precheck::Parse;
         };
-        // Mixpanel writes "event" once, first. A line that repeats the key later (IN2:
-        // the last wins) is judged by its first name here, which F4 allows: a dropped
-        // line is never validated, and counts as filtered.
+        // The name is the line's final one (no later `event` key can override it), so
+        // F4 allows dropping it unvalidated: it counts as filtered.
         match std::str::from_utf8(name) {
             Ok(name) if !events.contains(name) => Precheck::Drop,
             _ => Precheck::Parse,
@@ -137,6 +136,29 @@ mod tests {
             Precheck::Parse
         );
         assert_eq!(f.precheck(br#"{ "event":"B"}"#), Precheck::Parse);
+    }
+
+    #[test]
+    fn f4_a_name_that_a_later_event_key_overrides_is_not_known_yet() {
+        let f = EventFilter::new(&["Signup".to_string()]);
+        // IN2: the last `event` wins, so this line is a Signup.
+        let repeated = br#"{"event":"Other","properties":{"time":1709078400},"event":"Signup"}"#;
+        assert_eq!(f.precheck(repeated), Precheck::Parse);
+        let escaped = br#"{"event":"Other","properties":{"time":1},"event":"Signup"}"#;
+        assert_eq!(f.precheck(escaped), Precheck::Parse);
+        let mut p = LineParser::default();
+        for line in [&repeated[..], &escaped[..]] {
+            let kept = p.parse(line, |e| f.keep(e, &mut Scratch::default()));
+            assert!(kept.unwrap().unwrap());
+        }
+    }
+
+    #[test]
+    fn in2_a_control_character_in_the_name_is_parsed_and_rejected() {
+        let f = EventFilter::new(&["Signup".to_string()]);
+        let line = b"{\"event\":\"tab\there\",\"properties\":{\"time\":1}}";
+        assert_eq!(f.precheck(line), Precheck::Parse);
+        assert!(LineParser::default().parse(line, |_| ()).is_err());
     }
 }
 

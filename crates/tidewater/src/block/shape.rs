@@ -56,6 +56,7 @@ enum Verdict {
     Filtered,
     WhereError(String, String),
     OutsideWindow(i64),
+    NoWindow(i64),
 }
 
 /// One table's share of a block.
@@ -408,7 +409,7 @@ impl Shaper {
                 input: block.input,
                 line: block.first_line,
                 reason: RejectReason::Oversized(o.len).to_string(),
-                raw: String::from_utf8_lossy(&o.prefix).into_owned(),
+                raw: o.prefix.clone(),
             });
             return out;
         }
@@ -581,10 +582,11 @@ impl Shaper {
                     return Verdict::OutsideWindow(event.time_ms);
                 }
             }
-            // IN3 bounds times to [1970, 10000), all of which the calendar supports.
-            let window = windowing
-                .window_of(event.time_ms)
-                .expect("validated time has a window");
+            // IN3 bounds times to [1970, 10000) UTC; east of UTC the last hours of 9999
+            // fall in local year 10000, which no window can hold.
+            let Some(window) = windowing.window_of(event.time_ms) else {
+                return Verdict::NoWindow(event.time_ms);
+            };
             let table = match rules.schema {
                 SchemaMode::Multischema => match table_of.get(event.name) {
                     Some(&t) => t,
@@ -635,13 +637,23 @@ impl Shaper {
                     jiff::Timestamp::from_millisecond(ms)
                         .map_or_else(|_| ms.to_string(), |t| t.to_string())
                 ),
-                raw: String::from_utf8_lossy(line).into_owned(),
+                raw: line.to_vec(),
+            }),
+            Ok(Verdict::NoWindow(time_ms)) => out.rejects.push(Reject {
+                input,
+                line: line_no,
+                reason: RejectReason::NoWindow {
+                    time_ms,
+                    tz: windowing.zone_name().to_string(),
+                }
+                .to_string(),
+                raw: line.to_vec(),
             }),
             Err(reason) => out.rejects.push(Reject {
                 input,
                 line: line_no,
                 reason: reason.to_string(),
-                raw: String::from_utf8_lossy(line).into_owned(),
+                raw: line.to_vec(),
             }),
         }
         LineOutcome::Skipped
@@ -974,7 +986,7 @@ mod tests {
         assert_eq!((b.lines, b.kept, b.filtered), (5, 2, 0));
         assert_eq!(b.rejects.len(), 1);
         assert_eq!(b.rejects[0].line, 4);
-        assert_eq!(b.rejects[0].raw, "not json");
+        assert_eq!(b.rejects[0].raw, b"not json");
     }
 
     #[test]

@@ -50,12 +50,7 @@ impl RejectsWriter {
             });
         }
         let f = self.file.as_mut().expect("opened above");
-        let line = serde_json::json!({
-            "source": self.inputs.get(r.input).map(String::as_str).unwrap_or("?"),
-            "line": r.line,
-            "reason": r.reason,
-            "raw": r.raw,
-        });
+        let line = reject_record(self.inputs.get(r.input).map_or("?", String::as_str), r);
         serde_json::to_writer(&mut f.writer, &line)
             .map_err(|e| Error::output(&f.temp, e.into()))?;
         f.writer
@@ -85,6 +80,24 @@ impl Drop for RejectsWriter {
     }
 }
 
+/// One line of the rejects file (M2). `raw` is the line as text; a line that is not
+/// valid UTF-8 also gets `raw_base64`, its exact bytes, so that it can be replayed.
+fn reject_record(source: &str, r: &Reject) -> serde_json::Value {
+    let mut record = serde_json::json!({
+        "source": source,
+        "line": r.line,
+        "reason": r.reason,
+        "raw": String::from_utf8_lossy(&r.raw),
+    });
+    if std::str::from_utf8(&r.raw).is_err() {
+        use base64::Engine as _;
+        record["raw_base64"] = base64::engine::general_purpose::STANDARD
+            .encode(&r.raw)
+            .into();
+    }
+    record
+}
+
 fn next_numbered(dir: &Path, prefix: &str) -> Result<u32> {
     let mut next = 0;
     for e in fs::read_dir(dir).map_err(|e| Error::output(dir, e))? {
@@ -102,4 +115,34 @@ fn next_numbered(dir: &Path, prefix: &str) -> Result<u32> {
         }
     }
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn m2_a_line_that_is_not_utf8_keeps_its_exact_bytes() {
+        let raw = b"{\"event\":\"a\xff\"}".to_vec();
+        let r = Reject {
+            input: 0,
+            line: 3,
+            reason: "x".into(),
+            raw: raw.clone(),
+        };
+        let record = reject_record("in.jsonl", &r);
+        assert_eq!(record["raw"], "{\"event\":\"a\u{fffd}\"}");
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(record["raw_base64"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(bytes, raw);
+        let valid = Reject {
+            raw: b"not json".to_vec(),
+            ..r
+        };
+        assert!(reject_record("in.jsonl", &valid)
+            .get("raw_base64")
+            .is_none());
+    }
 }
