@@ -45,9 +45,14 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
     };
     let t = Instant::now();
     let bytes = tidewater::synth::generate_file(&config, &args.out).map_err(|source| {
-        tidewater::Error::Output {
-            path: args.out.clone(),
-            source,
+        use std::io::ErrorKind::*;
+        let path = args.out.clone();
+        // A path that cannot be a file is the caller's to fix; a full disk is not.
+        match source.kind() {
+            NotFound | NotADirectory | IsADirectory | PermissionDenied => {
+                tidewater::Error::OutputRoot { path, source }
+            }
+            _ => tidewater::Error::Output { path, source },
         }
     })?;
     eprintln!(

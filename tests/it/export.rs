@@ -15,7 +15,7 @@ use tidewater_mock::{Fault, MockAuth, MockConfig, MockServer};
 const SECRET: &str = "s3cret-Tidewater-test-9f2c";
 
 /// 30 days of generated events, in time order.
-fn generated(dir: &Path, events: u64, days: u32) -> PathBuf {
+pub(crate) fn generated(dir: &Path, events: u64, days: u32) -> PathBuf {
     let path = dir.join("data.jsonl.gz");
     let config = tidewater::synth::GenConfig {
         events,
@@ -27,7 +27,7 @@ fn generated(dir: &Path, events: u64, days: u32) -> PathBuf {
     path
 }
 
-fn mock(data: &Path, configure: impl FnOnce(&mut MockConfig)) -> MockServer {
+pub(crate) fn mock(data: &Path, configure: impl FnOnce(&mut MockConfig)) -> MockServer {
     let mut config = MockConfig {
         data: vec![data.to_path_buf()],
         auth: MockAuth::Secret(SECRET.into()),
@@ -68,7 +68,7 @@ fn exporter(
         .tuning(fast_tuning())
 }
 
-fn convert(data: &Path, out: &Path, options: RunOptions) {
+pub(crate) fn convert(data: &Path, out: &Path, options: RunOptions) {
     let summary = Converter::new(out)
         .input(data)
         .with_options(RunOptions {
@@ -443,7 +443,7 @@ fn xm2_server_validates_like_the_api() {
 }
 
 /// Runs `tidewater export` as a process with the secret in its environment.
-fn export_command(out: &Path, url: &str, extra: &[&str]) -> Command {
+pub(crate) fn export_command(out: &Path, url: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidewater"));
     cmd.args([
         "export",

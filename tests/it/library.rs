@@ -110,10 +110,13 @@ fn a_cancelled_run_returns_cancelled_and_commits_nothing() {
     converter.cancel_token().cancel();
     let err = converter.run().unwrap_err();
     assert!(matches!(err, tidewater::Error::Cancelled), "{err}");
+    // Only the released lock of the run on its root.
     let left: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|name| name != ".tidewater")
         .collect();
+    assert_eq!(std::fs::read(out.join(".tidewater/lock")).unwrap(), b"");
     assert!(
         left.is_empty(),
         "nothing committed or left staged: {left:?}"

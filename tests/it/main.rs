@@ -4,6 +4,7 @@
 mod convert;
 mod export;
 mod extremes;
+mod integrity;
 mod interop;
 mod library;
 mod util;

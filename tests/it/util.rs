@@ -78,6 +78,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
             !rel.contains(".tidewater-staging"),
             "staging folder left behind: {rel}"
         );
+        if rel == ".tidewater/lock" {
+            // The run's lock on its root: left empty once the run has released it.
+            assert_eq!(std::fs::read(&p).unwrap(), b"", "lock not released: {rel}");
+            continue;
+        }
         if p.is_dir() {
             walk(root, &p, out);
         } else {

@@ -59,7 +59,27 @@ pub enum Error {
         /// The runtime error.
         message: String,
     },
-    /// The output folder cannot be written.
+    /// The output folder cannot be used at all: it cannot be made, or its state cannot
+    /// be read or written before the run starts.
+    #[error(
+        "cannot use output folder {path}: {source}; fix its permissions or choose another --out"
+    )]
+    OutputRoot {
+        /// The path at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Another run holds the output root (each run holds its root exclusively).
+    #[error("output folder {root} is in use by another run ({holder}); wait for it to finish or choose another --out")]
+    Locked {
+        /// The output root.
+        root: PathBuf,
+        /// Who holds it, as that run wrote it: its process id, host and start time.
+        holder: String,
+    },
+    /// Writing the output failed while the run was under way (a full disk, a
+    /// permission that changed, a file in the way).
     #[error("cannot write output {path}: {source}")]
     Output {
         /// The path at fault.
@@ -108,12 +128,20 @@ impl Error {
             self,
             Error::Config { .. }
                 | Error::InputUnreadable { .. }
-                | Error::Output { .. }
+                | Error::OutputRoot { .. }
                 | Error::Mapping { .. }
         )
     }
 
-    /// An output path cannot be written.
+    /// The output root cannot be used at all (a usage error).
+    pub fn output_root(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::OutputRoot {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An output path cannot be written while the run is under way.
     pub fn output(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Output {
             path: path.into(),

@@ -22,6 +22,7 @@ mod block;
 mod columns;
 mod error;
 pub mod export;
+mod failpoint;
 mod field;
 mod input;
 mod merge;
@@ -45,6 +46,7 @@ pub use options::{
     Compression, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode, WriteMode,
 };
 pub use run::{Cancel, Converter, InputReport, TableBatch};
+pub use store::RootLock;
 pub use summary::{peak_rss_bytes, Progress, RunSummary};
 pub use validate::ValidOptions;
 pub use window::Windowing;

@@ -22,7 +22,8 @@ use crate::block::EventFilter;
 use crate::error::{Error, Result};
 use crate::field::Field;
 use crate::options::{Format, Partition, RunOptions, SchemaMode};
-use crate::run::{execute_plan, Cancel, Destination, OwnedWindows, Plan};
+use crate::run::{execute_plan, Cancel, Destination, OutputRoot, OwnedWindows, Plan};
+use crate::store::STATE_DIR;
 use crate::summary::Progress;
 use crate::validate::ValidOptions;
 
@@ -228,9 +229,10 @@ impl Exporter {
     pub fn run(&self) -> Result<ExportSummary> {
         let valid = self.validate()?;
         let windows = plan_windows(&self.options.tz, self.from, self.to, self.window_days)?;
-        let ledger = FileLedger::open(self.options.root().join(".tidewater").join("export"))?;
+        let root = OutputRoot::prepare(&self.options)?;
+        let ledger = FileLedger::open(self.options.root().join(STATE_DIR).join("export"))?;
         let budget = Arc::new(Pacer::new(self.tuning.pace.clone()));
-        self.run_windows(valid, windows, &ledger, budget)
+        self.run_windows(valid, windows, root, &ledger, budget)
     }
 
     /// Exports the one window `from..=to` (days in the project's time zone), skipping
@@ -258,7 +260,8 @@ impl Exporter {
                 )
             })?;
         let windows = plan_windows(&self.options.tz, from, to, window_days)?;
-        let mut summary = self.run_windows(valid, windows, ledger, budget)?;
+        let root = OutputRoot::prepare(&self.options)?;
+        let mut summary = self.run_windows(valid, windows, root, ledger, budget)?;
         Ok(summary.windows.remove(0))
     }
 
@@ -266,6 +269,7 @@ impl Exporter {
         &self,
         valid: ValidOptions,
         windows: Vec<Window>,
+        output: OutputRoot,
         ledger: &dyn Ledger,
         budget: Arc<dyn RateBudget>,
     ) -> Result<ExportSummary> {
@@ -309,7 +313,7 @@ impl Exporter {
             &engine_options,
             engine_valid,
             plan,
-            Destination::Files,
+            Destination::Files(output),
             &self.progress,
             &self.cancel,
         );
@@ -332,10 +336,22 @@ impl Exporter {
     fn resume(&self, windows: &[Window], ledger: &dyn Ledger) -> (Vec<WindowResult>, Vec<usize>) {
         let mut results: Vec<WindowResult> = windows.iter().map(WindowResult::not_run).collect();
         let mut todo = Vec::new();
+        let root = self.options.root();
         for (i, w) in windows.iter().enumerate() {
             match ledger.committed(&w.ledger_name()) {
                 Some(m) if !self.refetch && m.request == self.request_of(w) => {
-                    results[i].skipped(&m);
+                    // Skip only what is still there as committed (XC4).
+                    match m.missing_under(&root) {
+                        None => results[i].skipped(&m),
+                        Some(why) => {
+                            tracing::warn!(
+                                window = %w.label(),
+                                "window {} was committed, but {why}; exporting it again",
+                                w.label()
+                            );
+                            todo.push(i);
+                        }
+                    }
                 }
                 Some(_) if !self.refetch => {
                     tracing::info!(

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::store::{COMPLETE, MANIFEST};
 
 /// Where committed windows are recorded. A window counts as done only once its record
 /// exists, so [`Ledger::record`] is the last step of a window's commit.
@@ -81,10 +82,55 @@ pub struct Manifest {
     pub events_filtered: u64,
     pub rejects: u64,
     pub files_written: u64,
+    /// The window folders committed, below the output root (version 2 on).
+    #[serde(default)]
+    pub folders: Vec<String>,
     pub committed_at: String,
 }
 
+/// The manifest version written now: 2 lists the window folders.
+pub(crate) const MANIFEST_VERSION: u32 = 2;
+
 impl Manifest {
+    /// Why the window this manifest records is not (or no longer) whole under `root`:
+    /// a folder, its `complete` marker, its manifest or data files missing. `None`
+    /// when everything the manifest lists is there.
+    pub fn missing_under(&self, root: &Path) -> Option<String> {
+        if self.version < MANIFEST_VERSION {
+            return Some(
+                "its record is from an older version that did not list its folders".into(),
+            );
+        }
+        let mut data_files = 0;
+        for folder in &self.folders {
+            let dir = root.join(folder);
+            for marker in [COMPLETE, MANIFEST] {
+                if !dir.join(marker).is_file() {
+                    return Some(format!("{} is missing", dir.join(marker).display()));
+                }
+            }
+            data_files += std::fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter(|e| {
+                            let name = e.file_name();
+                            let name = name.to_string_lossy();
+                            name.starts_with("part-") || name.starts_with("export-")
+                        })
+                        .count() as u64
+                })
+                .unwrap_or(0);
+        }
+        (data_files < self.files_written).then(|| {
+            format!(
+                "{} of its {} data files are missing",
+                self.files_written - data_files,
+                self.files_written
+            )
+        })
+    }
+
     /// The manifest as written to the ledger and beside each `complete` marker.
     pub fn text(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("manifest serializes");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use super::feed::Downloads;
-use super::ledger::{Ledger, Manifest, ManifestRequest};
+use super::ledger::{Ledger, Manifest, ManifestRequest, MANIFEST_VERSION};
 use super::summary::{ExportProgress, WindowResult, WindowStatus};
 use super::windows::Window;
 use crate::error::Result;
@@ -30,7 +30,7 @@ impl WindowOwner for ExportOwner<'_> {
     fn manifest(&mut self, report: &InputReport) -> Result<Option<String>> {
         let (verified, attempts) = self.downloads.body(report.input).unwrap_or_default();
         let manifest = Manifest {
-            version: 1,
+            version: MANIFEST_VERSION,
             request: self.requests[report.input].clone(),
             attempts,
             bytes_received: verified.bytes_received,
@@ -42,6 +42,7 @@ impl WindowOwner for ExportOwner<'_> {
             events_filtered: report.events_filtered,
             rejects: report.events_rejected,
             files_written: report.files_written,
+            folders: report.folders.clone(),
             committed_at: jiff::Timestamp::now().to_string(),
         };
         let text = manifest.text();

@@ -178,11 +178,18 @@ impl RunState {
         // The manifest goes into each window folder before its `complete` marker, so
         // it describes the files the commit is about to publish.
         report.windows_committed = windows.len() as u64;
-        report.files_written = sink
+        let raw = finisher.raw;
+        report.folders = sink
             .spills
             .keys()
             .filter(|(w, _)| windows.contains(w))
-            .count() as u64;
+            .map(|&(w, t)| {
+                let table = (!raw).then(|| merger.registry.tables[t as usize].name.as_str());
+                finisher.store.folder(table, w)
+            })
+            .collect();
+        // The finisher writes one data file per folder.
+        report.files_written = report.folders.len() as u64;
         let manifest = owned.owner.manifest(&report)?;
         let done = finisher.commit(
             &windows,

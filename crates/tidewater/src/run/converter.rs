@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
-use super::driver::{execute_plan, Destination, Plan};
+use super::driver::execute_plan;
+use super::plan::{Destination, OutputRoot, Plan};
 use super::reader::LocalFeed;
 use super::Cancel;
 use crate::error::{Error, Result};
@@ -13,6 +14,7 @@ use crate::field::Field;
 use crate::input::source::{self, Input};
 use crate::options::{Compression, Format, Layout, Partition, RunOptions, SchemaMode, WriteMode};
 use crate::summary::{Progress, RunSummary};
+use crate::validate::ValidOptions;
 use crate::window::WindowKey;
 
 /// A batch of rows of one table in one window, for callers that do their own writing.
@@ -201,7 +203,9 @@ impl Converter {
     /// summary (`incomplete_inputs`, `windows_not_committed`); `summary.check()` turns
     /// them into an error.
     pub fn run(&self) -> Result<RunSummary> {
-        self.execute(Destination::Files)
+        let (valid, plan) = self.plan()?;
+        let root = OutputRoot::prepare(&self.options)?;
+        self.execute(valid, plan, Destination::Files(root))
     }
 
     /// Runs the conversion and hands each row group to `sink` as an Arrow batch, in
@@ -227,7 +231,8 @@ impl Converter {
         &self,
         mut sink: impl FnMut(TableBatch) -> Result<()>,
     ) -> Result<RunSummary> {
-        self.execute(Destination::Batches(&mut sink))
+        let (valid, plan) = self.plan()?;
+        self.execute(valid, plan, Destination::Batches(&mut sink))
     }
 
     /// Cancels the run from another thread: `cancel.cancel()` makes the run stop
@@ -244,7 +249,8 @@ impl Converter {
         self
     }
 
-    fn execute(&self, destination: Destination<'_>) -> Result<RunSummary> {
+    /// Checks the options and inputs; the plan of reading the inputs.
+    fn plan(&self) -> Result<(ValidOptions, Plan<'static>)> {
         if self.inputs.is_empty() {
             return Err(Error::config(
                 Field::Input,
@@ -259,6 +265,15 @@ impl Converter {
             feed: Box::new(LocalFeed(inputs)),
             owned: None,
         };
+        Ok((valid, plan))
+    }
+
+    fn execute(
+        &self,
+        valid: ValidOptions,
+        plan: Plan<'_>,
+        destination: Destination<'_>,
+    ) -> Result<RunSummary> {
         execute_plan(
             &self.options,
             valid,

@@ -49,13 +49,13 @@ pub(crate) fn execute_plan(
     progress
         .input_total
         .store(plan.total_bytes, Ordering::Relaxed);
+    let mut destination = destination;
     let setup = Setup::new(options, valid.threads, &destination)?;
-    let registry = match (&destination, options.schema) {
-        (Destination::Files, SchemaMode::Monoschema | SchemaMode::Multischema) => {
-            Registry::load(&setup.root, options.schema)?
-        }
-        _ => Registry::new(options.schema),
-    };
+    let registry = match &mut destination {
+        Destination::Files(root) => root.registry.take(),
+        Destination::Batches(_) => None,
+    }
+    .unwrap_or_else(|| Registry::new(options.schema));
     let mut driver = Driver::start(
         options,
         valid,
@@ -93,7 +93,7 @@ impl Setup {
         let encoder = Encoder::for_options(o);
         let raw = o.schema == SchemaMode::Raw;
         let store = match destination {
-            Destination::Files => Some(LocalStore::open(
+            Destination::Files(_) => Some(LocalStore::open(
                 &root,
                 o.layout,
                 o.mode,

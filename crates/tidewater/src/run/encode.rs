@@ -91,7 +91,7 @@ impl<'a, 'd> Sink<'a, 'd> {
                     self.failure = Some(e);
                 }
             }
-            Destination::Files => {
+            Destination::Files(_) => {
                 while self.encoding >= self.max_encoding {
                     let done = self.encoded_rx.recv().expect("the sender lives in self");
                     self.record(done);

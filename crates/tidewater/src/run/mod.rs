@@ -26,5 +26,5 @@ pub use cancel::Cancel;
 pub use converter::{Converter, TableBatch};
 pub(crate) use driver::execute_plan;
 pub use plan::InputReport;
-pub(crate) use plan::{Destination, OwnedWindows, Plan, WindowOwner};
+pub(crate) use plan::{Destination, OutputRoot, OwnedWindows, Plan, WindowOwner};
 pub(crate) use reader::{Feed, Opened};

@@ -3,6 +3,9 @@
 use super::reader::Feed;
 use super::TableBatch;
 use crate::error::Result;
+use crate::options::{RunOptions, SchemaMode};
+use crate::schema::registry::Registry;
+use crate::store::RootLock;
 
 /// The inputs of a run as the reader thread sees them.
 pub(crate) struct Plan<'a> {
@@ -54,12 +57,40 @@ pub struct InputReport {
     pub windows_committed: u64,
     /// Data files written.
     pub files_written: u64,
+    /// The window folders committed, below the output root (`<table>/2024/01/03`).
+    pub folders: Vec<String>,
     /// Why the input is incomplete (then nothing of it was committed).
     pub incomplete: Option<String>,
 }
 
 /// Where a run's rows go.
 pub(crate) enum Destination<'a> {
-    Files,
+    /// Data files in an output root, held by this run.
+    Files(OutputRoot),
     Batches(&'a mut dyn FnMut(TableBatch) -> Result<()>),
+}
+
+/// An output root made ready for a run before anything is read or requested: held
+/// exclusively, cleared of what a crashed run left half done, its mapping file read and
+/// checked against the run's schema mode.
+pub(crate) struct OutputRoot {
+    /// Released when the run ends.
+    _lock: RootLock,
+    /// The mapping file's tables; `None` for raw output, which has none.
+    pub registry: Option<Registry>,
+}
+
+impl OutputRoot {
+    pub(crate) fn prepare(o: &RunOptions) -> Result<OutputRoot> {
+        let root = o.root();
+        let lock = RootLock::acquire(&root)?;
+        let registry = match o.schema {
+            SchemaMode::Raw => None,
+            schema => Some(Registry::load(&root, schema)?),
+        };
+        Ok(OutputRoot {
+            _lock: lock,
+            registry,
+        })
+    }
 }

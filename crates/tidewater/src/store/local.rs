@@ -16,7 +16,13 @@ use crate::error::{Error, Result};
 use crate::options::{Layout, WriteMode};
 use crate::window::WindowKey;
 
-const STAGING_PREFIX: &str = ".tidewater-staging-";
+/// Staging folders are named `<prefix><pid>-<nanos>`.
+pub(super) const STAGING_PREFIX: &str = ".tidewater-staging-";
+
+/// The folder of a staging area where a replace commit records, before it moves an old
+/// window aside, which window and where to: `<n>` holds the window's path below the
+/// root and the path it was moved to below the staging folder, one per line.
+pub(super) const JOURNAL: &str = "journal";
 
 /// The output root of a run on the local file system, and its staging area.
 #[derive(Debug)]
@@ -45,13 +51,14 @@ impl LocalStore {
         raw: bool,
         extension: &'static str,
     ) -> Result<Self> {
-        fs::create_dir_all(root).map_err(|e| Error::output(root, e))?;
-        remove_stale_staging(root);
+        fs::create_dir_all(root).map_err(|e| Error::output_root(root, e))?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let staging = root.join(format!("{STAGING_PREFIX}{}-{nanos}", std::process::id()));
-        fs::create_dir_all(staging.join("spill")).map_err(|e| Error::output(&staging, e))?;
+        for sub in ["spill", JOURNAL] {
+            fs::create_dir_all(staging.join(sub)).map_err(|e| Error::output_root(&staging, e))?;
+        }
         Ok(LocalStore {
             root: root.to_path_buf(),
             staging,
@@ -136,23 +143,6 @@ impl Drop for LocalStore {
     }
 }
 
-/// Removes staging folders left by runs whose process is gone (Linux: `/proc/<pid>`).
-fn remove_stale_staging(root: &Path) {
-    let Ok(entries) = fs::read_dir(root) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(STAGING_PREFIX) else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or("");
-        if Path::new("/proc").exists() && !Path::new("/proc").join(pid).exists() {
-            let _ = fs::remove_dir_all(e.path());
-        }
-    }
-}
-
 /// Makes the folder `dir` (its parent exists), or finds it already there.
 fn make_dir(dir: &Path) -> Result<()> {
     match fs::create_dir(dir) {
@@ -204,6 +194,12 @@ impl WindowStore for LocalStore {
         LocalStore::part_name(self, n)
     }
 
+    fn folder(&self, table: Option<&str>, window: WindowKey) -> String {
+        self.window_rel(table, window)
+            .to_string_lossy()
+            .into_owned()
+    }
+
     /// Moves a staged window folder into place (C1, C2): its data files, then the
     /// manifest, then the `complete` marker. In replace mode the folder moves whole; in
     /// append mode into an existing folder, its parts join the folder's and the
@@ -237,21 +233,29 @@ impl WindowStore for LocalStore {
             write_file(&staged.join(MANIFEST), m)?;
         }
         write_file(&staged.join(COMPLETE), b"")?;
-        let trash = if target.exists() {
-            let n = self
-                .trash_count
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let trash = self.staging.join("trash").join(n.to_string());
-            self.make_parents(&trash)?;
-            fs::rename(&target, &trash).map_err(|e| Error::output(&target, e))?;
-            Some(trash)
-        } else {
-            None
-        };
-        fs::rename(&staged, &target).map_err(|e| Error::output(&target, e))?;
-        if let Some(t) = trash {
-            let _ = fs::remove_dir_all(t);
+        if !target.exists() {
+            return fs::rename(&staged, &target).map_err(|e| Error::output(&target, e));
         }
+        // Replace: the old window moves aside, then the new one in. A crash between the
+        // two would leave neither, so the move aside is journaled first: the next run
+        // in this root puts the old window back (store::root).
+        let n = self
+            .trash_count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let aside_rel = Path::new("aside").join(n.to_string());
+        let aside = self.staging.join(&aside_rel);
+        self.make_parents(&aside)?;
+        let record = self.staging.join(JOURNAL).join(n.to_string());
+        let rel = self.window_rel(table, window);
+        write_file(
+            &record,
+            format!("{}\n{}\n", rel.display(), aside_rel.display()).as_bytes(),
+        )?;
+        fs::rename(&target, &aside).map_err(|e| Error::output(&target, e))?;
+        crate::failpoint::crash_point("replace-between-renames");
+        fs::rename(&staged, &target).map_err(|e| Error::output(&target, e))?;
+        let _ = fs::remove_file(&record);
+        let _ = fs::remove_dir_all(aside);
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 
 mod local;
 mod rejects;
+mod root;
 
 use std::path::PathBuf;
 
@@ -14,6 +15,8 @@ use crate::window::WindowKey;
 
 pub(crate) use local::LocalStore;
 pub(crate) use rejects::RejectsWriter;
+pub use root::RootLock;
+pub(crate) use root::STATE_DIR;
 
 /// The marker that makes a window folder committed (C1).
 pub(crate) const COMPLETE: &str = "complete";
@@ -29,6 +32,9 @@ pub(crate) trait WindowStore: Sync {
 
     /// The name of a window's `n`-th data file.
     fn part_name(&self, n: u32) -> String;
+
+    /// The folder of a table's window below the root.
+    fn folder(&self, table: Option<&str>, window: WindowKey) -> String;
 
     /// Commits a staged window: its data files, then `manifest` (when given), then the
     /// `complete` marker, so that the window appears whole or not at all (C1, C2).

@@ -1,0 +1,136 @@
+//! Taking an output root for a run: an exclusive lock held until the run ends, and the
+//! recovery of what a run that crashed left half done.
+//!
+//! The lock is an advisory file lock (`flock`) on `<root>/.tidewater/lock`: the kernel
+//! releases it when its holder exits, however it exits, so a crashed run never leaves
+//! a lock that must be broken by hand. While it holds the lock a run writes who it is
+//! into the file, so a second run can name the holder when it is refused.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::local::{JOURNAL, STAGING_PREFIX};
+use crate::error::{Error, Result};
+
+/// The folder of Tidewater's own state inside an output root.
+pub(crate) const STATE_DIR: &str = ".tidewater";
+
+/// An output root held by this run. Dropping it releases the lock.
+#[derive(Debug)]
+pub struct RootLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl RootLock {
+    /// Takes `root` (created if missing) for this run, and finishes or rolls back what a
+    /// crashed run left half done there. Fails at once when another run holds it.
+    pub fn acquire(root: &Path) -> Result<RootLock> {
+        let dir = root.join(STATE_DIR);
+        fs::create_dir_all(&dir).map_err(|e| Error::output_root(&dir, e))?;
+        let path = dir.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::output_root(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                return Err(Error::Locked {
+                    root: root.to_path_buf(),
+                    holder: holder.trim().to_string(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::output_root(&path, e)),
+        }
+        let previous = fs::read_to_string(&path).unwrap_or_default();
+        if !previous.trim().is_empty() {
+            tracing::warn!(
+                "the last run in {} ({}) ended without releasing it; recovering its unfinished commits",
+                root.display(),
+                previous.trim()
+            );
+        }
+        let holder = format!(
+            "pid {} on {}, since {}",
+            std::process::id(),
+            host_name(),
+            jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .unwrap_or_else(|_| jiff::Timestamp::now())
+        );
+        file.set_len(0)
+            .and_then(|()| file.write_all(holder.as_bytes()))
+            .map_err(|e| Error::output_root(&path, e))?;
+        recover(root)?;
+        Ok(RootLock { file, path })
+    }
+}
+
+impl Drop for RootLock {
+    fn drop(&mut self) {
+        // An empty file tells the next run that this one ended cleanly.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+        tracing::trace!(lock = %self.path.display(), "output root released");
+    }
+}
+
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map_or_else(|| "this host".to_string(), |h| h.trim().to_string())
+}
+
+/// Under the lock every staging folder in the root is a dead run's. A replace commit
+/// that it interrupted between moving the old window aside and moving the new one in
+/// (its journal entry says which) gets the old window back: that run committed nothing
+/// of it, and the window is as it was before. Then the staging folder goes.
+fn recover(root: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(root) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            continue;
+        }
+        let staging = entry.path();
+        if let Ok(journal) = fs::read_dir(staging.join(JOURNAL)) {
+            for record in journal.flatten() {
+                roll_back(root, &staging, &record.path())?;
+            }
+        }
+        fs::remove_dir_all(&staging).map_err(|e| Error::output_root(&staging, e))?;
+    }
+    Ok(())
+}
+
+/// Puts back the window that one journal record says was moved aside, unless the new
+/// one made it into place.
+fn roll_back(root: &Path, staging: &Path, record: &Path) -> Result<()> {
+    let Ok(text) = fs::read_to_string(record) else {
+        return Ok(());
+    };
+    let Some((target, aside)) = text.trim_end().split_once('\n') else {
+        return Ok(()); // written only partly: nothing was moved yet
+    };
+    let (target, aside) = (root.join(target), staging.join(aside));
+    if !target.exists() && aside.is_dir() {
+        fs::rename(&aside, &target).map_err(|e| Error::output_root(&target, e))?;
+        tracing::warn!(
+            "restored window {} that a crashed run was replacing",
+            target.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Never lose a window, never let two runs corrupt one root: a crash in the middle of a
+//! replace commit, resume that verifies what it skips, and the lock on an output root.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::export::{convert, export_command, generated, mock};
+use crate::util::*;
+use tidewater::RootLock;
+
+fn data_folders(root: &Path) -> Vec<String> {
+    tree(root)
+        .into_keys()
+        .filter(|k| k.ends_with("/complete"))
+        .collect()
+}
+
+/// C1/C2: `kill -9` between moving the old window aside and moving the new one in.
+/// The next run puts the old window back before it resumes: nothing is missing.
+#[test]
+fn c1_a_crash_between_the_renames_of_a_replace_loses_no_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 900, 3);
+    let server = mock(&data, |_| {});
+    let out = dir.path().join("out");
+    // The command's 20 days, of which the data fills the first 3.
+    let range = ["--quiet"];
+    let first = export_command(&out, server.url(), &range).output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let before = data_folders(&out);
+    assert_eq!(before.len(), 3);
+
+    let crashed = export_command(&out, server.url(), &["--quiet", "--refetch"])
+        .env("TIDEWATER_FAILPOINT", "replace-between-renames")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success(), "the crash point was reached");
+    assert_eq!(
+        data_folders_raw(&out),
+        2,
+        "one window was moved aside when it crashed"
+    );
+
+    let resumed = export_command(&out, server.url(), &["--json"])
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(stderr.contains("restored window"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(summary["windows_skipped"], 20, "{summary}");
+    assert_same_data_in_range(&out, &data);
+}
+
+/// Counts committed window folders without asserting on staging folders.
+fn data_folders_raw(root: &Path) -> usize {
+    let mut count = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tidewater") {
+                continue;
+            }
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else if name == "complete" {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// The export's data files are the converted data of its three days, byte for byte.
+fn assert_same_data_in_range(out: &Path, data: &Path) {
+    let reference = out.with_file_name("reference");
+    convert(data, &reference, tidewater::RunOptions::default());
+    let in_range = |k: &String| {
+        !k.starts_with(".tidewater/")
+            && !k.ends_with("manifest.json")
+            && (k.starts_with("schema/")
+                || ["2024/01/01/", "2024/01/02/", "2024/01/03/"]
+                    .iter()
+                    .any(|d| k.contains(d)))
+    };
+    let got: Vec<_> = tree(out).into_iter().filter(|(k, _)| in_range(k)).collect();
+    let want: Vec<_> = tree(&reference)
+        .into_iter()
+        .filter(|(k, _)| in_range(k))
+        .collect();
+    assert_eq!(
+        got.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        want.iter().map(|(k, _)| k).collect::<Vec<_>>()
+    );
+    assert!(got == want, "same bytes");
+}
+
+/// XC4: resume skips a window only when what its record lists is still there; it says
+/// what it exports again and why.
+#[test]
+fn xc4_resume_verifies_what_it_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 900, 3);
+    let server = mock(&data, |_| {});
+    let out = dir.path().join("out");
+    let range: [&str; 0] = [];
+    let first = export_command(&out, server.url(), &[&range[..], &["--quiet"]].concat())
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    std::fs::remove_file(out.join("mp_master_event/2024/01/01/complete")).unwrap();
+    std::fs::remove_dir_all(out.join("mp_master_event/2024/01/02")).unwrap();
+    let again = export_command(&out, server.url(), &[&range[..], &["--json"]].concat())
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    for day in ["2024-01-01", "2024-01-02"] {
+        assert!(
+            stderr.contains(&format!("window {day} was committed, but")),
+            "{stderr}"
+        );
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(summary["windows_skipped"], 18, "{summary}");
+    assert_same_data_in_range(&out, &data);
+}
+
+/// Two runs into one root: the second fails at once, naming the holder; a lock left by
+/// a run that crashed is taken over.
+#[test]
+fn a_run_holds_its_output_root_exclusively() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let convert = |out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_tidewater"))
+            .current_dir(fixtures())
+            .args(["convert", "events-sample.jsonl.gz", "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let held = RootLock::acquire(&out).unwrap();
+    let refused = convert(&out);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("is in use by another run")
+            && stderr.contains(&format!("pid {}", std::process::id())),
+        "{stderr}"
+    );
+    assert!(!out.join("mp_master_event").exists(), "nothing written");
+    drop(held);
+
+    // A crashed holder: its note is still in the file, but nobody holds the lock.
+    std::fs::write(
+        out.join(".tidewater/lock"),
+        "pid 999999 on elsewhere, since then",
+    )
+    .unwrap();
+    let taken = convert(&out);
+    assert!(
+        taken.status.success(),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("ended without releasing it"));
+    assert!(out.join("mp_master_event").exists());
+    assert_eq!(std::fs::read(out.join(".tidewater/lock")).unwrap(), b"");
+}
