@@ -276,6 +276,42 @@ fn xc2_pacing_never_exceeds_the_limits_at_the_server() {
     }
 }
 
+/// XC2 with slow responses and every concurrency slot busy: a request takes its place
+/// in the rate budget only when it is about to be sent, not while it waits for a slot.
+#[test]
+fn xc2_pacing_holds_when_responses_are_slow_and_slots_are_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 400, 12);
+    let limits = vec![(3, Duration::from_secs(1))];
+    let server = mock(&data, |c| {
+        c.limits = limits.clone();
+        // The first two responses are slow, the rest fast: the requests that waited
+        // for a slot meanwhile must not all go at once when the slots free up.
+        c.faults = vec![Fault::parse("slow=1300ms,count=2").unwrap()];
+    });
+    let mut tuning = fast_tuning();
+    tuning.pace = limits.clone();
+    tuning.concurrency = 2;
+    tuning.timeout_first_byte = Duration::from_secs(5);
+    let summary = exporter(
+        &dir.path().join("out"),
+        &server,
+        RunOptions::default(),
+        "2024-01-01",
+        "2024-01-12",
+    )
+    .tuning(tuning)
+    .run()
+    .unwrap();
+    summary.check().unwrap();
+    let times: Vec<u64> = server.requests().iter().map(|r| r.at_ms).collect();
+    for (i, t) in times.iter().enumerate() {
+        let in_period = times[..=i].iter().filter(|u| t - *u < 1000).count();
+        assert!(in_period <= 3, "{in_period} requests within 1 s: {times:?}");
+    }
+    assert_eq!(summary.retries, 0, "no request was refused for its rate");
+}
+
 #[test]
 fn f2_where_and_events_on_the_server_or_locally_keep_the_same_events() {
     let dir = tempfile::tempdir().unwrap();

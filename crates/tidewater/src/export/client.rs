@@ -104,12 +104,15 @@ impl Client {
         let mut last = String::new();
         let mut rng = Jitter::new(spool);
         for attempt in 1..=t.max_attempts {
-            let waited = self.budget.acquire().await;
-            self.progress
-                .rate_limit_wait_ms
-                .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
             let result = {
+                // A concurrency slot first, then the rate slot: the rate budget stamps
+                // the moment the request is sent. The other way round, requests that
+                // waited for a slot went out together long after their stamps (XC2).
                 let _permit = self.in_flight.acquire().await.expect("never closed");
+                let waited = self.budget.acquire().await;
+                self.progress
+                    .rate_limit_wait_ms
+                    .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
                 self.progress.requests.fetch_add(1, Ordering::Relaxed);
                 self.fetch_once(req, spool).await
             };
