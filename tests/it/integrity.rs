@@ -185,3 +185,36 @@ fn a_run_holds_its_output_root_exclusively() {
     assert!(out.join("mp_master_event").exists());
     assert_eq!(std::fs::read(out.join(".tidewater/lock")).unwrap(), b"");
 }
+
+/// A local write that fails while a body is spooled (here: a file size limit, as a full
+/// disk would) stops the run with exit 1 naming the path, without retrying the window.
+#[test]
+fn a_spool_that_cannot_be_written_stops_the_export_without_spending_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 20_000, 2);
+    let server = mock(&data, |_| {});
+    let out = dir.path().join("out");
+    let export = export_command(&out, server.url(), &["--concurrency", "1"]);
+    // Files beyond 100 KiB cannot be written; SIGXFSZ ignored, so writes fail with EFBIG.
+    let mut limited = Command::new("bash");
+    limited
+        .arg("-c")
+        .arg("ulimit -f 200; trap '' XFSZ; exec \"$0\" \"$@\"")
+        .arg(export.get_program())
+        .args(export.get_args());
+    for (key, value) in export.get_envs() {
+        match value {
+            Some(v) => limited.env(key, v),
+            None => limited.env_remove(key),
+        };
+    }
+    let output = limited.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write output") && stderr.contains("window-00000.body"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("retrying"), "{stderr}");
+    assert_eq!(server.requests().len(), 1, "one request, not retried");
+}

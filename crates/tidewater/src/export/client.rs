@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::pace::RateBudget;
-use super::verify::verify_body;
+use super::verify::{verify_body, BodyError};
 use super::{Credentials, ExportProgress, Tuning};
 
 /// One window's request.
@@ -37,7 +37,7 @@ pub(crate) struct WindowRequest {
 /// A body that was read completely and verified (X6).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Verified {
-    /// The spool file holding the decompressed body.
+    /// The spool file holding the body as received (gzip or not).
     pub path: PathBuf,
     /// Bytes received on the wire.
     pub bytes_received: u64,
@@ -60,6 +60,12 @@ pub(crate) enum Outcome {
     Fatal {
         message: String,
     },
+    /// The body could not be spooled (a full disk, a permission): the run stops
+    /// without spending more requests.
+    Local {
+        path: PathBuf,
+        source: io::Error,
+    },
     /// Every attempt failed with a retryable error.
     GaveUp {
         attempts: u32,
@@ -71,6 +77,10 @@ pub(crate) enum Outcome {
 #[derive(Debug)]
 enum AttemptError {
     Fatal(String),
+    Local {
+        path: PathBuf,
+        source: io::Error,
+    },
     Retry {
         reason: String,
         retry_after: Option<Duration>,
@@ -93,6 +103,7 @@ pub(crate) struct Client {
     pub credentials: Credentials,
     pub tuning: Tuning,
     pub budget: Arc<dyn RateBudget>,
+    /// Requests in flight at once (XC2); closed when the run stops on a local error.
     pub in_flight: tokio::sync::Semaphore,
     pub progress: Arc<ExportProgress>,
 }
@@ -108,13 +119,23 @@ impl Client {
                 // A concurrency slot first, then the rate slot: the rate budget stamps
                 // the moment the request is sent. The other way round, requests that
                 // waited for a slot went out together long after their stamps (XC2).
-                let _permit = self.in_flight.acquire().await.expect("never closed");
+                let Ok(_permit) = self.in_flight.acquire().await else {
+                    return Outcome::GaveUp {
+                        attempts: attempt - 1,
+                        message: "not requested: the run stopped on a local write failure".into(),
+                    };
+                };
                 let waited = self.budget.acquire().await;
                 self.progress
                     .rate_limit_wait_ms
                     .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
                 self.progress.requests.fetch_add(1, Ordering::Relaxed);
-                self.fetch_once(req, spool).await
+                let result = self.fetch_once(req, spool).await;
+                if let Err(AttemptError::Local { .. }) = result {
+                    // No further request, before this slot frees: the run stops.
+                    self.in_flight.close();
+                }
+                result
             };
             let (reason, retry_after, rate_limited) = match result {
                 Ok(verified) => {
@@ -126,6 +147,10 @@ impl Client {
                 Err(AttemptError::Fatal(message)) => {
                     let _ = std::fs::remove_file(spool);
                     return Outcome::Fatal { message };
+                }
+                Err(AttemptError::Local { path, source }) => {
+                    let _ = std::fs::remove_file(spool);
+                    return Outcome::Local { path, source };
                 }
                 Err(AttemptError::Retry {
                     reason,
@@ -285,7 +310,10 @@ impl Client {
         if let Some(f) = failure {
             return Err(retry(f));
         }
-        let mut verified = verified.map_err(retry)?;
+        let mut verified = verified.map_err(|e| match e {
+            BodyError::Incomplete(why) => retry(why),
+            BodyError::Local { path, source } => AttemptError::Local { path, source },
+        })?;
         verified.bytes_received = received;
         Ok(verified)
     }

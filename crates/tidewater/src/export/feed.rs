@@ -59,7 +59,7 @@ impl Downloads {
             let client = client.clone();
             let mut consumed = consumed_rx.clone();
             let tx = outcome_tx.clone();
-            let path = spool.join(format!("window-{k:05}.jsonl"));
+            let path = spool.join(format!("window-{k:05}.body"));
             runtime.spawn(async move {
                 if consumed.wait_for(|c| k < *c + lookahead).await.is_err() {
                     return;
@@ -137,6 +137,10 @@ impl Feed for ExportFeed {
                         message,
                     });
                 }
+                // So does a spool that cannot be written.
+                Ok((_, Outcome::Local { path, source })) => {
+                    return Err(Error::output(path, source));
+                }
                 Ok((k, o)) => {
                     self.waiting.insert(k, o);
                 }
@@ -175,6 +179,7 @@ impl Feed for ExportFeed {
                 window: self.labels[i].clone(),
                 message,
             }),
+            Outcome::Local { path, source } => Err(Error::output(path, source)),
         }
     }
 

@@ -155,7 +155,8 @@ mod tests {
         let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left");
         let e = ::parquet::errors::ParquetError::External(Box::new(full));
         let e = parquet_error(e, Path::new("out/part.parquet"), "row group 0".into());
-        assert!(e.is_usage(), "{e}");
+        // A full disk mid-run is a run-time failure (exit 1), not a usage error.
+        assert!(!e.is_usage(), "{e}");
         assert_eq!(
             e.to_string(),
             "cannot write output out/part.parquet: no space left"
