@@ -620,6 +620,39 @@ fn x3_credentials_never_appear_in_output_logs_or_summary() {
     assert!(!format!("{:?}", Credentials::ApiSecret(SECRET.into())).contains(SECRET));
 }
 
+/// X3: a server or proxy that echoes the request's headers in an error body (retried,
+/// then refused) never gets the `Authorization` value onto stderr.
+#[test]
+fn x3_credentials_echoed_by_a_server_are_redacted() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 50, 2);
+    let server = mock(&data, |c| {
+        c.faults = ["echo=502", "echo=403"]
+            .iter()
+            .map(|f| Fault::parse(f).unwrap())
+            .collect();
+    });
+    let output = export_command(
+        &dir.path().join("out"),
+        server.url(),
+        &["--concurrency", "1"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{SECRET}:"));
+    assert!(
+        stderr.contains("your request was") && stderr.contains("[redacted]"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&basic) && !stderr.contains(SECRET),
+        "{stderr}"
+    );
+}
+
 /// A GET over a plain socket, so that the test sees the response as sent: the status
 /// line and headers (lowercased) and the body with chunked transfer encoding removed.
 fn raw_get(url: &str, path_query: &str, accept_gzip: bool) -> (String, bool, Vec<u8>) {

@@ -11,6 +11,9 @@ pub enum FaultKind {
     RateLimited(Option<Duration>),
     /// Any status, e.g. 500, 503, 402, 403.
     Status(u16),
+    /// That status, with the request's headers echoed in the body, as some proxies
+    /// and debugging servers do.
+    EchoHeaders(u16),
     /// `export terminated early` after N lines.
     Terminated(u64),
     /// The body ends in the middle of line N+1 (the stream itself is well formed).
@@ -48,6 +51,7 @@ pub const FAULT_HELP: &str = "\
 KIND[,count=N | ,p=P]   (default count=1; faults are tried in order, one per request)
   429            429 without Retry-After      429=2s      429 with Retry-After: 2
   500, 503, 402, 403, status=NNN              that status with a JSON error body
+  echo=NNN       that status, the request's headers echoed in the body (as some proxies do)
   terminated=N   `export terminated early` after N lines
   cut=N          the body ends in the middle of line N+1
   drop=N         the connection drops after N lines
@@ -79,6 +83,11 @@ impl Fault {
                 arg.and_then(|a| a.parse().ok())
                     .filter(|s| (400..600).contains(s))
                     .ok_or_else(|| bad("status=NNN needs a 4xx or 5xx status"))?,
+            ),
+            "echo" => FaultKind::EchoHeaders(
+                arg.and_then(|a| a.parse().ok())
+                    .filter(|s| (400..600).contains(s))
+                    .ok_or_else(|| bad("echo=NNN needs a 4xx or 5xx status"))?,
             ),
             "terminated" => FaultKind::Terminated(lines(arg)?),
             "cut" => FaultKind::CutMidLine(lines(arg)?),

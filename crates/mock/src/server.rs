@@ -306,6 +306,16 @@ pub(crate) async fn export(
             }
             return r;
         }
+        Some(FaultKind::EchoHeaders(s)) => {
+            let status = StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_GATEWAY);
+            state.record(&request, accepts_gzip, status, fault.as_ref());
+            let echoed: Vec<String> = headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+                .collect();
+            let body = format!("proxy error; your request was:\n{}", echoed.join("\n"));
+            return (status, body).into_response();
+        }
         Some(FaultKind::Status(s)) => {
             let status = StatusCode::from_u16(*s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             state.record(&request, accepts_gzip, status, fault.as_ref());

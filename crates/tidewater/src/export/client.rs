@@ -197,8 +197,24 @@ impl Client {
         req: &WindowRequest,
         spool: &Path,
     ) -> Result<Verified, AttemptError> {
-        let response = self.send(req).await?;
-        self.receive(response, spool).await
+        let result = match self.send(req).await {
+            Ok(response) => self.receive(response, spool).await,
+            Err(e) => Err(e),
+        };
+        // A server or proxy may echo the request's headers back in an error body.
+        result.map_err(|e| match e {
+            AttemptError::Fatal(message) => AttemptError::Fatal(self.credentials.redact(&message)),
+            AttemptError::Retry {
+                reason,
+                retry_after,
+                rate_limited,
+            } => AttemptError::Retry {
+                reason: self.credentials.redact(&reason),
+                retry_after,
+                rate_limited,
+            },
+            local @ AttemptError::Local { .. } => local,
+        })
     }
 
     /// Sends the request and waits for the response headers; a refusal or an error
