@@ -34,7 +34,7 @@ pub fn init(quiet: bool) {
         .try_init();
 }
 
-/// `tidewater: ` and the event's message; its other fields are for structured
+/// `tidewater: `, `warning: ` for warnings, and the event's message; its other fields are for structured
 /// consumers (the service), and the message already says them in words.
 struct MessageOnly;
 
@@ -51,7 +51,12 @@ where
     ) -> fmt::Result {
         let mut message = Message(String::new());
         event.record(&mut message);
-        writeln!(writer, "tidewater: {}", message.0)
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error: ",
+            Level::WARN => "warning: ",
+            _ => "",
+        };
+        writeln!(writer, "tidewater: {level}{}", message.0)
     }
 }
 

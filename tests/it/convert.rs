@@ -827,3 +827,54 @@ fn bench_generates_the_events_it_is_asked_for() {
     );
     assert!(stderr.contains("--days"), "{stderr}");
 }
+
+/// A run that keeps nothing exits 0 but says so, with what would help; a directory
+/// without inputs is a usage error.
+#[test]
+fn runs_that_keep_nothing_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let views: Vec<String> = (0..5)
+        .map(|i| event("Page View", 1_704_067_200 + i, ""))
+        .collect();
+    write(d, "views.jsonl", &views.join("\n"));
+    let (stdout, stderr) = tidewater_ok(
+        d,
+        &[
+            "convert",
+            "views.jsonl",
+            "--out",
+            "o1",
+            "--events",
+            "page view",
+            "--json",
+        ],
+        0,
+    );
+    assert!(
+        stderr.contains("no event kept")
+            && stderr.contains("did you mean \"Page View\" for \"page view\""),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        summary["warnings"].as_array().unwrap().len(),
+        1,
+        "{summary}"
+    );
+
+    write(d, "table.csv", "a,b\n1,2\n3,4\n");
+    let (_, stderr) = tidewater_ok(d, &["convert", "table.csv", "--out", "o2"], 0);
+    assert!(
+        stderr.contains("every one of the 3 lines was rejected"),
+        "{stderr}"
+    );
+
+    std::fs::create_dir(d.join("empty")).unwrap();
+    write(d, "empty/notes.txt", "not an input");
+    let (_, stderr) = tidewater_ok(d, &["convert", "empty", "--out", "o3"], 2);
+    assert!(
+        stderr.contains("holds no *.json, *.jsonl or *.ndjson file"),
+        "{stderr}"
+    );
+}

@@ -91,6 +91,9 @@ pub struct RunSummary {
     pub stages: StageTimes,
     /// Peak resident memory of the process, in bytes (Linux).
     pub peak_rss_bytes: Option<u64>,
+    /// What looks wrong about a run that succeeded: it kept no event, or rejected
+    /// every line. Also emitted as `tracing` warnings.
+    pub warnings: Vec<String>,
 }
 
 impl RunSummary {

@@ -67,14 +67,24 @@ impl EventFilter {
         }
     }
 
+    /// Whether the whitelist lets an event name through (F1); true without one.
+    pub fn lists(&self, name: &str) -> bool {
+        self.events
+            .as_ref()
+            .is_none_or(|events| events.contains(name))
+    }
+
+    /// The whitelist, sorted; empty when every event passes it.
+    pub fn whitelist(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.events.iter().flatten().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// F1–F3 on a parsed event: the whitelist, then `where`. An error is a `where`
     /// runtime error (B3) on this event; the caller applies the run's policy.
     pub fn keep(&self, event: &Event<'_, '_>, scratch: &mut Scratch) -> Result<bool, RuntimeError> {
-        if !self
-            .events
-            .as_ref()
-            .is_none_or(|events| events.contains(event.name))
-        {
+        if !self.lists(event.name) {
             return Ok(false);
         }
         match &self.program {

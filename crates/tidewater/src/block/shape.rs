@@ -191,6 +191,24 @@ pub struct ShapedBlock {
     pub where_failure: Option<WhereFailure>,
     /// Tables in order of first appearance in the block.
     pub tables: Vec<BlockTable>,
+    /// A few distinct names of events the whitelist dropped, for the warning of a run
+    /// that keeps nothing (a sample: the first of the block).
+    pub unlisted: Vec<String>,
+}
+
+/// How many unlisted event names each block samples.
+const UNLISTED_SAMPLE: usize = 4;
+
+impl ShapedBlock {
+    fn note_unlisted(&mut self, name: &[u8]) {
+        if self.unlisted.len() < UNLISTED_SAMPLE
+            && !self.unlisted.iter().any(|n| n.as_bytes() == name)
+        {
+            if let Ok(name) = std::str::from_utf8(name) {
+                self.unlisted.push(name.to_string());
+            }
+        }
+    }
 }
 
 /// Per-worker state reused across blocks.
@@ -561,6 +579,11 @@ impl Shaper {
         } = state;
         if filter.precheck(line) == Precheck::Drop {
             out.filtered += 1;
+            if out.unlisted.len() < UNLISTED_SAMPLE {
+                if let Some(name) = tidewater_event::written_event_name(line) {
+                    out.note_unlisted(name);
+                }
+            }
             return LineOutcome::Skipped;
         }
         let Shaper {
@@ -573,7 +596,12 @@ impl Shaper {
         let result = parser.parse(line, |event| {
             match filter.keep(event, scratch) {
                 Ok(true) => {}
-                Ok(false) => return Verdict::Filtered,
+                Ok(false) => {
+                    if !filter.lists(event.name) {
+                        out.note_unlisted(event.name.as_bytes());
+                    }
+                    return Verdict::Filtered;
+                }
                 Err(e) => return Verdict::WhereError(e.to_string(), insert_id(event)),
             }
             // An export response may only hold its own window's events.

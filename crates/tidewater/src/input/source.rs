@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::field::Field;
 
 /// One input of a run, after directories were expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,16 @@ pub fn expand_inputs(given: &[PathBuf]) -> Result<Vec<Input>> {
                 if DIRECTORY_SUFFIXES.iter().any(|s| name.ends_with(s)) && entry.path().is_file() {
                     files.push(entry.path());
                 }
+            }
+            if files.is_empty() {
+                return Err(Error::config(
+                    Field::Input,
+                    format!(
+                        "directory {} holds no *.json, *.jsonl or *.ndjson file (nor their \
+                         .gz forms); subfolders are not read",
+                        path.display()
+                    ),
+                ));
             }
             // Byte order of the path, as IN6 requires (not locale order).
             files.sort_by(|a, b| {

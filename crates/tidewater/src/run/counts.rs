@@ -23,7 +23,12 @@ pub(crate) struct RunState {
     pub committed: BTreeSet<WindowKey>,
     /// Per-input counts (inputs that own their windows).
     pub per_input: BTreeMap<usize, InputReport>,
+    /// Names of events the whitelist dropped, sampled (see [`ShapedBlock::unlisted`]).
+    pub unlisted: BTreeSet<String>,
 }
+
+/// At most this many unlisted names are kept for the warning.
+const UNLISTED_KEPT: usize = 200;
 
 impl RunState {
     pub fn end_input(&mut self, end: InputEnd, names: &[String]) {
@@ -55,6 +60,11 @@ impl RunState {
         self.summary.events_filtered += block.filtered;
         self.summary.events_rejected += block.rejects.len() as u64;
         self.summary.where_errors += block.where_errors;
+        for name in block.unlisted {
+            if self.unlisted.len() < UNLISTED_KEPT {
+                self.unlisted.insert(name);
+            }
+        }
         let report = self.per_input.entry(block.input).or_default();
         report.events_kept += block.kept;
         report.events_filtered += block.filtered;

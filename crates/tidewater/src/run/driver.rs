@@ -16,6 +16,7 @@ use super::counts::RunState;
 use super::encode::{EncodedGroup, Sink};
 pub(crate) use super::plan::{Destination, Plan};
 use super::reader::{spawn_reader, ReaderItem};
+use super::warnings::nothing_kept;
 use super::Cancel;
 use crate::block::filter::EventFilter;
 use crate::block::shape::{ShapedBlock, Shaper};
@@ -451,6 +452,10 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
                 .summary
                 .rejects_file
                 .get_or_insert(path.display().to_string());
+        }
+        self.st.summary.warnings = nothing_kept(&self.st.summary, &self.filter, &self.st.unlisted);
+        for warning in &self.st.summary.warnings {
+            tracing::warn!("{warning}");
         }
         let mut summary = self.st.summary;
         summary.input_bytes_compressed = self.progress.input_bytes.load(Ordering::Relaxed);

@@ -21,6 +21,7 @@ mod driver;
 mod encode;
 mod plan;
 mod reader;
+mod warnings;
 
 pub use cancel::Cancel;
 pub use converter::{Converter, TableBatch};
