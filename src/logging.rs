@@ -27,7 +27,7 @@ pub fn init(quiet: bool) {
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(|| LogLine(Vec::new()))
                 .event_format(MessageOnly),
         )
         .with(ours)
@@ -73,5 +73,27 @@ impl Visit for Message {
         if field.name() == "message" {
             self.0 = value.to_string();
         }
+    }
+}
+
+/// One formatted event, written to stderr in one piece above the progress bar.
+struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        crate::progress::above_the_bar(|| {
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), &self.0);
+        });
     }
 }

@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -108,10 +108,13 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).expect("valid template")
 }
 
+/// The export's counts, in the summary's units: MB of JSON (decompressed), and the
+/// compressed MB received beside them.
 fn export_message(p: &Progress, e: &ExportProgress, elapsed: Duration) -> String {
-    let mb = e.bytes_received.load(Ordering::Relaxed) as f64 / 1e6;
+    let mb = p.decompressed_bytes.load(Ordering::Relaxed) as f64 / 1e6;
+    let received = e.bytes_received.load(Ordering::Relaxed) as f64 / 1e6;
     format!(
-        "{} events, {mb:.1} MB received ({:.1} MB/s), {} retries, {:.0}s waiting on rate limits",
+        "{} events, {mb:.1} MB ({:.1} MB/s; {received:.1} MB received compressed), {} retries, {:.0}s waiting on rate limits",
         p.events.load(Ordering::Relaxed),
         mb / elapsed.as_secs_f64().max(1e-3),
         e.retries.load(Ordering::Relaxed),
@@ -134,10 +137,24 @@ pub fn run_with_progress<T>(meter: Meter, quiet: bool, run: impl FnOnce() -> T) 
     result
 }
 
+/// The bar on screen, if any: log lines are written above it (see [`above_the_bar`]).
+static SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Runs `write` with the bar (if one is shown) taken off the screen and drawn again
+/// after it, so that a log line does not leave a stale copy of the bar behind.
+pub fn above_the_bar(write: impl FnOnce()) {
+    let shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match shown {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
 fn show(meter: &Meter, done: &AtomicBool) {
     let start = Instant::now();
     let (tick, log_every) = meter.intervals();
     let bar = std::io::stderr().is_terminal().then(|| meter.bar());
+    *SHOWN.lock().unwrap_or_else(|e| e.into_inner()) = bar.clone();
     let mut last_log = Instant::now();
     while !done.load(Ordering::Relaxed) {
         std::thread::sleep(tick);
@@ -150,6 +167,7 @@ fn show(meter: &Meter, done: &AtomicBool) {
             None => {}
         }
     }
+    SHOWN.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -16,21 +16,7 @@ pub fn report(summary: &RunSummary, json: bool, quiet: bool) -> anyhow::Result<(
         println!("{}", serde_json::to_string(summary)?);
     }
     if !quiet {
-        let mb = summary.input_bytes_uncompressed as f64 / 1e6;
-        eprintln!(
-            "tidewater: {} events kept, {} filtered, {} rejected; {} windows committed, {} files; {:.1} MB in {:.2}s ({:.0} MB/s)",
-            summary.events_kept,
-            summary.events_filtered,
-            summary.events_rejected,
-            summary.windows_committed,
-            summary.files_written,
-            mb,
-            summary.seconds,
-            mb / summary.seconds.max(1e-9)
-        );
-        if let Some(r) = &summary.rejects_file {
-            eprintln!("tidewater: rejected lines are in {r}");
-        }
+        counts(summary);
         for i in &summary.incomplete_inputs {
             eprintln!("tidewater: input {} is incomplete: {}", i.input, i.reason);
         }
@@ -41,16 +27,40 @@ pub fn report(summary: &RunSummary, json: bool, quiet: bool) -> anyhow::Result<(
     Ok(())
 }
 
+/// The counts of a run, and where its rejects are.
+fn counts(summary: &RunSummary) {
+    let mb = summary.input_bytes_uncompressed as f64 / 1e6;
+    eprintln!(
+            "tidewater: {} events kept, {} filtered, {} rejected; {} windows committed, {} files; {:.1} MB in {:.2}s ({:.0} MB/s)",
+            summary.events_kept,
+            summary.events_filtered,
+            summary.events_rejected,
+            summary.windows_committed,
+            summary.files_written,
+            mb,
+            summary.seconds,
+            mb / summary.seconds.max(1e-9)
+        );
+    if let Some(r) = &summary.rejects_file {
+        eprintln!("tidewater: rejected lines are in {r}");
+    }
+}
+
 /// The export summary: the run's, then the windows.
 pub fn report_export(summary: &ExportSummary, json: bool, quiet: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(summary)?);
     }
-    report(&summary.run, false, quiet)?;
     if !quiet {
+        // Failed windows were reported as they failed, and the exit message names them.
+        counts(&summary.run);
         eprintln!(
-            "tidewater: {} windows skipped (already committed), {} requests, {} retries, {:.1}s waiting on rate limits",
-            summary.windows_skipped, summary.requests, summary.retries, summary.rate_limit_wait_seconds
+            "tidewater: {} windows skipped (already committed), {} requests, {:.1} MB received (compressed), {} retries, {:.1}s waiting on rate limits",
+            summary.windows_skipped,
+            summary.requests,
+            summary.run.input_bytes_compressed as f64 / 1e6,
+            summary.retries,
+            summary.rate_limit_wait_seconds
         );
     }
     Ok(())

@@ -135,9 +135,18 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         .filter_locally(args.filter_locally)
         .refetch(args.refetch)
         .tuning(args.tuning());
-    let summary = run_with_progress(Meter::export(&exporter), args.output.quiet, || {
+    let result = run_with_progress(Meter::export(&exporter), args.output.quiet, || {
         exporter.run()
-    })?;
+    });
+    let summary = match result {
+        Ok(summary) => summary,
+        // Stopped part-way: the summary of what was done, then the cause.
+        Err(tidewater::Error::ExportStopped { source, summary }) => {
+            report_export(&summary, args.output.json, args.output.quiet)?;
+            return Err((*source).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     report_export(&summary, args.output.json, args.output.quiet)?;
     summary.check()?;
     Ok(ExitCode::SUCCESS)

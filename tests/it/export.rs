@@ -873,3 +873,84 @@ fn xc4_a_cancelled_export_commits_nothing_further_and_resumes() {
     convert(&data, &converted, options);
     assert_same_data(&out, &converted);
 }
+
+/// `export_command` for other days than its own.
+fn export_days(out: &Path, url: &str, from: &str, to: &str, extra: &[&str]) -> Command {
+    let base = export_command(out, url, extra);
+    let mut args: Vec<String> = base
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    for (flag, day) in [("--from", from), ("--to", to)] {
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1] = day.to_string();
+    }
+    let mut cmd = Command::new(base.get_program());
+    cmd.args(args);
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd
+}
+
+/// A refused request still gets its summary printed with `--json`, and the cause once.
+#[test]
+fn x7_a_refused_export_prints_its_summary_and_the_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 300, 3);
+    let server = mock(&data, |c| c.faults = vec![Fault::parse("403").unwrap()]);
+    let output = export_days(
+        &dir.path().join("out"),
+        server.url(),
+        "2024-01-01",
+        "2024-01-01",
+        &["--json"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["requests"], 1, "{summary}");
+    let window = &summary["windows"][0];
+    assert_eq!(window["status"], "failed", "{summary}");
+    assert!(
+        window["error"].as_str().unwrap().contains("403"),
+        "{summary}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("injected fault: 403").count(), 1, "{stderr}");
+}
+
+/// A window that fails for good: its reason is reported once, as it fails, and the
+/// exit message names the window.
+#[test]
+fn xc3_a_window_that_fails_for_good_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 300, 3);
+    let server = mock(&data, |c| {
+        c.faults = vec![Fault::parse("500,count=2").unwrap()]
+    });
+    let output = export_days(
+        &dir.path().join("out"),
+        server.url(),
+        "2024-01-02",
+        "2024-01-02",
+        &["--max-attempts", "2"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("gave up after 2 attempts").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 window not committed: 2024-01-02; run the same command again"),
+        "{stderr}"
+    );
+}

@@ -112,6 +112,22 @@ pub enum Error {
         /// The server's answer or what went wrong.
         message: String,
     },
+    /// An export stopped part-way (a refused request, a local write failure): the
+    /// cause, and the summary of what was done until then.
+    #[error("{source}")]
+    ExportStopped {
+        /// Why it stopped.
+        source: Box<Error>,
+        /// Windows committed, failed and not run, and the counts so far.
+        summary: Box<crate::export::ExportSummary>,
+    },
+    /// Export windows that could not be had complete; nothing of them was committed,
+    /// and a re-run of the same request exports them.
+    #[error("{} not committed: {}; run the same command again to export {} (committed windows are kept)", plural(windows.len(), "window"), windows.join(", "), if windows.len() == 1 { "it" } else { "them" })]
+    WindowsFailed {
+        /// The windows that failed, `YYYY-MM-DD` or `YYYY-MM-DD..YYYY-MM-DD`.
+        windows: Vec<String>,
+    },
     /// The run was stopped by its caller (a sink asked to stop).
     #[error("run stopped by the caller: {0}")]
     Stopped(String),
@@ -124,6 +140,9 @@ pub enum Error {
 impl Error {
     /// True for errors that come from the user's configuration (exit code 2).
     pub fn is_usage(&self) -> bool {
+        if let Error::ExportStopped { source, .. } = self {
+            return source.is_usage();
+        }
         matches!(
             self,
             Error::Config { .. }
@@ -163,6 +182,14 @@ impl Error {
             what: what.into(),
             message: message.to_string(),
         }
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }
 

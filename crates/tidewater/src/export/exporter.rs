@@ -15,7 +15,7 @@ use super::feed::Downloads;
 use super::ledger::{FileLedger, Ledger, ManifestRequest};
 use super::owner::ExportOwner;
 use super::pace::{Pacer, RateBudget};
-use super::summary::{ExportProgress, ExportSummary, WindowResult};
+use super::summary::{ExportProgress, ExportSummary, WindowResult, WindowStatus};
 use super::windows::{plan_windows, Window};
 use super::Tuning;
 use crate::block::EventFilter;
@@ -24,7 +24,7 @@ use crate::field::Field;
 use crate::options::{Format, Partition, RunOptions, SchemaMode};
 use crate::run::{execute_plan, Cancel, Destination, OutputRoot, OwnedWindows, Plan};
 use crate::store::STATE_DIR;
-use crate::summary::Progress;
+use crate::summary::{Progress, RunSummary};
 use crate::validate::ValidOptions;
 
 /// Builds and runs an export.
@@ -318,17 +318,51 @@ impl Exporter {
             &self.cancel,
         );
         drop(downloads);
-        let mut run = result?;
+        match result {
+            Ok(run) => Ok(self.summary(run, skipped, results)),
+            Err(e) if e.is_usage() || matches!(e, Error::Cancelled) => Err(e),
+            // Stopped part-way: what was done until then goes with the cause.
+            Err(source) => {
+                if let Error::Export { window, message } = &source {
+                    let refused = windows.iter().position(|w| w.label() == *window);
+                    if let Some(r) = refused.map(|i| &mut results[i]) {
+                        r.status = WindowStatus::Failed;
+                        r.error = Some(message.clone());
+                    }
+                }
+                let run = RunSummary {
+                    lines_read: self.progress.lines.load(Ordering::Relaxed),
+                    events_kept: self.progress.events.load(Ordering::Relaxed),
+                    windows_committed: results
+                        .iter()
+                        .filter(|r| r.status == WindowStatus::Committed)
+                        .count() as u64,
+                    ..RunSummary::default()
+                };
+                Err(Error::ExportStopped {
+                    source: Box::new(source),
+                    summary: Box::new(self.summary(run, skipped, results)),
+                })
+            }
+        }
+    }
+
+    fn summary(
+        &self,
+        mut run: RunSummary,
+        skipped: u64,
+        windows: Vec<WindowResult>,
+    ) -> ExportSummary {
         let p = &self.export_progress;
         run.input_bytes_compressed = p.bytes_received.load(Ordering::Relaxed);
-        Ok(ExportSummary {
+        ExportSummary {
             run,
             requests: p.requests.load(Ordering::Relaxed),
             retries: p.retries.load(Ordering::Relaxed),
             rate_limit_wait_seconds: p.rate_limit_wait_ms.load(Ordering::Relaxed) as f64 / 1e3,
             windows_skipped: skipped,
-            windows: results,
-        })
+            windows,
+        }
     }
 
     /// Resume (XC4): every window's result so far, and the windows still to export

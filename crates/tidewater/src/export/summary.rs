@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::ledger::Manifest;
 use super::windows::Window;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::summary::RunSummary;
 
 /// What became of a window in an export run.
@@ -82,6 +82,15 @@ impl WindowResult {
         }
     }
 
+    /// The window as messages name it.
+    pub fn label(&self) -> String {
+        if self.from_date == self.to_date {
+            self.from_date.clone()
+        } else {
+            format!("{}..{}", self.from_date, self.to_date)
+        }
+    }
+
     /// Skipped: committed by an earlier run of the same request, whose counts it takes.
     pub(crate) fn skipped(&mut self, m: &Manifest) {
         self.status = WindowStatus::Skipped;
@@ -110,8 +119,18 @@ pub struct ExportSummary {
 }
 
 impl ExportSummary {
-    /// An error when a window was not committed.
+    /// An error naming the windows that were not committed.
     pub fn check(&self) -> Result<()> {
-        self.run.check()
+        let failed: Vec<String> = self
+            .windows
+            .iter()
+            .filter(|w| w.status == WindowStatus::Failed)
+            .map(WindowResult::label)
+            .collect();
+        if failed.is_empty() {
+            self.run.check()
+        } else {
+            Err(Error::WindowsFailed { windows: failed })
+        }
     }
 }
