@@ -107,6 +107,12 @@ impl ExportArgs {
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(args.output.quiet);
+    // Everything that can be checked here is, before credentials are looked for (and
+    // the run checks the output root before its first request): a request budget of
+    // 60 an hour is not spent to find a typo.
+    let options = args.output.to_options(args.out.clone());
+    options.validate()?;
+    tidewater::export::check_range(&args.from, &args.to)?;
     let credentials = match &args.credentials_file {
         Some(path) => Credentials::from_file(path)?,
         None => Credentials::from_env().ok_or_else(|| {
@@ -129,7 +135,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         .to_string(),
     };
     let exporter = Exporter::new(&args.out, credentials, &args.from, &args.to)?
-        .with_options(args.output.to_options(args.out.clone()))
+        .with_options(options)
         .base_url(base_url)
         .window_days(args.window_days)
         .filter_locally(args.filter_locally)

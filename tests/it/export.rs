@@ -954,3 +954,41 @@ fn xc3_a_window_that_fails_for_good_is_reported_once() {
         "{stderr}"
     );
 }
+
+/// Everything local is checked before the first request: options and dates before
+/// credentials, then the output root's schema mode and its lock.
+#[test]
+fn local_checks_come_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 300, 3);
+    let server = mock(&data, |_| {});
+    let out = dir.path().join("out");
+
+    let bad_day = export_days(&out, server.url(), "2024-01-03", "2024-01-02", &[])
+        .env_remove("MIXPANEL_API_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(bad_day.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_day.stderr).contains("--to"));
+
+    convert(
+        &data,
+        &out,
+        RunOptions {
+            schema: SchemaMode::Multischema,
+            ..RunOptions::default()
+        },
+    );
+    let other_mode = export_command(&out, server.url(), &[]).output().unwrap();
+    assert_eq!(other_mode.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&other_mode.stderr).contains("multischema"));
+
+    let held = tidewater::RootLock::acquire(&out).unwrap();
+    let locked = export_command(&out, server.url(), &["--schema", "multischema"])
+        .output()
+        .unwrap();
+    assert_eq!(locked.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&locked.stderr).contains("in use by another run"));
+    drop(held);
+    assert!(server.requests().is_empty(), "no request was spent");
+}

@@ -61,6 +61,20 @@ fn parse_date(option: Field, s: &str) -> Result<Date> {
         .map_err(|e| Error::config(option, format!("{s:?} is not a date YYYY-MM-DD ({e})")))
 }
 
+/// Checks an export's days `from..=to` (`YYYY-MM-DD`): both dates, in order. For callers
+/// that check everything local before they look for credentials.
+pub fn check_range(from: &str, to: &str) -> Result<(Date, Date)> {
+    let from_date = parse_date(Field::From, from)?;
+    let to_date = parse_date(Field::To, to)?;
+    if to_date < from_date {
+        return Err(Error::config(
+            Field::To,
+            format!("{to} is before the first day {from}"),
+        ));
+    }
+    Ok((from_date, to_date))
+}
+
 impl Exporter {
     /// An export of the days `from..=to` (`YYYY-MM-DD`, in the project's time zone)
     /// into `out`, from Mixpanel's US endpoint by default.
@@ -70,14 +84,7 @@ impl Exporter {
         from: &str,
         to: &str,
     ) -> Result<Self> {
-        let from_date = parse_date(Field::From, from)?;
-        let to_date = parse_date(Field::To, to)?;
-        if to_date < from_date {
-            return Err(Error::config(
-                Field::To,
-                format!("{to} is before --from {from}"),
-            ));
-        }
+        let (from_date, to_date) = check_range(from, to)?;
         Ok(Exporter {
             options: RunOptions {
                 out: out.into(),

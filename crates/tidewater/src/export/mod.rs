@@ -29,7 +29,7 @@ mod verify;
 mod windows;
 
 pub use credentials::{region_base_url, Credentials, ENV_API_SECRET, ENV_SECRET, ENV_USERNAME};
-pub use exporter::Exporter;
+pub use exporter::{check_range, Exporter};
 pub use ledger::{FileLedger, Ledger, Manifest, ManifestRequest};
 pub use pace::{parse_duration, parse_rate, Pacer, RateBudget};
 pub use summary::{ExportProgress, ExportSummary, WindowResult, WindowStatus};
