@@ -58,6 +58,21 @@ impl Meter {
 
     fn update(&self, bar: &ProgressBar) {
         match self {
+            Meter::Convert(p) if finishing(p) => {
+                // Reading is done; files are written and windows committed: a phase of
+                // its own, up to half of a multischema run.
+                let files = p.files_total.load(Ordering::Relaxed);
+                if files > 0 && bar.length() != Some(files) {
+                    bar.set_length(files);
+                    bar.set_position(0);
+                    bar.reset_eta();
+                    bar.set_style(style(
+                        "{bar:30} {pos}/{len} files written, {msg} ({elapsed}, ETA {eta})",
+                    ));
+                }
+                bar.set_position(p.files_written.load(Ordering::Relaxed));
+                bar.set_message(finishing_message(p));
+            }
             Meter::Convert(p) => {
                 let total = p.input_total.load(Ordering::Relaxed);
                 if total > 0 && bar.length() != Some(total) {
@@ -79,6 +94,14 @@ impl Meter {
 
     fn log_line(&self, elapsed: Duration) -> String {
         match self {
+            Meter::Convert(p) if finishing(p) => {
+                format!(
+                    "tidewater: {}/{} files written, {}",
+                    p.files_written.load(Ordering::Relaxed),
+                    p.files_total.load(Ordering::Relaxed),
+                    finishing_message(p)
+                )
+            }
             Meter::Convert(p) => {
                 let total = p.input_total.load(Ordering::Relaxed);
                 let read = p.input_bytes.load(Ordering::Relaxed);
@@ -101,6 +124,26 @@ impl Meter {
                 export_message(p, e, elapsed)
             ),
         }
+    }
+}
+
+/// Whether a conversion has read its inputs and is writing its files.
+fn finishing(p: &Progress) -> bool {
+    let total = p.input_total.load(Ordering::Relaxed);
+    p.files_total.load(Ordering::Relaxed) > 0
+        || (total > 0 && p.input_bytes.load(Ordering::Relaxed) >= total)
+}
+
+fn finishing_message(p: &Progress) -> String {
+    match p.files_total.load(Ordering::Relaxed) {
+        0 => format!(
+            "{} events read; encoding the last row groups",
+            p.events.load(Ordering::Relaxed)
+        ),
+        _ => format!(
+            "{} windows committed",
+            p.windows_committed.load(Ordering::Relaxed)
+        ),
     }
 }
 

@@ -21,6 +21,12 @@ pub struct Progress {
     pub events: AtomicU64,
     /// Lines read so far.
     pub lines: AtomicU64,
+    /// Data files to write in the finishing phase, once it started (0 before).
+    pub files_total: AtomicU64,
+    /// Data files written so far.
+    pub files_written: AtomicU64,
+    /// Windows committed so far.
+    pub windows_committed: AtomicU64,
 }
 
 impl Progress {

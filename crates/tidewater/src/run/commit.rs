@@ -15,7 +15,7 @@ use crate::merge::Merger;
 use crate::options::WriteMode;
 use crate::schema::registry::Registry;
 use crate::store::{RejectsWriter, WindowStore};
-use crate::summary::StageTimes;
+use crate::summary::{Progress, StageTimes};
 use crate::window::{WindowKey, Windowing};
 use crate::write::{Encoder, Spill};
 
@@ -28,6 +28,8 @@ pub(crate) struct Finisher<'a> {
     pub raw: bool,
     pub root: &'a std::path::Path,
     pub mode: WriteMode,
+    /// Files written and windows committed, for the progress display.
+    pub progress: std::sync::Arc<Progress>,
 }
 
 #[derive(Default)]
@@ -57,6 +59,8 @@ impl Finisher<'_> {
             .iter()
             .filter(|((w, _), _)| windows.contains(w))
             .collect();
+        let progress = &*self.progress;
+        progress.add(&progress.files_total, jobs.len() as u64);
         self.pool.install(|| {
             jobs.par_iter().try_for_each(|((w, t), spills)| {
                 let dir = self.store.stage(table_name(*t), *w)?;
@@ -69,7 +73,9 @@ impl Finisher<'_> {
                     &registry.tables[*t as usize].columns,
                     self.fixed,
                     &dir.join(self.store.part_name(0)),
-                )
+                )?;
+                progress.add(&progress.files_written, 1);
+                Ok(())
             })
         })?;
         stages.finish_files += finish_start.elapsed().as_secs_f64();
@@ -92,6 +98,7 @@ impl Finisher<'_> {
                 }
             }
             done.windows += 1;
+            progress.add(&progress.windows_committed, 1);
         }
         if self.mode == WriteMode::Replace {
             for w in empty.difference(windows) {

@@ -229,6 +229,7 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
             raw: setup.raw,
             root: &setup.root,
             mode: o.mode,
+            progress: progress.clone(),
         });
         Ok(Driver {
             schema: o.schema,
