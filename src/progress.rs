@@ -62,7 +62,9 @@ impl Meter {
                 // Reading is done; files are written and windows committed: a phase of
                 // its own, up to half of a multischema run.
                 let files = p.files_total.load(Ordering::Relaxed);
-                if files > 0 && bar.length() != Some(files) {
+                if files == 0 {
+                    bar.set_style(style("{spinner} {msg} ({elapsed})"));
+                } else if bar.length() != Some(files) {
                     bar.set_length(files);
                     bar.set_position(0);
                     bar.reset_eta();
