@@ -33,7 +33,7 @@ pub struct LocalStore {
     mode: WriteMode,
     raw: bool,
     extension: &'static str,
-    trash_count: std::sync::atomic::AtomicU64,
+    aside_count: std::sync::atomic::AtomicU64,
     /// Folders this run made or found, which nothing removes while it runs: the
     /// parents of window folders. A multischema run stages and commits a folder per
     /// table and window (1,800 for a month of 60 events), and making their parents
@@ -66,7 +66,7 @@ impl LocalStore {
             mode,
             raw,
             extension,
-            trash_count: Default::default(),
+            aside_count: Default::default(),
             made_dirs: Mutex::new(HashSet::from([root.to_path_buf()])),
         })
     }
@@ -240,7 +240,7 @@ impl WindowStore for LocalStore {
         // two would leave neither, so the move aside is journaled first: the next run
         // in this root puts the old window back (store::root).
         let n = self
-            .trash_count
+            .aside_count
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let aside_rel = Path::new("aside").join(n.to_string());
         let aside = self.staging.join(&aside_rel);
