@@ -284,7 +284,7 @@ fn describe_invalid_json(line: &[u8], e: &simd_json::Error) -> String {
 /// a leading `{"event":"` and the next quote, when there is no backslash or control
 /// character in between (which a valid line could not hold, or would have to unescape),
 /// and when nothing later in the line could be another `event` key (IN2: the last one
-/// wins) — neither `"event"` nor any `\u` escape, which could spell it. The line may still
+/// wins) — neither `"event"` nor a `\u` escape of one of its letters. The line may still
 /// be invalid elsewhere.
 pub fn written_event_name(line: &[u8]) -> Option<&[u8]> {
     let rest = line.strip_prefix(b"{\"event\":\"")?;
@@ -294,12 +294,38 @@ pub fn written_event_name(line: &[u8]) -> Option<&[u8]> {
         return None;
     }
     let after = &rest[end..];
-    if memchr::memmem::find(after, b"\"event\"").is_some()
-        || memchr::memmem::find(after, b"\\u").is_some()
-    {
+    if EVENT_KEY.find(after).is_some() || has_unicode_escape(after) {
         return None;
     }
     Some(name)
+}
+
+/// Built once: building a searcher per line cost more than the search.
+static EVENT_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"event\""));
+
+/// Whether `text` holds a `\u` escape of a letter of `event` (`e`, `v`, `n`, `t`): only
+/// those can spell another `event` key. Other escapes (`\u0001`, emoji) are common in
+/// values and leave the name known.
+fn has_unicode_escape(text: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(p) = memchr::memchr(b'\\', &text[at..]) {
+        let escape = at + p;
+        if text.get(escape + 1) == Some(&b'u') {
+            let code = text
+                .get(escape + 2..escape + 6)
+                .map(<[u8]>::to_ascii_lowercase);
+            if matches!(code.as_deref(), Some(b"0065" | b"0076" | b"006e" | b"0074")) {
+                return true;
+            }
+        }
+        // Past the escaped character, which may be a backslash itself.
+        at = escape + 2;
+        if at >= text.len() {
+            break;
+        }
+    }
+    false
 }
 
 fn validate<'i>(
@@ -664,6 +690,34 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
+    }
+
+    #[test]
+    fn f4_a_name_is_known_only_when_nothing_later_can_rename_it() {
+        assert_eq!(
+            written_event_name(br#"{"event":"A","properties":{"s":"\u0001\u00E9"}}"#),
+            Some(&b"A"[..])
+        );
+        assert_eq!(
+            written_event_name(br#"{"event":"A","properties":{},"\u0065\u0056ent":1}"#),
+            None
+        );
+        let name =
+            |l: &[u8]| written_event_name(l).map(|n| String::from_utf8_lossy(n).into_owned());
+        assert_eq!(
+            name(br#"{"event":"A","properties":{"s":"a\\u"}}"#).as_deref(),
+            Some("A")
+        );
+        assert_eq!(
+            name(br#"{"event":"A","properties":{"s":"a\\"}}"#).as_deref(),
+            Some("A")
+        );
+        assert_eq!(
+            name(br#"{"event":"A","properties":{},"\u0065vent":"B"}"#),
+            None
+        );
+        assert_eq!(name(br#"{"event":"A","properties":{},"event":"B"}"#), None);
+        assert_eq!(name(b"{\"event\":\"A\tB\",\"properties\":{}}"), None);
     }
 
     #[test]

@@ -154,7 +154,7 @@ mod tests {
         // IN2: the last `event` wins, so this line is a Signup.
         let repeated = br#"{"event":"Other","properties":{"time":1709078400},"event":"Signup"}"#;
         assert_eq!(f.precheck(repeated), Precheck::Parse);
-        let escaped = br#"{"event":"Other","properties":{"time":1},"event":"Signup"}"#;
+        let escaped = br#"{"event":"Other","properties":{"time":1},"\u0065vent":"Signup"}"#;
         assert_eq!(f.precheck(escaped), Precheck::Parse);
         let mut p = LineParser::default();
         for line in [&repeated[..], &escaped[..]] {
