@@ -262,11 +262,11 @@ fn describe_invalid_json(line: &[u8], e: &simd_json::Error) -> String {
     if let Err(err) = serde_json::from_slice::<serde_json::Value>(line) {
         let message = err.to_string();
         if !message.starts_with("recursion limit") {
-            let what = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
+            let what = match message.split(" at line ").next().unwrap_or(&message) {
+                // serde_json's word for a bare `true`, `false` or `null` gone wrong.
+                "expected ident" => "expected a JSON value",
+                what => what,
+            };
             return format!("{what} at byte {}", err.column().saturating_sub(1));
         }
     }
