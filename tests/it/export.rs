@@ -887,13 +887,18 @@ fn export_days(out: &Path, url: &str, from: &str, to: &str, extra: &[&str]) -> C
     }
     let mut cmd = Command::new(base.get_program());
     cmd.args(args);
+    same_environment(&mut cmd, &base);
+    cmd
+}
+
+/// Gives `cmd` the environment changes of `base` (credentials set, others removed).
+pub(crate) fn same_environment(cmd: &mut Command, base: &Command) {
     for (key, value) in base.get_envs() {
         match value {
             Some(v) => cmd.env(key, v),
             None => cmd.env_remove(key),
         };
     }
-    cmd
 }
 
 /// A refused request still gets its summary printed with `--json`, and the cause once.
