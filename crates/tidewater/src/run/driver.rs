@@ -42,7 +42,7 @@ pub(crate) fn execute_plan(
     options: &RunOptions,
     valid: ValidOptions,
     plan: Plan<'_>,
-    destination: Destination<'_>,
+    mut destination: Destination<'_>,
     progress: &Arc<Progress>,
     cancel: &Cancel,
 ) -> Result<RunSummary> {
@@ -50,7 +50,6 @@ pub(crate) fn execute_plan(
     progress
         .input_total
         .store(plan.total_bytes, Ordering::Relaxed);
-    let mut destination = destination;
     let setup = Setup::new(options, valid.threads, &destination)?;
     let registry = match &mut destination {
         Destination::Files(root) => root.registry.take(),

@@ -46,6 +46,13 @@ impl RootLock {
                     holder: holder.trim().to_string(),
                 });
             }
+            Err(fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                tracing::warn!(
+                    "{} cannot be locked on this file system ({e}); make sure no other run writes into {}",
+                    path.display(),
+                    root.display()
+                );
+            }
             Err(fs::TryLockError::Error(e)) => return Err(Error::output_root(&path, e)),
         }
         let previous = fs::read_to_string(&path).unwrap_or_default();
