@@ -78,7 +78,13 @@ enum Command {
     /// committed whole or not at all).
     Export(cmd::export::ExportArgs),
     /// Serve local event files as a Mixpanel export API, with injectable faults.
-    #[command(after_help = format!("Fault specs (--fault):\n{}", tidewater_mock::FAULT_HELP))]
+    #[command(after_help = format!(
+        "Fault specs (--fault):\n{}\n\nControl while it runs (for tests):\n  \
+         GET  /_mock/requests   the requests served, as JSON\n  \
+         POST /_mock/today      body YYYY-MM-DD: the last day to_date may name\n  \
+         POST /_mock/events     body JSONL: late events, added to the end of their days",
+        tidewater_mock::FAULT_HELP
+    ))]
     MockServer(cmd::mock::MockArgs),
 }
 

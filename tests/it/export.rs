@@ -656,6 +656,17 @@ fn x3_credentials_echoed_by_a_server_are_redacted() {
 /// A GET over a plain socket, so that the test sees the response as sent: the status
 /// line and headers (lowercased) and the body with chunked transfer encoding removed.
 fn raw_get(url: &str, path_query: &str, accept_gzip: bool) -> (String, bool, Vec<u8>) {
+    raw_request(url, "GET", path_query, accept_gzip, b"")
+}
+
+/// A request over a plain socket; see [`raw_get`].
+fn raw_request(
+    url: &str,
+    method: &str,
+    path_query: &str,
+    accept_gzip: bool,
+    body: &[u8],
+) -> (String, bool, Vec<u8>) {
     use base64::Engine;
     use std::io::{Read, Write};
     let host = url.trim_start_matches("http://");
@@ -668,9 +679,11 @@ fn raw_get(url: &str, path_query: &str, accept_gzip: bool) -> (String, bool, Vec
     };
     write!(
         stream,
-        "GET {path_query} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {auth}\r\n{accept}Connection: close\r\n\r\n"
+        "{method} {path_query} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {auth}\r\n{accept}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     )
     .unwrap();
+    stream.write_all(body).unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -996,4 +1009,80 @@ fn local_checks_come_before_any_request() {
     assert!(String::from_utf8_lossy(&locked.stderr).contains("in use by another run"));
     drop(held);
     assert!(server.requests().is_empty(), "no request was spent");
+}
+
+/// The mock's clock and late data, for tests of sync: "today" moves and late events
+/// join their day while the server runs, and a re-export serves them.
+#[test]
+fn mock_moves_today_and_serves_late_events_to_a_past_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 600, 3);
+    let server = mock(&data, |c| c.today = Some(jiff::civil::date(2024, 1, 2)));
+    let day3 = "/api/2.0/export?from_date=2024-01-03&to_date=2024-01-03";
+    assert!(raw_get(server.url(), day3, false)
+        .0
+        .starts_with("http/1.1 400"));
+    let (head, _, _) = raw_request(server.url(), "POST", "/_mock/today", false, b"2024-01-03");
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    assert!(raw_get(server.url(), day3, false)
+        .0
+        .starts_with("http/1.1 200"));
+    let (head, _, _) = raw_request(server.url(), "POST", "/_mock/today", false, b"soon");
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+
+    let out = dir.path().join("out");
+    let export = |refetch: bool| {
+        exporter(
+            &out,
+            &server,
+            RunOptions::default(),
+            "2024-01-01",
+            "2024-01-03",
+        )
+        .refetch(refetch)
+        .run()
+        .unwrap()
+    };
+    export(false).check().unwrap();
+    let manifest = |out: &Path| {
+        let text = std::fs::read(out.join(".tidewater/export/2024-01-02.json")).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&text).unwrap()["sha256"].clone()
+    };
+    let before = manifest(&out);
+
+    let late: Vec<String> = (0..3)
+        .map(|i| {
+            event(
+                "Late Event",
+                1_704_153_600 + 3600 * i,
+                r#""distinct_id":"late""#,
+            )
+        })
+        .collect();
+    let late_text = late.join("\n") + "\nnot an event\n";
+    let (head, _, body) = raw_request(
+        server.url(),
+        "POST",
+        "/_mock/events",
+        false,
+        late_text.as_bytes(),
+    );
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let added: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        added,
+        serde_json::json!({"added": 3, "unusable": 1, "days": ["2024-01-02"]})
+    );
+
+    export(true).check().unwrap();
+    assert_ne!(manifest(&out), before, "the day's body changed");
+    let late_file = write(dir.path(), "late.jsonl", &late.join("\n"));
+    let reference = dir.path().join("reference");
+    Converter::new(&reference)
+        .inputs([data.clone(), late_file])
+        .run()
+        .unwrap()
+        .check()
+        .unwrap();
+    assert_same_data(&out, &reference);
 }

@@ -21,7 +21,84 @@ pub(crate) struct Days {
     pub(crate) days: BTreeMap<Date, Day>,
     /// Lines without a valid event or time, which are not served.
     pub(crate) unusable: u64,
+    windowing: Windowing,
+    /// Versions of days written so far by [`Days::add`] (file names stay unique, so a
+    /// response being sent keeps reading the files it started with).
+    versions: u64,
     _dir: tempfile::TempDir,
+}
+
+/// What [`Days::add`] did with late events.
+#[derive(Debug, Clone, Default)]
+pub struct AddedEvents {
+    /// Events added to their days.
+    pub added: u64,
+    /// Lines without a valid event or time, not added.
+    pub unusable: u64,
+    /// The days that changed.
+    pub days: Vec<Date>,
+}
+
+impl Days {
+    /// Adds late events (JSONL) to the end of their days: each changed day gets new
+    /// plain and gzip files holding its old lines and then the new ones, as Mixpanel
+    /// serves events that arrived late.
+    pub(crate) fn add(&mut self, data: &[u8]) -> Result<AddedEvents> {
+        let mut parser = LineParser::default();
+        let mut by_day: BTreeMap<Date, Vec<u8>> = BTreeMap::new();
+        let mut added = AddedEvents::default();
+        for (range, day) in day_of_lines(data, &mut parser, &mut self.windowing) {
+            let Some(day) = day else {
+                added.unusable += 1;
+                continue;
+            };
+            let lines = by_day.entry(day).or_default();
+            lines.extend_from_slice(&data[range]);
+            lines.push(b'\n');
+            added.added += 1;
+        }
+        for (day, lines) in by_day {
+            self.versions += 1;
+            let plain = self
+                ._dir
+                .path()
+                .join(format!("{day}.v{}.jsonl", self.versions));
+            let mut text = match self.days.get(&day) {
+                Some(old) => std::fs::read(&old.plain).map_err(|e| Error::output(&old.plain, e))?,
+                None => Vec::new(),
+            };
+            text.extend_from_slice(&lines);
+            std::fs::write(&plain, &text).map_err(|e| Error::output(&plain, e))?;
+            let gzip = gzip_file(&plain)?;
+            let plain_bytes = text.len() as u64;
+            self.days.insert(
+                day,
+                Day {
+                    plain,
+                    gzip,
+                    plain_bytes,
+                },
+            );
+            added.days.push(day);
+        }
+        Ok(added)
+    }
+}
+
+/// Writes `path` gzipped beside it (`.jsonl.gz`), as one member.
+fn gzip_file(path: &std::path::Path) -> Result<PathBuf> {
+    let gz = path.with_extension("jsonl.gz");
+    let mut input = std::fs::File::open(path).map_err(|e| Error::output(path, e))?;
+    let out = std::fs::File::create(&gz).map_err(|e| Error::output(&gz, e))?;
+    let mut enc = flate2::write::GzEncoder::new(
+        std::io::BufWriter::with_capacity(1 << 20, out),
+        flate2::Compression::fast(),
+    );
+    std::io::copy(&mut input, &mut enc).map_err(|e| Error::output(&gz, e))?;
+    enc.finish()
+        .and_then(|mut w| w.flush())
+        .map_err(|e| Error::output(&gz, e))?;
+    Ok(gz)
 }
 
 /// Splits the data into per-day plain and gzip files.
@@ -111,20 +188,7 @@ pub(crate) fn load(data: &[PathBuf], tz: &str) -> Result<Days> {
     // Each day's gzip body is made once, here, in parallel.
     let zipped: Vec<Result<PathBuf>> = plain
         .par_iter()
-        .map(|(_, path, _)| {
-            let gz = path.with_extension("jsonl.gz");
-            let mut input = std::fs::File::open(path).map_err(|e| Error::output(path, e))?;
-            let out = std::fs::File::create(&gz).map_err(|e| Error::output(&gz, e))?;
-            let mut enc = flate2::write::GzEncoder::new(
-                std::io::BufWriter::with_capacity(1 << 20, out),
-                flate2::Compression::fast(),
-            );
-            std::io::copy(&mut input, &mut enc).map_err(|e| Error::output(&gz, e))?;
-            enc.finish()
-                .and_then(|mut w| w.flush())
-                .map_err(|e| Error::output(&gz, e))?;
-            Ok(gz)
-        })
+        .map(|(_, path, _)| gzip_file(path))
         .collect();
     for ((day, path, bytes), gz) in plain.into_iter().zip(zipped) {
         days.insert(
@@ -139,6 +203,8 @@ pub(crate) fn load(data: &[PathBuf], tz: &str) -> Result<Days> {
     Ok(Days {
         days,
         unusable,
+        windowing,
+        versions: 0,
         _dir: dir,
     })
 }

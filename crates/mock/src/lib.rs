@@ -17,5 +17,6 @@ mod request;
 mod server;
 
 pub use config::{MockAuth, MockConfig};
+pub use days::AddedEvents;
 pub use fault::{Fault, FaultKind, FaultTrigger, FAULT_HELP};
 pub use server::{MockServer, RequestRecord};

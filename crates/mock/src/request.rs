@@ -26,6 +26,7 @@ pub(crate) struct ExportQuery {
 
 pub(crate) fn validate(
     config: &MockConfig,
+    today: Option<Date>,
     q: &HashMap<String, String>,
 ) -> std::result::Result<ExportQuery, String> {
     let date = |name: &str| -> std::result::Result<Date, String> {
@@ -45,7 +46,7 @@ pub(crate) fn validate(
     if from > to {
         return Err("'from_date' cannot be after 'to_date'".into());
     }
-    let today = match config.today {
+    let today = match today {
         Some(d) => d,
         None => jiff::Zoned::now()
             .with_time_zone(jiff::tz::TimeZone::get(&config.tz).unwrap_or(jiff::tz::TimeZone::UTC))

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -18,7 +18,7 @@ use tidewater::{Error, Field, Result};
 
 use crate::body::{send_files, stream_lines, BodyWriter};
 use crate::config::{MockAuth, MockConfig};
-use crate::days::{load, Days};
+use crate::days::{load, AddedEvents, Days};
 use crate::fault::{Fault, FaultKind, FaultTrigger};
 use crate::request::{json_error, validate};
 
@@ -40,8 +40,10 @@ pub struct RequestRecord {
 /// What every request handler shares.
 pub(crate) struct MockState {
     pub(crate) config: MockConfig,
-    /// The data by day.
-    pub(crate) data: Days,
+    /// The data by day; late events can be added while it runs.
+    pub(crate) data: RwLock<Days>,
+    /// "Today" for the `to_date` check; tests move it while the server runs.
+    pub(crate) today: Mutex<Option<Date>>,
     pub(crate) started: Instant,
     pub(crate) log: Mutex<Vec<RequestRecord>>,
     pub(crate) accepted: Mutex<Vec<Instant>>,
@@ -74,8 +76,9 @@ impl MockServer {
         let faults = config.faults.len();
         let state = MockState {
             rng: AtomicU64::new(config.fault_seed | 1),
+            today: Mutex::new(config.today),
             config,
-            data,
+            data: RwLock::new(data),
             started: Instant::now(),
             log: Mutex::new(Vec::new()),
             accepted: Mutex::new(Vec::new()),
@@ -98,6 +101,8 @@ impl MockServer {
             .route("/api/2.0/export", axum::routing::get(export))
             .route("/api/2.0/export/", axum::routing::get(export))
             .route("/_mock/requests", axum::routing::get(requests))
+            .route("/_mock/today", axum::routing::post(set_today))
+            .route("/_mock/events", axum::routing::post(add_events))
             .with_state(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(async move {
@@ -128,7 +133,22 @@ impl MockServer {
 
     /// Days that hold data.
     pub fn days(&self) -> Vec<Date> {
-        self.state.data.days.keys().copied().collect()
+        self.state.data().days.keys().copied().collect()
+    }
+
+    /// Moves "today" (the last day `to_date` may name), as `POST /_mock/today` does.
+    pub fn set_today(&self, today: Date) {
+        *self.state.today.lock().expect("today lock") = Some(today);
+    }
+
+    /// Adds late events (JSONL) to the end of their days, as `POST /_mock/events` does:
+    /// later requests for those days serve them.
+    pub fn add_events(&self, jsonl: &[u8]) -> Result<AddedEvents> {
+        self.state
+            .data
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(jsonl)
     }
 
     /// Blocks until Ctrl-C.
@@ -147,6 +167,54 @@ impl Drop for MockServer {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// `POST /_mock/today` with a `YYYY-MM-DD` body: moves "today".
+pub(crate) async fn set_today(State(state): State<Arc<MockState>>, body: String) -> Response {
+    match Date::strptime("%Y-%m-%d", body.trim()) {
+        Ok(day) => {
+            *state.today.lock().expect("today lock") = Some(day);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(_) => json_error(
+            StatusCode::BAD_REQUEST,
+            "/_mock/today",
+            &format!("{:?} is not a date YYYY-MM-DD", body.trim()),
+        ),
+    }
+}
+
+/// `POST /_mock/events` with JSONL lines: adds them to the end of their days.
+pub(crate) async fn add_events(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    let added = tokio::task::spawn_blocking(move || {
+        state
+            .data
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(&body)
+    })
+    .await;
+    match added {
+        Ok(Ok(a)) => {
+            let days: Vec<String> = a.days.iter().map(|d| d.to_string()).collect();
+            let body = serde_json::json!({"added": a.added, "unusable": a.unusable, "days": days});
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "/_mock/events",
+            &e.to_string(),
+        ),
+        Err(e) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "/_mock/events",
+            &e.to_string(),
+        ),
     }
 }
 
@@ -179,6 +247,10 @@ pub(crate) fn authorized(state: &MockState, headers: &HeaderMap) -> bool {
 }
 
 impl MockState {
+    fn data(&self) -> std::sync::RwLockReadGuard<'_, Days> {
+        self.data.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn record(&self, request: &str, accept_gzip: bool, status: StatusCode, fault: Option<&Fault>) {
         self.log.lock().expect("log lock").push(RequestRecord {
             at_ms: self.started.elapsed().as_millis() as u64,
@@ -263,7 +335,8 @@ pub(crate) async fn export(
         state.record(&request, accepts_gzip, StatusCode::UNAUTHORIZED, None);
         return json_error(StatusCode::UNAUTHORIZED, &request, "Invalid credentials");
     }
-    let query = match validate(&state.config, &q) {
+    let today = *state.today.lock().expect("today lock");
+    let query = match validate(&state.config, today, &q) {
         Ok(v) => v,
         Err(message) => {
             state.record(&request, accepts_gzip, StatusCode::BAD_REQUEST, None);
@@ -332,7 +405,7 @@ pub(crate) async fn export(
         tokio::time::sleep(*d).await;
     }
     let days: Vec<(PathBuf, PathBuf, u64)> = state
-        .data
+        .data()
         .days
         .range(query.from..=query.to)
         .map(|(_, d)| (d.plain.clone(), d.gzip.clone(), d.plain_bytes))
