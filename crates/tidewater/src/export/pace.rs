@@ -21,49 +21,68 @@ pub trait RateBudget: Send + Sync {
 /// on our clock are not seen as too close together by the server.
 const PACING_MARGIN: Duration = Duration::from_millis(25);
 
+/// How long a request must wait before it fits every limit "at most N requests in any
+/// period D", given when earlier requests were sent (`sent`, in milliseconds on one
+/// clock, oldest first) and the time now on that clock. Zero when it may go now. Shared
+/// by every budget, in memory ([`Pacer`]) or persisted (the service's, per project).
+pub fn wait_for_slot(limits: &[(u32, Duration)], sent: &[u64], now: u64) -> Duration {
+    let mut wait = Duration::ZERO;
+    for &(n, period) in limits {
+        let period = period + PACING_MARGIN;
+        let period_ms = period.as_millis() as u64;
+        let recent = sent
+            .iter()
+            .rev()
+            .take_while(|&&t| now.saturating_sub(t) < period_ms)
+            .count();
+        if n > 0 && recent >= n as usize {
+            // The n-th most recent request must leave the period first.
+            let oldest_blocking = sent[sent.len() - n as usize];
+            let free_at = oldest_blocking + period_ms;
+            wait = wait.max(Duration::from_millis(free_at.saturating_sub(now)));
+        }
+    }
+    wait
+}
+
+/// The longest period of `limits` (with the margin): older requests no longer count.
+pub fn budget_horizon(limits: &[(u32, Duration)]) -> Duration {
+    limits.iter().map(|l| l.1).max().unwrap_or_default() + PACING_MARGIN
+}
+
 /// Keeps requests within limits of the form "at most N requests in any period D"
-/// (XC2), for every limit at once.
+/// (XC2), for every limit at once, in memory for one run.
 #[derive(Debug)]
 pub struct Pacer {
     limits: Vec<(u32, Duration)>,
-    sent: Mutex<VecDeque<Instant>>,
+    /// The clock's origin: requests are kept as milliseconds since it.
+    origin: Instant,
+    sent: Mutex<VecDeque<u64>>,
 }
 
 impl Pacer {
     pub fn new(limits: Vec<(u32, Duration)>) -> Self {
         Pacer {
             limits,
+            origin: Instant::now(),
             sent: Mutex::new(VecDeque::new()),
         }
     }
 
     async fn take(&self) -> Duration {
         let mut waited = Duration::ZERO;
+        let horizon = budget_horizon(&self.limits).as_millis() as u64;
         loop {
             let wait = {
                 let mut sent = self.sent.lock().expect("pacer lock");
-                let now = Instant::now();
-                let horizon = self.limits.iter().map(|l| l.1).max().unwrap_or_default();
+                let now = self.origin.elapsed().as_millis() as u64;
                 while sent
                     .front()
-                    .is_some_and(|t| now.duration_since(*t) >= horizon + PACING_MARGIN)
+                    .is_some_and(|&t| now.saturating_sub(t) >= horizon)
                 {
                     sent.pop_front();
                 }
-                let mut wait = Duration::ZERO;
-                for &(n, period) in &self.limits {
-                    let period = period + PACING_MARGIN;
-                    let recent = sent
-                        .iter()
-                        .rev()
-                        .take_while(|t| now.duration_since(**t) < period)
-                        .count();
-                    if n > 0 && recent >= n as usize {
-                        // The n-th most recent request must leave the period first.
-                        let oldest_blocking = sent[sent.len() - n as usize];
-                        wait = wait.max((oldest_blocking + period).saturating_duration_since(now));
-                    }
-                }
+                let wait = wait_for_slot(&self.limits, sent.make_contiguous(), now);
                 if wait.is_zero() {
                     sent.push_back(now);
                     return waited;

@@ -1,0 +1,17 @@
+//! The parts of Tidewater's pipeline service (`../shared/specs/pipelines-api.md`) that
+//! stand on their own: the state store with its versioned migrations (P41), the window
+//! ledger of each pipeline (P10, P19) and the rate budget of each project, persisted so
+//! that a restart does not reset it (P12).
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! use tidewater_service::StateStore;
+//!
+//! let store = StateStore::open(&dir.path().join("state.db"))?;
+//! assert_eq!(store.schema_version()?, tidewater_service::SCHEMA_VERSION);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod store;
+
+pub use store::{ProjectBudget, StateStore, StoreError, WindowLedger, SCHEMA_VERSION};

@@ -1,0 +1,173 @@
+//! The state store (P41): one SQLite file, opened by one server at a time, its schema
+//! brought up to date by versioned migrations. Everything else in the service reaches
+//! the state through it.
+
+mod budget;
+mod ledger;
+mod migrations;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+pub use budget::ProjectBudget;
+pub use ledger::WindowLedger;
+pub use migrations::SCHEMA_VERSION;
+
+/// Why the state store cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another server holds the state file (P42: one server per state file).
+    #[error("state file {path} is in use by another server ({holder}); stop it or choose another --state")]
+    Locked {
+        /// The state file.
+        path: PathBuf,
+        /// Who holds it: process id, host and start time.
+        holder: String,
+    },
+    /// The state file was written by a newer Tidewater.
+    #[error("state file {path} has schema version {found}, newer than this Tidewater knows ({known}); use a newer Tidewater")]
+    TooNew {
+        /// The state file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+        /// The newest this build knows.
+        known: u32,
+    },
+    /// The file or its lock cannot be opened or written.
+    #[error("cannot use state file {path}: {source}")]
+    Io {
+        /// The path at fault.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// SQLite refused an operation.
+    #[error("state store: {context}: {source}")]
+    Sqlite {
+        /// What was being done.
+        context: &'static str,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        move |source| StoreError::Sqlite { context, source }
+    }
+}
+
+/// The state of one server: cheap to clone, shared by its parts.
+#[derive(Clone)]
+pub struct StateStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+    /// Held while the store is open: a second server on the same file is refused.
+    _lock: File,
+}
+
+impl StateStore {
+    /// Opens (or creates) the state file, takes it for this server and brings its
+    /// schema up to date.
+    pub fn open(path: &Path) -> Result<StateStore, StoreError> {
+        let lock = lock_state_file(path)?;
+        let mut connection =
+            Connection::open(path).map_err(StoreError::sqlite("opening the state file"))?;
+        // WAL: readers (the APIs) do not wait for the scheduler's writes; a busy
+        // timeout rather than an error when a write is in progress.
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| connection.pragma_update(None, "foreign_keys", true))
+            .and_then(|()| connection.busy_timeout(std::time::Duration::from_secs(5)))
+            .map_err(StoreError::sqlite("configuring the connection"))?;
+        migrations::apply(&mut connection, path)?;
+        Ok(StateStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                connection: Mutex::new(connection),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        migrations::version(&self.connection())
+    }
+
+    /// The state file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub(crate) fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.inner
+            .connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Takes `<state>.lock` with a file lock that the system releases when the server
+/// exits, however it exits; writes who holds it for the message of a refused server.
+fn lock_state_file(path: &Path) -> Result<File, StoreError> {
+    let lock_path = path.with_extension("lock");
+    let io = |source| StoreError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            return Err(StoreError::Locked {
+                path: path.to_path_buf(),
+                holder: holder.trim().to_string(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    let since = jiff::Timestamp::now();
+    let holder = format!("pid {}, since {since:.0}", std::process::id());
+    file.set_len(0)
+        .and_then(|()| file.write_all(holder.as_bytes()))
+        .map_err(io)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p42_one_server_per_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let first = StateStore::open(&path).unwrap();
+        let err = StateStore::open(&path).err().expect("refused").to_string();
+        assert!(err.contains("in use by another server"), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        StateStore::open(&path).expect("free again once the first closed");
+    }
+}
