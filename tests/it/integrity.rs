@@ -1,30 +1,33 @@
 //! Never lose a window, never let two runs corrupt one root: a crash in the middle of a
 //! replace commit, resume that verifies what it skips, and the lock on an output root.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::export::{convert, export_command, generated, mock, same_environment};
 use crate::util::*;
 use tidewater::RootLock;
 
+/// The export command's 20 days, of which the data fills the first 3, exported into
+/// `<dir>/out` from a mock server: the data, the server and the output root.
+fn exported(dir: &Path) -> (PathBuf, tidewater_mock::MockServer, PathBuf) {
+    let data = generated(dir, 900, 3);
+    let server = mock(&data, |_| {});
+    let out = dir.join("out");
+    let first = export_command(&out, server.url(), &["--quiet"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    (data, server, out)
+}
+
 /// C1/C2: `kill -9` between moving the old window aside and moving the new one in.
 /// The next run puts the old window back before it resumes: nothing is missing.
 #[test]
 fn c1_a_crash_between_the_renames_of_a_replace_loses_no_window() {
     let dir = tempfile::tempdir().unwrap();
-    let data = generated(dir.path(), 900, 3);
-    let server = mock(&data, |_| {});
-    let out = dir.path().join("out");
-    // The command's 20 days, of which the data fills the first 3.
-    let first = export_command(&out, server.url(), &["--quiet"])
-        .output()
-        .unwrap();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let (data, server, out) = exported(dir.path());
     assert_eq!(committed_folders(&out), 3);
 
     let crashed = export_command(&out, server.url(), &["--quiet", "--refetch"])
@@ -102,17 +105,7 @@ fn assert_same_data_in_range(out: &Path, data: &Path) {
 #[test]
 fn xc4_resume_verifies_what_it_skips() {
     let dir = tempfile::tempdir().unwrap();
-    let data = generated(dir.path(), 900, 3);
-    let server = mock(&data, |_| {});
-    let out = dir.path().join("out");
-    let first = export_command(&out, server.url(), &["--quiet"])
-        .output()
-        .unwrap();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let (data, server, out) = exported(dir.path());
     std::fs::remove_file(out.join("mp_master_event/2024/01/01/complete")).unwrap();
     std::fs::remove_dir_all(out.join("mp_master_event/2024/01/02")).unwrap();
     let again = export_command(&out, server.url(), &["--json"])
