@@ -1,7 +1,8 @@
 //! The parts of Tidewater's pipeline service (`../shared/specs/pipelines-api.md`) that
 //! stand on their own: the state store with its versioned migrations (P41), the window
-//! ledger of each pipeline (P10, P19) and the rate budget of each project, persisted so
-//! that a restart does not reset it (P12).
+//! ledger of each pipeline (P10, P19), the rate budget of each project, persisted so
+//! that a restart does not reset it (P12), and the schedule that says which windows are
+//! due when (P10, P11).
 //!
 //! ```
 //! # let dir = tempfile::tempdir()?;
@@ -12,6 +13,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod schedule;
 mod store;
 
+pub use schedule::{Frequency, Schedule, ScheduleError, ScheduledWindow, DEFAULT_DELAY};
 pub use store::{ProjectBudget, StateStore, StoreError, WindowLedger, SCHEMA_VERSION};

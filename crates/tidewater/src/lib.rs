@@ -49,7 +49,7 @@ pub use run::{Cancel, Converter, InputReport, TableBatch};
 pub use store::RootLock;
 pub use summary::{peak_rss_bytes, Progress, RunSummary};
 pub use validate::ValidOptions;
-pub use window::Windowing;
+pub use window::{WindowKey, Windowing};
 
 /// The engine's stages one by one, for the criterion benches in `benches/` and the
 /// `floor` example. Not a stable API: ETL code uses [`Converter`].
