@@ -14,7 +14,9 @@
 //! ```
 
 mod schedule;
+mod secrets;
 mod store;
 
 pub use schedule::{Frequency, Schedule, ScheduleError, ScheduledWindow, DEFAULT_DELAY};
+pub use secrets::{same_secret, SecretBox, SecretError, KEY_ENV};
 pub use store::{ProjectBudget, StateStore, StoreError, WindowLedger, SCHEMA_VERSION};

@@ -24,6 +24,11 @@ const MIGRATIONS: &[&str] = &[
          sent_ms INTEGER NOT NULL
      ) STRICT;
      CREATE INDEX budget_requests_by_project ON budget_requests (project, sent_ms);",
+    // 2: facts about the file itself, e.g. the sealed marker that proves the secret key.
+    "CREATE TABLE meta (
+         key TEXT PRIMARY KEY,
+         value TEXT NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

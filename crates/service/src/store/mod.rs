@@ -11,7 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::secrets::{SecretBox, SecretError};
 
 pub use budget::ProjectBudget;
 pub use ledger::WindowLedger;
@@ -47,6 +49,18 @@ pub enum StoreError {
         /// The system's error.
         source: std::io::Error,
     },
+    /// The state file holds secrets and no key was given to open them.
+    #[error(
+        "state file {path} holds sealed secrets: set {} to the key they were sealed with",
+        crate::secrets::KEY_ENV
+    )]
+    KeyMissing {
+        /// The state file.
+        path: PathBuf,
+    },
+    /// A secret could not be sealed or opened.
+    #[error(transparent)]
+    Secrets(SecretError),
     /// SQLite refused an operation.
     #[error("state store: {context}: {source}")]
     Sqlite {
@@ -98,6 +112,43 @@ impl StateStore {
                 _lock: lock,
             }),
         })
+    }
+
+    /// Checks the secret key against the state file before any secret is used (P40).
+    /// The first key given is recorded as a sealed marker; later, a different key, or
+    /// none at all, is refused, so that a server never runs unable to open its secrets.
+    pub fn unlock_secrets(&self, key: Option<&SecretBox>) -> Result<(), StoreError> {
+        const MARKER: &[u8] = b"tidewater state file";
+        const CONTEXT: &str = "meta:key-check";
+        let connection = self.connection();
+        let recorded: Option<String> = connection
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'key_check'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sqlite("reading the key check"))?;
+        match (recorded, key) {
+            (Some(sealed), Some(key)) => match key.open(&sealed, CONTEXT) {
+                Ok(marker) if marker == MARKER => Ok(()),
+                _ => Err(StoreError::Secrets(SecretError::WrongKey)),
+            },
+            (Some(_), None) => Err(StoreError::KeyMissing {
+                path: self.inner.path.clone(),
+            }),
+            (None, Some(key)) => {
+                let sealed = key.seal(MARKER, CONTEXT).map_err(StoreError::Secrets)?;
+                connection
+                    .execute(
+                        "INSERT INTO meta (key, value) VALUES ('key_check', ?1)",
+                        [sealed],
+                    )
+                    .map(drop)
+                    .map_err(StoreError::sqlite("recording the key check"))
+            }
+            (None, None) => Ok(()),
+        }
     }
 
     /// The schema version of the open file.
@@ -169,5 +220,29 @@ mod tests {
         );
         drop(first);
         StateStore::open(&path).expect("free again once the first closed");
+    }
+
+    #[test]
+    fn p40_the_key_is_checked_before_any_secret_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("state.db")).unwrap();
+        store
+            .unlock_secrets(None)
+            .expect("no secrets yet, no key needed");
+        let key = SecretBox::from_key_text(&SecretBox::generate_key_text().unwrap()).unwrap();
+        let other = SecretBox::from_key_text(&SecretBox::generate_key_text().unwrap()).unwrap();
+        store
+            .unlock_secrets(Some(&key))
+            .expect("the first key is recorded");
+        store
+            .unlock_secrets(Some(&key))
+            .expect("the same key again");
+        let wrong = store.unlock_secrets(Some(&other)).unwrap_err().to_string();
+        assert!(
+            wrong.contains("not the one the secrets were sealed with"),
+            "{wrong}"
+        );
+        let missing = store.unlock_secrets(None).unwrap_err().to_string();
+        assert!(missing.contains("TIDEWATER_SECRET_KEY"), "{missing}");
     }
 }
