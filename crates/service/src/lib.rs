@@ -2,7 +2,8 @@
 //! stand on their own: the state store with its versioned migrations (P41), the window
 //! ledger of each pipeline (P10, P19), the rate budget of each project, persisted so
 //! that a restart does not reset it (P12), and the schedule that says which windows are
-//! due when (P10, P11).
+//! due when (P10, P11) on a clock that tests simulate (P21), and secrets sealed at rest
+//! (P40).
 //!
 //! ```
 //! # let dir = tempfile::tempdir()?;
@@ -13,10 +14,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod clock;
 mod schedule;
 mod secrets;
 mod store;
 
+pub use clock::{Clock, SimulatedClock, SystemClock};
 pub use schedule::{Frequency, Schedule, ScheduleError, ScheduledWindow, DEFAULT_DELAY};
 pub use secrets::{same_secret, SecretBox, SecretError, KEY_ENV};
 pub use store::{ProjectBudget, StateStore, StoreError, WindowLedger, SCHEMA_VERSION};
