@@ -198,3 +198,42 @@ fn a_spool_that_cannot_be_written_stops_the_export_without_spending_requests() {
     assert!(!stderr.contains("retrying"), "{stderr}");
     assert_eq!(server.requests().len(), 1, "one request, not retried");
 }
+
+/// C1/C2 in append mode: a crash after some parts joined a committed window but before
+/// its new manifest: the next run in the root takes those parts out again.
+#[test]
+fn c2_a_crash_in_the_middle_of_an_append_leaves_the_window_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, server, out) = exported(dir.path());
+    let before: Vec<_> = tree(&out)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(".tidewater/"))
+        .collect();
+    let crashed = export_command(
+        &out,
+        server.url(),
+        &["--quiet", "--refetch", "--mode", "append"],
+    )
+    .env("TIDEWATER_FAILPOINT", "append-between-parts")
+    .output()
+    .unwrap();
+    assert_eq!(crashed.status.code(), None, "aborted at the crash point");
+    assert!(
+        out.join("mp_master_event/2024/01/01/part-00001.parquet")
+            .exists(),
+        "a part joined the window when it crashed"
+    );
+    // Any next run in the root recovers first; this one resumes and skips every day.
+    let resumed = export_command(&out, server.url(), &["--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains("took out of window"), "{stderr}");
+    let after: Vec<_> = tree(&out)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(".tidewater/"))
+        .collect();
+    assert!(after == before, "the window is as it was");
+    assert_same_data_in_range(&out, &data);
+}

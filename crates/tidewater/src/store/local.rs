@@ -19,9 +19,12 @@ use crate::window::WindowKey;
 /// Staging folders are named `<prefix><pid>-<nanos>`.
 pub(super) const STAGING_PREFIX: &str = ".tidewater-staging-";
 
-/// The folder of a staging area where a replace commit records, before it moves an old
-/// window aside, which window and where to: `<n>` holds the window's path below the
-/// root and the path it was moved to below the staging folder, one per line.
+/// The folder of a staging area where a commit records what it is about to change in a
+/// committed window, so that the next run can undo a commit cut short (store::root).
+/// A replace writes `<n>` with the window's path below the root and where the old
+/// window goes below the staging folder; an append writes `append`, the window's path,
+/// where the old manifest was copied (or `-`), then the names of the parts it adds, one
+/// per line.
 pub(super) const JOURNAL: &str = "journal";
 
 /// The output root of a run on the local file system, and its staging area.
@@ -137,6 +140,66 @@ impl LocalStore {
     }
 }
 
+impl LocalStore {
+    /// Append mode into an existing window folder: the staged parts join the folder's
+    /// under the next numbers, then the manifest replaces the folder's. Journaled
+    /// first (the parts' names, and a copy of the old manifest): until the new manifest
+    /// is in place, the next run in this root takes the parts out again and puts the
+    /// old manifest back, so a crash never leaves a mix (store::root).
+    fn append(
+        &self,
+        table: Option<&str>,
+        window: WindowKey,
+        staged: &Path,
+        target: &Path,
+        manifest: Option<&[u8]>,
+    ) -> Result<()> {
+        let mut staged_parts = list_parts(staged)?;
+        staged_parts.sort();
+        let first = next_part_number(target)?;
+        let names: Vec<String> = (first..)
+            .take(staged_parts.len())
+            .map(|n| self.part_name(n))
+            .collect();
+        let n = self
+            .aside_count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let saved_rel = Path::new("aside").join(format!("{n}.manifest"));
+        let old_manifest = target.join(MANIFEST);
+        let saved = if old_manifest.is_file() {
+            let copy = self.staging.join(&saved_rel);
+            self.make_parents(&copy)?;
+            fs::copy(&old_manifest, &copy).map_err(|e| Error::output(&copy, e))?;
+            saved_rel.display().to_string()
+        } else {
+            "-".to_string()
+        };
+        let record = self.staging.join(JOURNAL).join(n.to_string());
+        let rel = self.window_rel(table, window);
+        write_file(
+            &record,
+            format!("append\n{}\n{saved}\n{}\n", rel.display(), names.join("\n")).as_bytes(),
+        )?;
+        for (i, (part, name)) in staged_parts.iter().zip(&names).enumerate() {
+            let dest = target.join(name);
+            fs::rename(part, &dest).map_err(|e| Error::output(&dest, e))?;
+            if i == 0 {
+                crate::failpoint::crash_point("append-between-parts");
+            }
+        }
+        if let Some(m) = manifest {
+            write_file(&old_manifest, m)?;
+        }
+        // The new manifest is in place: the append is committed.
+        let _ = fs::remove_file(&record);
+        let marker = target.join(COMPLETE);
+        if !marker.exists() {
+            write_file(&marker, b"")?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for LocalStore {
     fn drop(&mut self) {
         self.cleanup();
@@ -214,20 +277,7 @@ impl WindowStore for LocalStore {
         let target = self.final_dir(table, window);
         self.make_parents(&target)?;
         if self.mode == WriteMode::Append && target.exists() {
-            let mut staged_parts = list_parts(&staged)?;
-            staged_parts.sort();
-            for (n, p) in (next_part_number(&target)?..).zip(staged_parts) {
-                let dest = target.join(self.part_name(n));
-                fs::rename(&p, &dest).map_err(|e| Error::output(&dest, e))?;
-            }
-            if let Some(m) = manifest {
-                write_file(&target.join(MANIFEST), m)?;
-            }
-            let marker = target.join(COMPLETE);
-            if !marker.exists() {
-                write_file(&marker, b"")?;
-            }
-            return Ok(());
+            return self.append(table, window, &staged, &target, manifest);
         }
         if let Some(m) = manifest {
             write_file(&staged.join(MANIFEST), m)?;

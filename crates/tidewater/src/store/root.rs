@@ -11,6 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::local::{JOURNAL, STAGING_PREFIX};
+use super::MANIFEST;
 use crate::error::{Error, Result};
 
 /// The folder of Tidewater's own state inside an output root.
@@ -95,10 +96,12 @@ fn host_name() -> String {
         .map_or_else(|| "this host".to_string(), |h| h.trim().to_string())
 }
 
-/// Under the lock every staging folder in the root is a dead run's. A replace commit
-/// that it interrupted between moving the old window aside and moving the new one in
-/// (its journal entry says which) gets the old window back: that run committed nothing
-/// of it, and the window is as it was before. Then the staging folder goes.
+/// Under the lock every staging folder in the root is a dead run's. A commit it cut
+/// short (its journal entry says which) is undone: a replace interrupted between moving
+/// the old window aside and moving the new one in gets the old window back; an append
+/// interrupted before its new manifest was in place loses the parts it added. That run
+/// committed nothing of the window, and the window is as it was before. Then the
+/// staging folder goes.
 fn recover(root: &Path) -> Result<()> {
     let Ok(entries) = fs::read_dir(root) else {
         return Ok(());
@@ -122,22 +125,51 @@ fn recover(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Puts back the window that one journal record says was moved aside, unless the new
-/// one made it into place.
+/// Undoes the commit that one journal record describes, as far as it got.
 fn roll_back(root: &Path, staging: &Path, record: &Path) -> Result<()> {
     let Ok(text) = fs::read_to_string(record) else {
         return Ok(());
     };
-    let Some((target, aside)) = text.trim_end().split_once('\n') else {
-        return Ok(()); // written only partly: nothing was moved yet
-    };
-    let (target, aside) = (root.join(target), staging.join(aside));
+    let lines: Vec<&str> = text.lines().collect();
+    match lines.as_slice() {
+        ["append", target, saved, parts @ ..] => {
+            roll_back_append(&root.join(target), staging, saved, parts)
+        }
+        [target, aside] => roll_back_replace(&root.join(target), &staging.join(aside)),
+        _ => Ok(()), // written only partly: nothing was changed yet
+    }
+}
+
+/// Puts back the window a replace moved aside, unless the new one made it into place.
+fn roll_back_replace(target: &Path, aside: &Path) -> Result<()> {
     if !target.exists() && aside.is_dir() {
-        fs::rename(&aside, &target).map_err(|e| Error::output_root(&target, e))?;
+        fs::rename(aside, target).map_err(|e| Error::output_root(target, e))?;
         tracing::warn!(
             "restored window {} that a crashed run was replacing",
             target.display()
         );
     }
+    Ok(())
+}
+
+/// Takes out the parts an unfinished append added and puts the old manifest back.
+fn roll_back_append(target: &Path, staging: &Path, saved: &str, parts: &[&str]) -> Result<()> {
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        let path = target.join(part);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::output_root(&path, e))
+            }
+            _ => {}
+        }
+    }
+    if saved != "-" {
+        let manifest = target.join(MANIFEST);
+        fs::copy(staging.join(saved), &manifest).map_err(|e| Error::output_root(&manifest, e))?;
+    }
+    tracing::warn!(
+        "took out of window {} the parts that a crashed run was appending",
+        target.display()
+    );
     Ok(())
 }
