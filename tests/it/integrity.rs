@@ -192,7 +192,9 @@ fn a_spool_that_cannot_be_written_stops_the_export_without_spending_requests() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("cannot write output") && stderr.contains("window-00000.body"),
+        stderr.contains("cannot write output")
+            && stderr.contains("spool")
+            && stderr.contains(".body: File too large"),
         "{stderr}"
     );
     assert!(!stderr.contains("retrying"), "{stderr}");
