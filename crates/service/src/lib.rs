@@ -22,4 +22,6 @@ mod store;
 pub use clock::{Clock, SimulatedClock, SystemClock};
 pub use schedule::{Frequency, Schedule, ScheduleError, ScheduledWindow, DEFAULT_DELAY};
 pub use secrets::{same_secret, SecretBox, SecretError, KEY_ENV};
-pub use store::{ProjectBudget, StateStore, StoreError, WindowLedger, SCHEMA_VERSION};
+pub use store::{
+    ApiKeyGrant, ApiKeys, ProjectBudget, StateStore, StoreError, WindowLedger, SCHEMA_VERSION,
+};

@@ -29,6 +29,15 @@ const MIGRATIONS: &[&str] = &[
          key TEXT PRIMARY KEY,
          value TEXT NOT NULL
      ) STRICT;",
+    // 3: REST API keys (P28): only the SHA-256 of each key, and the projects it may
+    // reach (a JSON array; NULL: all).
+    "CREATE TABLE api_keys (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         label TEXT NOT NULL,
+         key_sha256 TEXT NOT NULL UNIQUE,
+         projects TEXT,
+         created_at TEXT NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

@@ -3,6 +3,7 @@
 //! the state through it.
 
 mod budget;
+mod keys;
 mod ledger;
 mod migrations;
 
@@ -16,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::secrets::{SecretBox, SecretError};
 
 pub use budget::ProjectBudget;
+pub use keys::{ApiKeyGrant, ApiKeys};
 pub use ledger::WindowLedger;
 pub use migrations::SCHEMA_VERSION;
 
