@@ -2,8 +2,8 @@
 //! stand on their own: the state store with its versioned migrations (P41), the window
 //! ledger of each pipeline (P10, P19), the rate budget of each project, persisted so
 //! that a restart does not reset it (P12), and the schedule that says which windows are
-//! due when (P10, P11) on a clock that tests simulate (P21), and secrets sealed at rest
-//! (P40).
+//! due when (P10, P11) on a clock that tests simulate (P21), secrets sealed at rest
+//! (P40) and the REST API's keys, kept hashed (P28).
 //!
 //! ```
 //! # let dir = tempfile::tempdir()?;
