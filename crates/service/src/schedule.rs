@@ -108,11 +108,19 @@ impl Schedule {
     }
 
     /// When the first window that is not due at `now` becomes due; `None` when every
-    /// window (up to `to_date`) is due already. The scheduler sleeps until then.
+    /// window (up to `to_date`) is due already. The scheduler sleeps until then. In
+    /// constant time: that window is the one holding `now - delay` (windows are
+    /// contiguous), or the first one.
     pub fn next_due_at(&self, now: Timestamp) -> Option<Timestamp> {
-        self.windows()
-            .map(|w| w.end + self.delay)
-            .find(|due| *due > now)
+        let at = (now - self.delay)
+            .as_millisecond()
+            .max(self.start.as_millisecond());
+        let (key, end) = self.windowing.clone().window_and_end(at)?;
+        let day = Date::new(key.year, key.month, key.day).ok()?;
+        if self.to.is_some_and(|to| day > to) {
+            return None;
+        }
+        Some(Timestamp::from_millisecond(end).ok()? + self.delay)
     }
 
     /// The first day.
@@ -206,6 +214,33 @@ mod tests {
             None,
             "to_date reached"
         );
+    }
+
+    #[test]
+    fn p11_next_due_at_is_the_first_window_not_due_by_the_walk() {
+        for (frequency, tz) in [
+            (Frequency::Daily, "UTC"),
+            (Frequency::Hourly, "America/New_York"),
+            (Frequency::Daily, "Australia/Lord_Howe"),
+        ] {
+            let s = Schedule::new(
+                frequency,
+                date(2024, 3, 1),
+                Some(date(2024, 11, 10)),
+                tz,
+                DEFAULT_DELAY,
+            )
+            .unwrap();
+            let mut now = at("2024-02-28T00:00:00Z");
+            while now < at("2024-11-12T00:00:00Z") {
+                let walked = s
+                    .windows()
+                    .map(|w| w.end + DEFAULT_DELAY)
+                    .find(|due| *due > now);
+                assert_eq!(s.next_due_at(now), walked, "{tz} at {now}");
+                now += SignedDuration::from_mins(97 * 7);
+            }
+        }
     }
 
     #[test]
