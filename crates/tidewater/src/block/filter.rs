@@ -53,18 +53,20 @@ impl EventFilter {
     /// F4: with a whitelist, reads the event name from the start of the line when it is
     /// written plainly (no escapes) and drops unlisted events without validating them.
     pub fn precheck(&self, line: &[u8]) -> Precheck {
-        let Some(events) = &self.events else {
-            return Precheck::Parse;
-        };
-        let Some(name) = tidewater_event::written_event_name(line) else {
-            return Precheck::Parse;
-        };
+        match self.unlisted_name(line) {
+            Some(_) => Precheck::Drop,
+            None => Precheck::Parse,
+        }
+    }
+
+    /// The event name of a line that [`EventFilter::precheck`] drops, read once for the
+    /// drop and for the run's sample of unlisted names.
+    pub fn unlisted_name<'l>(&self, line: &'l [u8]) -> Option<&'l str> {
+        let events = self.events.as_ref()?;
         // The name is the line's final one (no later `event` key can override it), so
         // F4 allows dropping it unvalidated: it counts as filtered.
-        match std::str::from_utf8(name) {
-            Ok(name) if !events.contains(name) => Precheck::Drop,
-            _ => Precheck::Parse,
-        }
+        let name = std::str::from_utf8(tidewater_event::written_event_name(line)?).ok()?;
+        (!events.contains(name)).then_some(name)
     }
 
     /// Whether the whitelist lets an event name through (F1); true without one.

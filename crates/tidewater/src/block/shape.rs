@@ -7,7 +7,7 @@
 use rustc_hash::FxHashMap;
 use simd_json::{value::tape::Node, StaticNode};
 
-use crate::block::filter::{EventFilter, Precheck};
+use crate::block::filter::EventFilter;
 use crate::block::Rows;
 use crate::columns::{SparseColumn, Strings, TypeClass, Values};
 use crate::input::frame::{is_blank, Block};
@@ -200,13 +200,9 @@ pub struct ShapedBlock {
 const UNLISTED_SAMPLE: usize = 4;
 
 impl ShapedBlock {
-    fn note_unlisted(&mut self, name: &[u8]) {
-        if self.unlisted.len() < UNLISTED_SAMPLE
-            && !self.unlisted.iter().any(|n| n.as_bytes() == name)
-        {
-            if let Ok(name) = std::str::from_utf8(name) {
-                self.unlisted.push(name.to_string());
-            }
+    fn note_unlisted(&mut self, name: &str) {
+        if self.unlisted.len() < UNLISTED_SAMPLE && !self.unlisted.iter().any(|n| n == name) {
+            self.unlisted.push(name.to_string());
         }
     }
 }
@@ -577,13 +573,9 @@ impl Shaper {
             windowing,
             first_line,
         } = state;
-        if filter.precheck(line) == Precheck::Drop {
+        if let Some(name) = filter.unlisted_name(line) {
             out.filtered += 1;
-            if out.unlisted.len() < UNLISTED_SAMPLE {
-                if let Some(name) = tidewater_event::written_event_name(line) {
-                    out.note_unlisted(name);
-                }
-            }
+            out.note_unlisted(name);
             return LineOutcome::Skipped;
         }
         let Shaper {
@@ -598,7 +590,7 @@ impl Shaper {
                 Ok(true) => {}
                 Ok(false) => {
                     if !filter.lists(event.name) {
-                        out.note_unlisted(event.name.as_bytes());
+                        out.note_unlisted(event.name);
                     }
                     return Verdict::Filtered;
                 }
