@@ -25,6 +25,7 @@ pub mod export;
 mod failpoint;
 mod field;
 mod input;
+mod lock;
 mod merge;
 mod options;
 mod run;
@@ -42,6 +43,7 @@ pub use field::Field;
 pub use input::{
     expand_inputs, frame_input, gzip_reader, is_blank, open_input, Block, FrameConfig, Input,
 };
+pub use lock::{FileLock, LockError};
 pub use options::{
     Compression, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode, WriteMode,
 };

@@ -7,12 +7,11 @@ mod keys;
 mod ledger;
 mod migrations;
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension};
+use tidewater::{FileLock, LockError};
 
 use crate::secrets::{SecretBox, SecretError};
 
@@ -89,7 +88,7 @@ struct Inner {
     path: PathBuf,
     connection: Mutex<Connection>,
     /// Held while the store is open: a second server on the same file is refused.
-    _lock: File,
+    _lock: FileLock,
 }
 
 impl StateStore {
@@ -171,38 +170,26 @@ impl StateStore {
     }
 }
 
-/// Takes `<state>.lock` with a file lock that the system releases when the server
-/// exits, however it exits; writes who holds it for the message of a refused server.
-fn lock_state_file(path: &Path) -> Result<File, StoreError> {
-    let lock_path = path.with_extension("lock");
-    let io = |source| StoreError::Io {
-        path: lock_path.clone(),
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+/// Takes `<state>.lock` for this server (the engine's [`FileLock`]).
+fn lock_state_file(path: &Path) -> Result<FileLock, StoreError> {
+    let lock = match FileLock::acquire(&path.with_extension("lock")) {
+        Ok(lock) => lock,
+        Err(LockError::Held { holder }) => {
             return Err(StoreError::Locked {
                 path: path.to_path_buf(),
-                holder: holder.trim().to_string(),
-            });
+                holder,
+            })
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        Err(LockError::Io { path, source }) => return Err(StoreError::Io { path, source }),
+    };
+    match lock.unsupported() {
+        // One server per file cannot be ensured there: refuse, as before any lock.
+        Some(e) => Err(StoreError::Io {
+            path: lock.path().to_path_buf(),
+            source: std::io::Error::new(e.kind(), e.to_string()),
+        }),
+        None => Ok(lock),
     }
-    let since = jiff::Timestamp::now();
-    let holder = format!("pid {}, since {since:.0}", std::process::id());
-    file.set_len(0)
-        .and_then(|()| file.write_all(holder.as_bytes()))
-        .map_err(io)?;
-    Ok(file)
 }
 
 #[cfg(test)]

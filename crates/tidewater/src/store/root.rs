@@ -1,18 +1,14 @@
-//! Taking an output root for a run: an exclusive lock held until the run ends, and the
-//! recovery of what a run that crashed left half done.
-//!
-//! The lock is an advisory file lock (`flock`) on `<root>/.tidewater/lock`: the kernel
-//! releases it when its holder exits, however it exits, so a crashed run never leaves
-//! a lock that must be broken by hand. While it holds the lock a run writes who it is
-//! into the file, so a second run can name the holder when it is refused.
+//! Taking an output root for a run: an exclusive lock on `<root>/.tidewater/lock`
+//! ([`FileLock`]) held until the run ends, and the recovery of what a run that crashed
+//! left half done.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 
 use super::local::{JOURNAL, STAGING_PREFIX};
 use super::MANIFEST;
 use crate::error::{Error, Result};
+use crate::lock::{FileLock, LockError};
 
 /// The folder of Tidewater's own state inside an output root.
 pub(crate) const STATE_DIR: &str = ".tidewater";
@@ -20,8 +16,7 @@ pub(crate) const STATE_DIR: &str = ".tidewater";
 /// An output root held by this run. Dropping it releases the lock.
 #[derive(Debug)]
 pub struct RootLock {
-    file: File,
-    path: PathBuf,
+    _lock: FileLock,
 }
 
 impl RootLock {
@@ -30,70 +25,32 @@ impl RootLock {
     pub fn acquire(root: &Path) -> Result<RootLock> {
         let dir = root.join(STATE_DIR);
         fs::create_dir_all(&dir).map_err(|e| Error::output_root(&dir, e))?;
-        let path = dir.join("lock");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::output_root(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
+        let lock = match FileLock::acquire(&dir.join("lock")) {
+            Ok(lock) => lock,
+            Err(LockError::Held { holder }) => {
                 return Err(Error::Locked {
                     root: root.to_path_buf(),
-                    holder: holder.trim().to_string(),
-                });
+                    holder,
+                })
             }
-            Err(fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
-                tracing::warn!(
-                    "{} cannot be locked on this file system ({e}); make sure no other run writes into {}",
-                    path.display(),
-                    root.display()
-                );
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(Error::output_root(&path, e)),
-        }
-        let previous = fs::read_to_string(&path).unwrap_or_default();
-        if !previous.trim().is_empty() {
+            Err(LockError::Io { path, source }) => return Err(Error::output_root(path, source)),
+        };
+        if let Some(e) = lock.unsupported() {
             tracing::warn!(
-                "the last run in {} ({}) ended without releasing it; recovering its unfinished commits",
-                root.display(),
-                previous.trim()
+                "{} cannot be locked on this file system ({e}); make sure no other run writes into {}",
+                lock.path().display(),
+                root.display()
             );
         }
-        let holder = format!(
-            "pid {} on {}, since {}",
-            std::process::id(),
-            host_name(),
-            jiff::Timestamp::now()
-                .round(jiff::Unit::Second)
-                .unwrap_or_else(|_| jiff::Timestamp::now())
-        );
-        file.set_len(0)
-            .and_then(|()| file.write_all(holder.as_bytes()))
-            .map_err(|e| Error::output_root(&path, e))?;
+        if let Some(previous) = lock.left_by_crash() {
+            tracing::warn!(
+                "the last run in {} ({previous}) ended without releasing it; recovering its unfinished commits",
+                root.display()
+            );
+        }
         recover(root)?;
-        Ok(RootLock { file, path })
+        Ok(RootLock { _lock: lock })
     }
-}
-
-impl Drop for RootLock {
-    fn drop(&mut self) {
-        // An empty file tells the next run that this one ended cleanly.
-        let _ = self.file.set_len(0);
-        let _ = self.file.unlock();
-        tracing::trace!(lock = %self.path.display(), "output root released");
-    }
-}
-
-fn host_name() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map_or_else(|| "this host".to_string(), |h| h.trim().to_string())
 }
 
 /// Under the lock every staging folder in the root is a dead run's. A commit it cut
