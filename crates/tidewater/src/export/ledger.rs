@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::{COMPLETE, MANIFEST};
+use crate::store::{list_parts, COMPLETE, MANIFEST};
 
 /// Where committed windows are recorded. A window counts as done only once its record
 /// exists, so [`Ledger::record`] is the last step of a window's commit.
@@ -109,18 +109,7 @@ impl Manifest {
                     return Some(format!("{} is missing", dir.join(marker).display()));
                 }
             }
-            data_files += std::fs::read_dir(&dir)
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .filter(|e| {
-                            let name = e.file_name();
-                            let name = name.to_string_lossy();
-                            name.starts_with("part-") || name.starts_with("export-")
-                        })
-                        .count() as u64
-                })
-                .unwrap_or(0);
+            data_files += list_parts(&dir).map_or(0, |parts| parts.len() as u64);
         }
         (data_files < self.files_written).then(|| {
             format!(

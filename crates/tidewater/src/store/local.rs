@@ -216,7 +216,8 @@ fn make_dir(dir: &Path) -> Result<()> {
     }
 }
 
-fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The data files (`part-*`, `export-*`) of a window folder.
+pub(crate) fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir).map_err(|e| Error::output(dir, e))? {
         let e = e.map_err(|e| Error::output(dir, e))?;
