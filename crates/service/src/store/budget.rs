@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::params;
-use tidewater::export::{budget_horizon, wait_for_slot, RateBudget};
+use tidewater::export::{budget_horizon, take_slot, wait_for_slot, RateBudget};
 
 use super::{StateStore, StoreError};
 
@@ -72,30 +72,20 @@ impl ProjectBudget {
             .map_err(StoreError::sqlite("taking a request slot"))?;
         Ok(wait)
     }
+}
 
-    async fn take(&self) -> Duration {
-        let mut waited = Duration::ZERO;
-        loop {
-            let wait = self.try_take().unwrap_or_else(|e| {
+impl RateBudget for ProjectBudget {
+    fn acquire(&self) -> Pin<Box<dyn Future<Output = Duration> + Send + '_>> {
+        Box::pin(take_slot(|| {
+            self.try_take().unwrap_or_else(|e| {
                 // Never send without a slot: wait, and try the store again.
                 tracing::warn!(
                     "rate budget of project {}: {e}; retrying in 1 s",
                     self.project
                 );
                 Duration::from_secs(1)
-            });
-            if wait.is_zero() {
-                return waited;
-            }
-            tokio::time::sleep(wait).await;
-            waited += wait;
-        }
-    }
-}
-
-impl RateBudget for ProjectBudget {
-    fn acquire(&self) -> Pin<Box<dyn Future<Output = Duration> + Send + '_>> {
-        Box::pin(self.take())
+            })
+        }))
     }
 }
 

@@ -31,6 +31,8 @@ mod windows;
 pub use credentials::{region_base_url, Credentials, ENV_API_SECRET, ENV_SECRET, ENV_USERNAME};
 pub use exporter::{check_range, Exporter};
 pub use ledger::{FileLedger, Ledger, Manifest, ManifestRequest};
-pub use pace::{budget_horizon, parse_duration, parse_rate, wait_for_slot, Pacer, RateBudget};
+pub use pace::{
+    budget_horizon, parse_duration, parse_rate, take_slot, wait_for_slot, Pacer, RateBudget,
+};
 pub use summary::{ExportProgress, ExportSummary, WindowResult, WindowStatus};
 pub use tuning::Tuning;

@@ -69,35 +69,43 @@ impl Pacer {
         }
     }
 
-    async fn take(&self) -> Duration {
-        let mut waited = Duration::ZERO;
+    /// Takes a slot now if one is free (recording the request) or says how long to
+    /// wait for one.
+    fn try_take(&self) -> Duration {
         let horizon = budget_horizon(&self.limits).as_millis() as u64;
-        loop {
-            let wait = {
-                let mut sent = self.sent.lock().expect("pacer lock");
-                let now = self.origin.elapsed().as_millis() as u64;
-                while sent
-                    .front()
-                    .is_some_and(|&t| now.saturating_sub(t) >= horizon)
-                {
-                    sent.pop_front();
-                }
-                let wait = wait_for_slot(&self.limits, sent.make_contiguous(), now);
-                if wait.is_zero() {
-                    sent.push_back(now);
-                    return waited;
-                }
-                wait
-            };
-            tokio::time::sleep(wait).await;
-            waited += wait;
+        let mut sent = self.sent.lock().expect("pacer lock");
+        let now = self.origin.elapsed().as_millis() as u64;
+        while sent
+            .front()
+            .is_some_and(|&t| now.saturating_sub(t) >= horizon)
+        {
+            sent.pop_front();
         }
+        let wait = wait_for_slot(&self.limits, sent.make_contiguous(), now);
+        if wait.is_zero() {
+            sent.push_back(now);
+        }
+        wait
+    }
+}
+
+/// Waits until `try_take` takes a slot (returns zero), sleeping as long as it says
+/// each time; returns the time waited. The loop of every budget.
+pub async fn take_slot(mut try_take: impl FnMut() -> Duration) -> Duration {
+    let mut waited = Duration::ZERO;
+    loop {
+        let wait = try_take();
+        if wait.is_zero() {
+            return waited;
+        }
+        tokio::time::sleep(wait).await;
+        waited += wait;
     }
 }
 
 impl RateBudget for Pacer {
     fn acquire(&self) -> Pin<Box<dyn Future<Output = Duration> + Send + '_>> {
-        Box::pin(self.take())
+        Box::pin(take_slot(|| self.try_take()))
     }
 }
 
