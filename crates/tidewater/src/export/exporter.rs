@@ -254,18 +254,9 @@ impl Exporter {
         budget: Arc<dyn RateBudget>,
     ) -> Result<WindowResult> {
         let valid = self.validate()?;
-        let from = parse_date(Field::From, from)?;
-        let to = parse_date(Field::To, to)?;
-        let days = (to - from).get_days() + 1;
-        let window_days = u32::try_from(days)
-            .ok()
-            .filter(|d| *d >= 1)
-            .ok_or_else(|| {
-                Error::config(
-                    Field::To,
-                    format!("{to} is before the window's first day {from}"),
-                )
-            })?;
+        let (from, to) = check_range(from, to)?;
+        let window_days = u32::try_from((to - from).get_days() + 1)
+            .map_err(|_| Error::config(Field::To, format!("{from}..{to} is too long")))?;
         let windows = plan_windows(&self.options.tz, from, to, window_days)?;
         let root = OutputRoot::prepare(&self.options)?;
         let mut summary = self.run_windows(valid, windows, root, ledger, budget)?;
