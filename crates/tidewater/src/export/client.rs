@@ -137,28 +137,25 @@ impl Client {
                 }
                 result
             };
-            let (reason, retry_after, rate_limited) = match result {
+            let error = match result {
                 Ok(verified) => {
                     return Outcome::Ready {
                         verified,
                         attempts: attempt,
                     }
                 }
-                Err(AttemptError::Fatal(message)) => {
-                    let _ = std::fs::remove_file(spool);
-                    return Outcome::Fatal { message };
-                }
-                Err(AttemptError::Local { path, source }) => {
-                    let _ = std::fs::remove_file(spool);
-                    return Outcome::Local { path, source };
-                }
-                Err(AttemptError::Retry {
+                Err(error) => error,
+            };
+            let _ = std::fs::remove_file(spool);
+            let (reason, retry_after, rate_limited) = match error {
+                AttemptError::Fatal(message) => return Outcome::Fatal { message },
+                AttemptError::Local { path, source } => return Outcome::Local { path, source },
+                AttemptError::Retry {
                     reason,
                     retry_after,
                     rate_limited,
-                }) => (reason, retry_after, rate_limited),
+                } => (reason, retry_after, rate_limited),
             };
-            let _ = std::fs::remove_file(spool);
             last = reason;
             if attempt == t.max_attempts {
                 break;
