@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::client::{Client, Outcome, Verified, WindowRequest};
 use crate::error::{Error, Result};
 use crate::run::{Cancel, Feed, Opened};
+use crate::store::staging_path;
 
 /// How often a feed waiting for a download looks at the cancel token.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
@@ -19,7 +20,7 @@ const CANCEL_CHECK: Duration = Duration::from_millis(100);
 /// The downloads of a run: tasks on a runtime of their own, at most `2 × concurrency`
 /// windows ahead of the engine (which bounds the spooled bytes on disk), spooled into
 /// a staging folder of the output root that is removed when the run ends (or, after a
-/// crash, by the next run that finds its process gone).
+/// crash, by the next run in the root).
 pub(crate) struct Downloads {
     runtime: Option<tokio::runtime::Runtime>,
     /// Verified bodies (and the attempts they took) by input, for the manifests.
@@ -43,13 +44,7 @@ impl Downloads {
             .enable_all()
             .build()
             .map_err(|e| Error::resource("the HTTP runtime", e))?;
-        let spool = root.join(format!(
-            ".tidewater-staging-{}-spool-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
+        let spool = staging_path(root, "spool");
         std::fs::create_dir_all(&spool).map_err(|e| Error::output(&spool, e))?;
         let client = Arc::new(client);
         let lookahead = concurrency * 2;

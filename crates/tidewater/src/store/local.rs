@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::options::{Layout, WriteMode};
 use crate::window::WindowKey;
 
-/// Staging folders are named `<prefix><pid>-<nanos>`.
+/// Staging folders are named `<prefix><pid>-<use>-<nanos>` (see [`staging_path`]).
 pub(super) const STAGING_PREFIX: &str = ".tidewater-staging-";
 
 /// The folder of a staging area where a commit records what it is about to change in a
@@ -55,10 +55,7 @@ impl LocalStore {
         extension: &'static str,
     ) -> Result<Self> {
         fs::create_dir_all(root).map_err(|e| Error::output_root(root, e))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let staging = root.join(format!("{STAGING_PREFIX}{}-{nanos}", std::process::id()));
+        let staging = staging_path(root, "run");
         for sub in ["spill", JOURNAL] {
             fs::create_dir_all(staging.join(sub)).map_err(|e| Error::output_root(&staging, e))?;
         }
@@ -204,6 +201,18 @@ impl Drop for LocalStore {
     fn drop(&mut self) {
         self.cleanup();
     }
+}
+
+/// A fresh staging folder's path in `root` for `what` this run stages there (`run`,
+/// `spool`): the next run in the root removes what a crashed run left (store::root).
+pub(crate) fn staging_path(root: &Path, what: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    root.join(format!(
+        "{STAGING_PREFIX}{}-{what}-{nanos}",
+        std::process::id()
+    ))
 }
 
 /// Makes the folder `dir` (its parent exists), or finds it already there.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use crate::error::Result;
 use crate::window::WindowKey;
 
-pub(crate) use local::{list_parts, LocalStore};
+pub(crate) use local::{list_parts, staging_path, LocalStore};
 pub(crate) use rejects::RejectsWriter;
 pub use root::RootLock;
 pub(crate) use root::STATE_DIR;
