@@ -39,6 +39,26 @@ pub(crate) struct Committed {
 }
 
 impl Finisher<'_> {
+    /// The table name of table `t` in the store's folders; `None` for raw output.
+    fn table_name<'r>(&self, registry: &'r Registry, t: u32) -> Option<&'r str> {
+        (!self.raw).then(|| registry.tables[t as usize].name.as_str())
+    }
+
+    /// The folders, below the root, that committing `windows` publishes: one per table
+    /// and window with rows.
+    pub(crate) fn folders(
+        &self,
+        windows: &BTreeSet<WindowKey>,
+        spills: &BTreeMap<(WindowKey, u32), Vec<Option<Spill>>>,
+        registry: &Registry,
+    ) -> Vec<String> {
+        spills
+            .keys()
+            .filter(|(w, _)| windows.contains(w))
+            .map(|&(w, t)| self.store.folder(self.table_name(registry, t), w))
+            .collect()
+    }
+
     /// Writes the final files of `windows` from their spills, saves the mapping file if
     /// it grew, then commits each window folder (with `manifest` beside its data). In replace mode, tables without
     /// rows in a committed window, and every table in the windows of `empty`, lose their
@@ -53,7 +73,6 @@ impl Finisher<'_> {
         stages: &mut StageTimes,
     ) -> Result<Committed> {
         let raw = self.raw;
-        let table_name = |t: u32| (!raw).then(|| registry.tables[t as usize].name.as_str());
         let finish_start = Instant::now();
         let jobs: Vec<_> = spills
             .iter()
@@ -63,7 +82,7 @@ impl Finisher<'_> {
         progress.add(&progress.files_total, jobs.len() as u64);
         self.pool.install(|| {
             jobs.par_iter().try_for_each(|((w, t), spills)| {
-                let dir = self.store.stage(table_name(*t), *w)?;
+                let dir = self.store.stage(self.table_name(registry, *t), *w)?;
                 let spills: Vec<Spill> = spills
                     .iter()
                     .map(|s| s.clone().expect("every dispatched row group was encoded"))
@@ -86,7 +105,7 @@ impl Finisher<'_> {
         let commit_start = Instant::now();
         let mut done = Committed::default();
         let tables = if raw { 1 } else { registry.tables.len() as u32 };
-        let table_name = |t: u32| (!raw).then(|| registry.tables[t as usize].name.as_str());
+        let table_name = |t: u32| self.table_name(registry, t);
         for w in windows {
             for t in 0..tables {
                 if spills.contains_key(&(*w, t)) {
@@ -185,16 +204,7 @@ impl RunState {
         // The manifest goes into each window folder before its `complete` marker, so
         // it describes the files the commit is about to publish.
         report.windows_committed = windows.len() as u64;
-        let raw = finisher.raw;
-        report.folders = sink
-            .spills
-            .keys()
-            .filter(|(w, _)| windows.contains(w))
-            .map(|&(w, t)| {
-                let table = (!raw).then(|| merger.registry.tables[t as usize].name.as_str());
-                finisher.store.folder(table, w)
-            })
-            .collect();
+        report.folders = finisher.folders(&windows, &sink.spills, &merger.registry);
         // The finisher writes one data file per folder.
         report.files_written = report.folders.len() as u64;
         let manifest = owned.owner.manifest(&report)?;
