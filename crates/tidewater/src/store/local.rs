@@ -138,6 +138,15 @@ impl LocalStore {
 }
 
 impl LocalStore {
+    /// A fresh number for a commit's journal entry and things it moves aside, and the
+    /// entry's path.
+    fn next_journal_entry(&self) -> (u64, PathBuf) {
+        let n = self
+            .aside_count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (n, self.staging.join(JOURNAL).join(n.to_string()))
+    }
+
     /// Append mode into an existing window folder: the staged parts join the folder's
     /// under the next numbers, then the manifest replaces the folder's. Journaled
     /// first (the parts' names, and a copy of the old manifest): until the new manifest
@@ -158,9 +167,7 @@ impl LocalStore {
             .take(staged_parts.len())
             .map(|n| self.part_name(n))
             .collect();
-        let n = self
-            .aside_count
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (n, record) = self.next_journal_entry();
         let saved_rel = Path::new("aside").join(format!("{n}.manifest"));
         let old_manifest = target.join(MANIFEST);
         let saved = if old_manifest.is_file() {
@@ -171,7 +178,6 @@ impl LocalStore {
         } else {
             "-".to_string()
         };
-        let record = self.staging.join(JOURNAL).join(n.to_string());
         let rel = self.window_rel(table, window);
         write_file(
             &record,
@@ -299,13 +305,10 @@ impl WindowStore for LocalStore {
         // Replace: the old window moves aside, then the new one in. A crash between the
         // two would leave neither, so the move aside is journaled first: the next run
         // in this root puts the old window back (store::root).
-        let n = self
-            .aside_count
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (n, record) = self.next_journal_entry();
         let aside_rel = Path::new("aside").join(n.to_string());
         let aside = self.staging.join(&aside_rel);
         self.make_parents(&aside)?;
-        let record = self.staging.join(JOURNAL).join(n.to_string());
         let rel = self.window_rel(table, window);
         write_file(
             &record,
