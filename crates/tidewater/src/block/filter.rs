@@ -89,6 +89,15 @@ impl EventFilter {
         if !self.lists(event.name) {
             return Ok(false);
         }
+        self.passes_where(event, scratch)
+    }
+
+    /// F2 alone, for callers that applied the whitelist themselves ([`EventFilter::lists`]).
+    pub fn passes_where(
+        &self,
+        event: &Event<'_, '_>,
+        scratch: &mut Scratch,
+    ) -> Result<bool, RuntimeError> {
         match &self.program {
             None => Ok(true),
             Some(program) => program.matches(&EventRef::from_event(event), scratch),

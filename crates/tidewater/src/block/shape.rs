@@ -586,14 +586,13 @@ impl Shaper {
             ..
         } = self;
         let result = parser.parse(line, |event| {
-            match filter.keep(event, scratch) {
+            if !filter.lists(event.name) {
+                out.note_unlisted(event.name);
+                return Verdict::Filtered;
+            }
+            match filter.passes_where(event, scratch) {
                 Ok(true) => {}
-                Ok(false) => {
-                    if !filter.lists(event.name) {
-                        out.note_unlisted(event.name);
-                    }
-                    return Verdict::Filtered;
-                }
+                Ok(false) => return Verdict::Filtered,
                 Err(e) => return Verdict::WhereError(e.to_string(), insert_id(event)),
             }
             // An export response may only hold its own window's events.
