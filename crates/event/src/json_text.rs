@@ -6,11 +6,13 @@ use simd_json::{value::tape::Node, StaticNode};
 use crate::swar::has_byte_to_escape;
 use crate::tape::{has_duplicate_keys, key_of, object_entries, span, EntryScratch};
 
-/// Splits ryu's output (`123.45`, `1e21`, `1.5e-7`) into significant digits and a power
-/// of ten: value = digits × 10^exp.
+/// Splits a non-negative JSON number's text (ryu's `123.45`, `1e21`, `1.5e-7`, or a
+/// number as written, `17090784.00123e2`) into significant digits without leading or
+/// trailing zeros (`"0"` for zero) and a power of ten: value = digits × 10^exp. An
+/// exponent is saturated far beyond any that a finite double needs.
 pub fn decimal_digits(text: &str) -> (String, i32) {
     let (mantissa, exp) = match text.find(['e', 'E']) {
-        Some(p) => (&text[..p], text[p + 1..].parse::<i32>().unwrap_or(0)),
+        Some(p) => (&text[..p], saturated_exponent(&text[p + 1..])),
         None => (text, 0),
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
@@ -28,6 +30,25 @@ pub fn decimal_digits(text: &str) -> (String, i32) {
         exp += 1;
     }
     (digits, exp)
+}
+
+/// An exponent (`+5`, `-400`, `12`), clamped to ±2^30 so that arithmetic on it cannot
+/// overflow; 0 when it is not one.
+fn saturated_exponent(text: &str) -> i32 {
+    const LIMIT: i64 = 1 << 30;
+    let (negative, digits) = match text.as_bytes().split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text.as_bytes()),
+    };
+    let mut value: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return 0;
+        }
+        value = (value * 10 + i64::from(d - b'0')).min(LIMIT);
+    }
+    (if negative { -value } else { value }) as i32
 }
 
 /// Shortest round-trip decimal of a double, without exponent (§4.3: `1.0` → `1`,

@@ -3,6 +3,7 @@
 
 use simd_json::{value::tape::Node, Buffers, StaticNode, Tape};
 
+use crate::json_text::decimal_digits;
 use crate::reject::{RejectReason, MAX_DEPTH};
 use crate::swar::{bytes_below, quotes_or_backslashes};
 use crate::tape::{has_duplicate_keys, hash_key, key_of, object_entries, span, EntryScratch};
@@ -505,27 +506,12 @@ fn scale_integer(v: u64) -> Result<i64, RejectReason> {
 /// milliseconds, both decided and floored on the exact decimal. `None` when the value is
 /// far past any valid time.
 fn decimal_time_to_ms(text: &[u8]) -> Option<i64> {
-    let (mantissa, exp) = match text.iter().position(|&b| b == b'e' || b == b'E') {
-        Some(p) => (&text[..p], parse_exponent(&text[p + 1..])?),
-        None => (text, 0),
-    };
-    let (int, frac) = match mantissa.iter().position(|&b| b == b'.') {
-        Some(p) => (&mantissa[..p], &mantissa[p + 1..]),
-        None => (mantissa, &b""[..]),
-    };
-    let digits: Vec<u8> = int
-        .iter()
-        .chain(frac)
-        .copied()
-        .skip_while(|&d| d == b'0')
-        .collect();
-    let Some(last) = digits.iter().rposition(|&d| d != b'0') else {
-        return Some(0);
-    };
-    let trailing_zeros = (digits.len() - 1 - last) as i64;
-    let digits = &digits[..=last];
     // value = digits × 10^exp10, with no leading or trailing zero digit.
-    let exp10 = exp - frac.len() as i64 + trailing_zeros;
+    let (digits, exp10) = decimal_digits(std::str::from_utf8(text).ok()?);
+    if digits == "0" {
+        return Some(0);
+    }
+    let (digits, exp10) = (digits.as_bytes(), i64::from(exp10));
     // The value has `integer_digits` digits before the point: ≥ 1e11 iff ≥ 12 of them.
     let integer_digits = digits.len() as i64 + exp10;
     let shift = if integer_digits >= 12 {
@@ -546,20 +532,6 @@ fn decimal_time_to_ms(text: &[u8]) -> Option<i64> {
         ms *= 10;
     }
     Some(ms)
-}
-
-/// A JSON exponent (`+5`, `-400`, `12`), saturated far beyond any that matters.
-fn parse_exponent(text: &[u8]) -> Option<i64> {
-    let (negative, digits) = match text.split_first()? {
-        (b'-', rest) => (true, rest),
-        (b'+', rest) => (false, rest),
-        _ => (false, text),
-    };
-    let mut value: i64 = 0;
-    for &d in digits {
-        value = (value * 10 + i64::from(d.checked_sub(b'0')?)).min(1 << 40);
-    }
-    Some(if negative { -value } else { value })
 }
 
 #[cfg(test)]
