@@ -44,17 +44,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         start,
     };
     let t = Instant::now();
-    let bytes = tidewater::synth::generate_file(&config, &args.out).map_err(|source| {
-        use std::io::ErrorKind::*;
-        let path = args.out.clone();
-        // A path that cannot be a file is the caller's to fix; a full disk is not.
-        match source.kind() {
-            NotFound | NotADirectory | IsADirectory | PermissionDenied => {
-                tidewater::Error::OutputRoot { path, source }
-            }
-            _ => tidewater::Error::Output { path, source },
-        }
-    })?;
+    let bytes = tidewater::synth::generate_file(&config, &args.out)?;
     eprintln!(
         "tidewater: generated {} events ({:.1} MB of JSON) in {:.1}s into {}",
         args.events,

@@ -562,10 +562,12 @@ pub fn generate(config: &GenConfig, gzip: bool, out: &mut impl Write) -> std::io
 }
 
 /// Generates into a file, gzip when its name ends in `.gz`.
-pub fn generate_file(config: &GenConfig, path: &Path) -> std::io::Result<u64> {
+pub fn generate_file(config: &GenConfig, path: &Path) -> crate::Result<u64> {
     let gzip = path.extension().is_some_and(|e| e == "gz");
-    let mut out = BufWriter::new(File::create(path)?);
-    generate(config, gzip, &mut out)
+    // A file that cannot be made is the caller's to fix; a write that fails later (a
+    // full disk) is not.
+    let file = File::create(path).map_err(|e| crate::Error::output_root(path, e))?;
+    generate(config, gzip, &mut BufWriter::new(file)).map_err(|e| crate::Error::output(path, e))
 }
 
 #[cfg(test)]
