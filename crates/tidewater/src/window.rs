@@ -1,7 +1,6 @@
 //! Windows (output-format W1): the local calendar day or hour of an event's time.
 
 use std::fmt;
-use std::sync::Arc;
 
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
@@ -54,7 +53,6 @@ impl fmt::Display for WindowKey {
 #[derive(Debug, Clone)]
 pub struct Windowing {
     tz: TimeZone,
-    zone_name: Arc<str>,
     hourly: bool,
     /// `[start_ms, end_ms)` of the last window looked up, and that window.
     cached: Option<(i64, i64, WindowKey)>,
@@ -68,15 +66,14 @@ impl Windowing {
         })?;
         Ok(Windowing {
             tz: zone,
-            zone_name: tz.into(),
             hourly: partition == Partition::Hourly,
             cached: None,
         })
     }
 
-    /// The time zone's name, as configured.
+    /// The time zone's IANA name.
     pub fn zone_name(&self) -> &str {
-        &self.zone_name
+        self.tz.iana_name().unwrap_or("of the run")
     }
 
     /// The window of a time in milliseconds since the epoch. `None` when the time is out
