@@ -34,6 +34,36 @@ pub fn init(quiet: bool) {
         .try_init();
 }
 
+/// The server's log (P42): one line per event on stderr with its time, level and
+/// fields, or one JSON object per line with `json`. `TIDEWATER_LOG` sets the level.
+pub fn init_server(json: bool) {
+    let level: Level = std::env::var("TIDEWATER_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(Level::INFO);
+    let ours = Targets::new().with_target("tidewater", level);
+    let registry = tracing_subscriber::registry().with(ours);
+    let _ = if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    };
+}
+
 /// `tidewater: `, `warning: ` for warnings, and the event's message; its other fields are for structured
 /// consumers (the service), and the message already says them in words.
 struct MessageOnly;

@@ -86,6 +86,9 @@ enum Command {
         tidewater_mock::FAULT_HELP
     ))]
     MockServer(cmd::mock::MockArgs),
+    /// Run the pipelines service: Mixpanel's Data Pipelines API and a REST API over
+    /// scheduled, resumable exports, with its state in one SQLite file.
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -96,5 +99,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Where(command) => cmd::where_expr::run(command),
         Command::Export(args) => cmd::export::run(args),
         Command::MockServer(args) => cmd::mock::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     }
 }

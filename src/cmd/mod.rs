@@ -5,4 +5,5 @@ pub mod convert;
 pub mod export;
 pub mod gen;
 pub mod mock;
+pub mod serve;
 pub mod where_expr;

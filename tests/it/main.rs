@@ -7,5 +7,6 @@ mod extremes;
 mod integrity;
 mod interop;
 mod library;
+mod service;
 mod util;
 mod where_cli;

@@ -14,14 +14,24 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod api;
 mod clock;
+pub mod model;
+mod ops;
+pub mod rules;
 mod schedule;
+mod scheduler;
 mod secrets;
+mod service;
 mod store;
+mod worker;
 
 pub use clock::{Clock, SimulatedClock, SystemClock};
+pub use ops::ApiError;
 pub use schedule::{Frequency, Schedule, ScheduleError, ScheduledWindow, DEFAULT_DELAY};
 pub use secrets::{same_secret, SecretBox, SecretError, KEY_ENV};
+pub use service::{Metrics, Service, ServiceConfig};
 pub use store::{
-    ApiKeyGrant, ApiKeys, ProjectBudget, StateStore, StoreError, WindowLedger, SCHEMA_VERSION,
+    ApiKeyGrant, ApiKeys, CreateRefused, ProjectBudget, ProjectFacts, RunEnd, RunFilter,
+    StateStore, StoreError, WindowLedger, SCHEMA_VERSION,
 };

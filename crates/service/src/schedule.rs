@@ -10,12 +10,23 @@ use jiff::{SignedDuration, Timestamp};
 use tidewater::{Partition, WindowKey, Windowing};
 
 /// How often a pipeline exports: a window per day or per hour of the project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Frequency {
     /// Calendar days; the previous day is exported at 00:30 (P11).
     Daily,
     /// Hours; hour H is exported at H+1:30 (P11).
     Hourly,
+}
+
+impl Frequency {
+    /// The name in the APIs (`frequency`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Frequency::Daily => "daily",
+            Frequency::Hourly => "hourly",
+        }
+    }
 }
 
 /// Mixpanel's delay after a window closes before it is exported: 00:30 for the
@@ -130,8 +141,19 @@ impl Schedule {
 
     /// Every window in order, up to `to_date` or without end.
     pub fn windows(&self) -> impl Iterator<Item = ScheduledWindow> + '_ {
+        self.windows_from(self.start)
+    }
+
+    /// The first instant of the first window.
+    pub fn start(&self) -> Timestamp {
+        self.start
+    }
+
+    /// The windows in order from `from` on, which is the first instant of a window
+    /// (the end of one the scheduler planned), or before the first.
+    pub fn windows_from(&self, from: Timestamp) -> impl Iterator<Item = ScheduledWindow> + '_ {
         let mut walker = self.windowing.clone();
-        let mut at = self.start.as_millisecond();
+        let mut at = from.max(self.start).as_millisecond();
         std::iter::from_fn(move || {
             let (key, end) = walker.window_and_end(at)?;
             let day = Date::new(key.year, key.month, key.day).ok()?;

@@ -111,6 +111,8 @@ pub enum Error {
         window: String,
         /// The server's answer or what went wrong.
         message: String,
+        /// The HTTP status of a refused request (401 and 403: the credentials).
+        status: Option<u16>,
     },
     /// An export stopped part-way (a refused request, a local write failure): the
     /// cause, and the summary of what was done until then.

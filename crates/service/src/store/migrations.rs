@@ -38,6 +38,45 @@ const MIGRATIONS: &[&str] = &[
          projects TEXT,
          created_at TEXT NOT NULL
      ) STRICT;",
+    // 4: pipelines (P2) and their runs (P4). A pipeline's spec is JSON (what create and
+    // edit decide); its Mixpanel credentials are sealed (P40). `cursor`: the first
+    // instant (ms) of the next window the scheduler has not planned. Times are ms since
+    // the epoch. `trials`: every project that ever had a trial (P15: one, ever).
+    "CREATE TABLE pipelines (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         project_id INTEGER NOT NULL,
+         name TEXT NOT NULL,
+         spec TEXT NOT NULL,
+         credentials TEXT NOT NULL,
+         state TEXT NOT NULL,
+         reason TEXT,
+         created_at INTEGER NOT NULL,
+         cursor INTEGER,
+         UNIQUE (project_id, name)
+     ) STRICT;
+     CREATE TABLE runs (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         pipeline_id INTEGER NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+         kind TEXT NOT NULL,
+         from_date TEXT NOT NULL,
+         to_date TEXT NOT NULL,
+         interval_start INTEGER NOT NULL,
+         interval_end INTEGER NOT NULL,
+         state TEXT NOT NULL,
+         attempt INTEGER NOT NULL,
+         run_at INTEGER NOT NULL,
+         started_at INTEGER,
+         ended_at INTEGER,
+         error TEXT,
+         steps TEXT,
+         changed INTEGER
+     ) STRICT;
+     CREATE INDEX runs_by_pipeline ON runs (pipeline_id, id);
+     CREATE INDEX runs_by_state ON runs (state, run_at);
+     CREATE TABLE trials (
+         project_id INTEGER PRIMARY KEY,
+         created_at INTEGER NOT NULL
+     ) STRICT;",
 ];
 
 /// The schema version this build writes.

@@ -6,6 +6,8 @@ mod budget;
 mod keys;
 mod ledger;
 mod migrations;
+mod pipelines;
+mod runs;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +21,14 @@ pub use budget::ProjectBudget;
 pub use keys::{ApiKeyGrant, ApiKeys};
 pub use ledger::WindowLedger;
 pub use migrations::SCHEMA_VERSION;
+pub use pipelines::{CreateRefused, ProjectFacts};
+pub use runs::{RunEnd, RunFilter};
+
+/// A time kept as ms since the epoch (out-of-range values, which this store never
+/// writes, read as the epoch).
+pub(crate) fn from_ms(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
 
 /// Why the state store cannot be used.
 #[derive(Debug, thiserror::Error)]

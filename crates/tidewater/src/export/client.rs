@@ -59,6 +59,8 @@ pub(crate) enum Outcome {
     /// The server refused the request (400, 401, 402, 403, 404): the run stops.
     Fatal {
         message: String,
+        /// The HTTP status the server refused with.
+        status: u16,
     },
     /// The body could not be spooled (a full disk, a permission): the run stops
     /// without spending more requests.
@@ -76,7 +78,10 @@ pub(crate) enum Outcome {
 /// Why one attempt failed.
 #[derive(Debug)]
 enum AttemptError {
-    Fatal(String),
+    Fatal {
+        message: String,
+        status: u16,
+    },
     Local {
         path: PathBuf,
         source: io::Error,
@@ -148,7 +153,9 @@ impl Client {
             };
             let _ = std::fs::remove_file(spool);
             let (reason, retry_after, rate_limited) = match error {
-                AttemptError::Fatal(message) => return Outcome::Fatal { message },
+                AttemptError::Fatal { message, status } => {
+                    return Outcome::Fatal { message, status }
+                }
                 AttemptError::Local { path, source } => return Outcome::Local { path, source },
                 AttemptError::Retry {
                     reason,
@@ -200,7 +207,10 @@ impl Client {
         };
         // A server or proxy may echo the request's headers back in an error body.
         result.map_err(|e| match e {
-            AttemptError::Fatal(message) => AttemptError::Fatal(self.credentials.redact(&message)),
+            AttemptError::Fatal { message, status } => AttemptError::Fatal {
+                message: self.credentials.redact(&message),
+                status,
+            },
             AttemptError::Retry {
                 reason,
                 retry_after,
@@ -356,7 +366,7 @@ async fn refusal(response: reqwest::Response, stall_timeout: Duration) -> Attemp
             retry_after,
             rate_limited: false,
         },
-        _ => AttemptError::Fatal(message),
+        status => AttemptError::Fatal { message, status },
     }
 }
 

@@ -50,6 +50,7 @@ pub struct Exporter {
     window_days: u32,
     filter_locally: bool,
     refetch: bool,
+    sync: bool,
     tuning: Tuning,
     progress: Arc<Progress>,
     export_progress: Arc<ExportProgress>,
@@ -97,6 +98,7 @@ impl Exporter {
             window_days: 1,
             filter_locally: false,
             refetch: false,
+            sync: false,
             tuning: Tuning::default(),
             progress: Arc::new(Progress::default()),
             export_progress: Arc::new(ExportProgress::default()),
@@ -144,6 +146,16 @@ impl Exporter {
     /// Export every window even when a manifest says it was committed.
     pub fn refetch(mut self, yes: bool) -> Self {
         self.refetch = yes;
+        self
+    }
+
+    /// Sync (pipelines-api P14): export again every window the ledger holds, and
+    /// replace a window only when its body differs (SHA-256) from the body it was
+    /// committed from; an unchanged window is left as it is and reported
+    /// [`WindowStatus::Unchanged`]. A window committed by a different request (an edited
+    /// filter) is replaced.
+    pub fn sync(mut self, yes: bool) -> Self {
+        self.sync = yes;
         self
     }
 
@@ -242,6 +254,20 @@ impl Exporter {
         self.run_windows(valid, windows, root, &ledger, budget)
     }
 
+    /// Runs the export as [`Exporter::run`] does, with the resume ledger and the rate
+    /// budget of the caller: a service keeps both in its state store, so that they
+    /// outlive the run and are shared by every run against the same project.
+    pub fn run_with(
+        &self,
+        ledger: &dyn Ledger,
+        budget: Arc<dyn RateBudget>,
+    ) -> Result<ExportSummary> {
+        let valid = self.validate()?;
+        let windows = plan_windows(&self.options.tz, self.from, self.to, self.window_days)?;
+        let root = OutputRoot::prepare(&self.options)?;
+        self.run_windows(valid, windows, root, ledger, budget)
+    }
+
     /// Exports the one window `from..=to` (days in the project's time zone), skipping
     /// it when `ledger` holds it for the same request, with requests paced by `budget`
     /// (shared with other runs against the same project). The entry point for a worker
@@ -271,7 +297,7 @@ impl Exporter {
         ledger: &dyn Ledger,
         budget: Arc<dyn RateBudget>,
     ) -> Result<ExportSummary> {
-        let (mut results, todo) = self.resume(&windows, ledger);
+        let (mut results, todo, committed_sha) = self.resume(&windows, ledger);
         let skipped = (windows.len() - todo.len()) as u64;
         self.export_progress
             .windows_total
@@ -281,6 +307,7 @@ impl Exporter {
         let (downloads, feed) = Downloads::start(
             self.client(budget)?,
             &requests,
+            committed_sha,
             &root,
             self.tuning.concurrency,
             &self.cancel,
@@ -317,11 +344,19 @@ impl Exporter {
         );
         drop(downloads);
         match result {
-            Ok(run) => Ok(self.summary(run, skipped, results)),
+            Ok(mut run) => {
+                // An unchanged window is not an incomplete input: nothing was lost.
+                run.incomplete_inputs
+                    .retain(|i| i.reason != super::feed::UNCHANGED);
+                Ok(self.summary(run, skipped, results))
+            }
             Err(e) if e.is_usage() || matches!(e, Error::Cancelled) => Err(e),
             // Stopped part-way: what was done until then goes with the cause.
             Err(source) => {
-                if let Error::Export { window, message } = &source {
+                if let Error::Export {
+                    window, message, ..
+                } = &source
+                {
                     let refused = windows.iter().position(|w| w.label() == *window);
                     if let Some(r) = refused.map(|i| &mut results[i]) {
                         r.status = WindowStatus::Failed;
@@ -363,14 +398,35 @@ impl Exporter {
         }
     }
 
-    /// Resume (XC4): every window's result so far, and the windows still to export
-    /// (those the ledger does not hold for the same request).
-    fn resume(&self, windows: &[Window], ledger: &dyn Ledger) -> (Vec<WindowResult>, Vec<usize>) {
+    /// Resume (XC4): every window's result so far, the windows still to export (those
+    /// the ledger does not hold for the same request) and, for a sync, the SHA-256 of
+    /// the body each of those was committed from (by position in the list to do).
+    fn resume(
+        &self,
+        windows: &[Window],
+        ledger: &dyn Ledger,
+    ) -> (Vec<WindowResult>, Vec<usize>, Vec<Option<String>>) {
         let mut results: Vec<WindowResult> = windows.iter().map(WindowResult::not_run).collect();
         let mut todo = Vec::new();
+        let mut committed_sha = Vec::new();
         let root = self.options.root();
         for (i, w) in windows.iter().enumerate() {
-            match ledger.committed(&w.ledger_name()) {
+            let committed = ledger.committed(&w.ledger_name());
+            if self.sync {
+                let same = committed.filter(|m| {
+                    m.request == self.request_of(w) && m.missing_under(&root).is_none()
+                });
+                if let Some(m) = &same {
+                    // Its counts stand if the body turns out unchanged.
+                    results[i].skipped(m);
+                    results[i].status = WindowStatus::NotRun;
+                }
+                committed_sha.push(same.map(|m| m.sha256));
+                todo.push(i);
+                continue;
+            }
+            committed_sha.push(None);
+            match committed {
                 Some(m) if !self.refetch && m.request == self.request_of(w) => {
                     // Skip only what is still there as committed (XC4).
                     match m.missing_under(&root) {
@@ -396,6 +452,8 @@ impl Exporter {
                 _ => todo.push(i),
             }
         }
+        let committed_sha: Vec<Option<String>> =
+            todo.iter().map(|&i| committed_sha[i].take()).collect();
         let skipped = windows.len() - todo.len();
         if skipped > 0 {
             tracing::info!(
@@ -404,7 +462,7 @@ impl Exporter {
                 windows.len()
             );
         }
-        (results, todo)
+        (results, todo, committed_sha)
     }
 
     /// Who filters: the engine only with `filter_locally`; otherwise the server, and the

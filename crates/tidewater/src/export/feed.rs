@@ -1,7 +1,7 @@
 //! The downloads of an export run and the feed that hands their verified bodies to the
 //! engine, in window order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 use crate::run::{Cancel, Feed, Opened};
 use crate::store::staging_path;
 
+/// The reason a sync gives the engine for a window whose body is unchanged: it is not
+/// read, and nothing of the window is replaced.
+pub(crate) const UNCHANGED: &str = "unchanged since it was committed";
+
 /// How often a feed waiting for a download looks at the cancel token.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
@@ -25,15 +29,19 @@ pub(crate) struct Downloads {
     runtime: Option<tokio::runtime::Runtime>,
     /// Verified bodies (and the attempts they took) by input, for the manifests.
     finished: Arc<Mutex<BTreeMap<usize, (Verified, u32)>>>,
+    /// Inputs whose body a sync found unchanged.
+    unchanged: Arc<Mutex<BTreeSet<usize>>>,
     spool: PathBuf,
 }
 
 impl Downloads {
     /// Starts downloading `requests` (input `k` is `requests[k]`) and returns the feed
-    /// the engine reads them from.
+    /// the engine reads them from. A body whose SHA-256 is `committed_sha[k]` is not
+    /// handed to the engine (a sync found it unchanged).
     pub(crate) fn start(
         client: Client,
         requests: &[WindowRequest],
+        committed_sha: Vec<Option<String>>,
         root: &Path,
         concurrency: usize,
         cancel: &Cancel,
@@ -64,7 +72,10 @@ impl Downloads {
             });
         }
         let finished: Arc<Mutex<BTreeMap<usize, (Verified, u32)>>> = Default::default();
+        let unchanged: Arc<Mutex<BTreeSet<usize>>> = Default::default();
         let feed = ExportFeed {
+            committed_sha,
+            unchanged: unchanged.clone(),
             outcomes: outcome_rx,
             waiting: BTreeMap::new(),
             consumed: consumed_tx,
@@ -77,6 +88,7 @@ impl Downloads {
             Downloads {
                 runtime: Some(runtime),
                 finished,
+                unchanged,
                 spool,
             },
             feed,
@@ -92,6 +104,11 @@ impl Downloads {
             .get(&k)
             .cloned()
     }
+
+    /// Whether a sync found input `k`'s body unchanged.
+    pub(crate) fn unchanged(&self, k: usize) -> bool {
+        self.unchanged.lock().expect("downloads lock").contains(&k)
+    }
 }
 
 impl Drop for Downloads {
@@ -106,6 +123,8 @@ impl Drop for Downloads {
 
 /// Hands verified windows to the engine in window order.
 pub(crate) struct ExportFeed {
+    committed_sha: Vec<Option<String>>,
+    unchanged: Arc<Mutex<BTreeSet<usize>>>,
     outcomes: Receiver<(usize, Outcome)>,
     waiting: BTreeMap<usize, Outcome>,
     consumed: tokio::sync::watch::Sender<usize>,
@@ -125,11 +144,12 @@ impl Feed for ExportFeed {
                 return Err(Error::Cancelled);
             }
             match self.outcomes.recv_timeout(CANCEL_CHECK) {
-                Ok((k, Outcome::Fatal { message, .. })) => {
+                Ok((k, Outcome::Fatal { message, status })) => {
                     // A refused request stops the run at once, whichever window it was.
                     return Err(Error::Export {
                         window: self.labels[k].clone(),
                         message,
+                        status: Some(status),
                     });
                 }
                 // So does a spool that cannot be written.
@@ -144,6 +164,7 @@ impl Feed for ExportFeed {
                     return Err(Error::Export {
                         window: self.labels[i].clone(),
                         message: "the download stopped unexpectedly".into(),
+                        status: None,
                     })
                 }
             }
@@ -152,6 +173,15 @@ impl Feed for ExportFeed {
         match outcome {
             Outcome::Ready { verified, attempts } => {
                 let path = verified.path.clone();
+                if self.committed_sha[i].as_deref() == Some(verified.sha256.as_str()) {
+                    self.unchanged.lock().expect("downloads lock").insert(i);
+                    self.downloads
+                        .lock()
+                        .expect("downloads lock")
+                        .insert(i, (verified, attempts));
+                    let _ = std::fs::remove_file(path);
+                    return Ok(Opened::Unavailable(UNCHANGED.into()));
+                }
                 self.downloads
                     .lock()
                     .expect("downloads lock")
@@ -170,9 +200,10 @@ impl Feed for ExportFeed {
                     .insert(i, (Verified::default(), attempts));
                 Ok(Opened::Unavailable(message))
             }
-            Outcome::Fatal { message, .. } => Err(Error::Export {
+            Outcome::Fatal { message, status } => Err(Error::Export {
                 window: self.labels[i].clone(),
                 message,
+                status: Some(status),
             }),
             Outcome::Local { path, source } => Err(Error::output(path, source)),
         }

@@ -53,6 +53,15 @@ impl WindowOwner for ExportOwner<'_> {
     fn input_ended(&mut self, report: InputReport) -> Result<()> {
         let w = &self.windows[self.todo[report.input]];
         let r = &mut self.results[self.todo[report.input]];
+        if self.downloads.unchanged(report.input) {
+            // A sync found the committed body unchanged: the window stays as it is,
+            // with the counts it was committed with.
+            if let Some((_, attempts)) = self.downloads.body(report.input) {
+                r.attempts = attempts;
+            }
+            r.status = WindowStatus::Unchanged;
+            return Ok(());
+        }
         r.lines = report.lines;
         r.bytes = report.bytes;
         r.events = report.events_kept;

@@ -21,6 +21,9 @@ pub enum WindowStatus {
     Failed,
     /// The run stopped before it.
     NotRun,
+    /// A sync fetched it again and found the body it was committed from unchanged: it
+    /// was left as it is.
+    Unchanged,
 }
 
 /// Live counters of an export, for a progress display.

@@ -1,0 +1,346 @@
+//! The scheduler (P10–P19): plans each pipeline's due windows as runs, oldest first,
+//! plans sync checks of recent days, ends expired trials, starts runs (one per project
+//! at a time by default) and records how they end. It sleeps on the service's clock
+//! until the next thing is due, or until an API call or a finished run wakes it: an
+//! idle server does not poll.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::civil::{Date, Time};
+use jiff::{SignedDuration, Timestamp};
+use tidewater::Cancel;
+
+use crate::model::{NewRun, Pipeline, PipelineState, Run, RunKind};
+use crate::rules::today_in;
+use crate::schedule::Schedule;
+use crate::service::{Running, Service, StopReason};
+use crate::store::StoreError;
+use crate::worker::{end_of, execute};
+
+/// At most this many windows of one pipeline are planned per pass, so that a long
+/// backfill does not hold the store; the next pass follows at once.
+const PLAN_BATCH: usize = 500;
+
+fn earliest(next: &mut Option<Timestamp>, at: Timestamp) {
+    if next.is_none_or(|n| at < n) {
+        *next = Some(at);
+    }
+}
+
+/// The first instant of `day` and of the day after, in `tz`.
+pub(crate) fn day_interval(tz: &str, day: Date) -> Option<(Timestamp, Timestamp)> {
+    let zone = jiff::tz::TimeZone::get(tz).ok()?;
+    let start_of = |d: Date| {
+        zone.to_ambiguous_zoned(d.to_datetime(Time::midnight()))
+            .compatible()
+            .ok()
+            .map(|z| z.timestamp())
+    };
+    Some((start_of(day)?, start_of(day.tomorrow().ok()?)?))
+}
+
+impl Service {
+    /// Runs the scheduler until [`Service::stop`], then waits up to the grace period
+    /// for running runs to end. Runs that were running when a server stopped
+    /// abruptly are recorded as `retried` and run again first (P19).
+    pub async fn run_scheduler(&self) -> Result<(), StoreError> {
+        let recovered = self.store().recover_running(self.clock().now())?;
+        if recovered > 0 {
+            tracing::info!(
+                runs = recovered,
+                "{recovered} run(s) were running when the server stopped; running them again"
+            );
+        }
+        while !self.is_stopping() {
+            let next = match self.tick(self.clock().now()) {
+                Ok(next) => next,
+                Err(e) => {
+                    // The store refused a write: try again shortly rather than stop.
+                    tracing::error!("scheduler: {e}; trying again in 5 s");
+                    Some(self.clock().now() + SignedDuration::from_secs(5))
+                }
+            };
+            let woken = self.inner.wake.notified();
+            tokio::select! {
+                () = async {
+                    match next {
+                        Some(at) => self.clock().sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+                () = woken => {}
+            }
+        }
+        // P42: running runs get the grace period to finish, then are canceled
+        // uncommitted (and run again at the next start).
+        let deadline = tokio::time::Instant::now() + self.config().grace;
+        while self.runs_in_progress() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.runs_in_progress() > 0 {
+            self.cancel_all();
+            while self.runs_in_progress() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass: plan what is due, start what may start. Returns when the next thing
+    /// is due.
+    pub(crate) fn tick(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+        let mut next = self.store().next_run_at(now)?;
+        for pipeline in self.store().pipelines(None)? {
+            if pipeline.state != PipelineState::Enabled {
+                continue;
+            }
+            if pipeline.spec.trial && self.end_trial_if_expired(&pipeline, now, &mut next)? {
+                continue;
+            }
+            if pipeline.spec.automatic {
+                self.plan_windows(&pipeline, now, &mut next)?;
+            }
+            if pipeline.spec.sync {
+                self.plan_syncs(&pipeline, now, &mut next)?;
+            }
+        }
+        self.start_runs(now)?;
+        Ok(next)
+    }
+
+    /// P15: a trial stops by itself when its days are over.
+    fn end_trial_if_expired(
+        &self,
+        pipeline: &Pipeline,
+        now: Timestamp,
+        next: &mut Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        let expires =
+            pipeline.created_at + SignedDuration::from_hours(24 * self.config().trial_days);
+        if now < expires {
+            earliest(next, expires);
+            return Ok(false);
+        }
+        self.store().set_pipeline_state(
+            pipeline.id,
+            PipelineState::Canceled,
+            Some("trial_expired"),
+        )?;
+        self.store().cancel_pending(pipeline.id, now)?;
+        self.cancel_runs_of(pipeline.id, StopReason::End);
+        tracing::info!(pipeline = %pipeline.spec.name, "pipeline {} canceled: trial_expired", pipeline.spec.name);
+        Ok(true)
+    }
+
+    /// P10, P11: every window that became due since the pipeline's cursor, oldest
+    /// first, as runs (backfill for windows closed before the pipeline existed).
+    fn plan_windows(
+        &self,
+        pipeline: &Pipeline,
+        now: Timestamp,
+        next: &mut Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let spec = &pipeline.spec;
+        let Ok(schedule) = Schedule::new(
+            spec.frequency,
+            spec.from_date,
+            spec.to_date,
+            &spec.tz,
+            self.config().delay,
+        ) else {
+            return Ok(()); // checked at create; a zone gone from the database
+        };
+        let delay = self.config().delay;
+        let cursor = pipeline.cursor.unwrap_or(schedule.start());
+        let due: Vec<_> = schedule
+            .windows_from(cursor)
+            .take_while(|w| w.end + delay <= now)
+            .take(PLAN_BATCH)
+            .collect();
+        if let Some(last) = due.last() {
+            let runs: Vec<NewRun> = due
+                .iter()
+                .map(|w| {
+                    let day =
+                        Date::new(w.key.year, w.key.month, w.key.day).unwrap_or(spec.from_date);
+                    NewRun {
+                        pipeline_id: pipeline.id,
+                        kind: if w.end <= pipeline.created_at {
+                            RunKind::Backfill
+                        } else {
+                            RunKind::Scheduled
+                        },
+                        from_date: day,
+                        to_date: day,
+                        interval_start: w.start,
+                        interval_end: w.end,
+                        attempt: 1,
+                        run_at: w.end + delay,
+                    }
+                })
+                .collect();
+            self.store().plan_runs(pipeline.id, &runs, Some(last.end))?;
+            if due.len() == PLAN_BATCH {
+                earliest(next, now);
+            }
+        }
+        if let Some(at) = schedule.next_due_at(now) {
+            earliest(next, at);
+        }
+        Ok(())
+    }
+
+    /// P14: each committed day of the last `sync_days` days is checked again once a
+    /// day, from `sync_after` after its export on.
+    fn plan_syncs(
+        &self,
+        pipeline: &Pipeline,
+        now: Timestamp,
+        next: &mut Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let spec = &pipeline.spec;
+        let Ok(today) = today_in(&spec.tz, now) else {
+            return Ok(());
+        };
+        let since = today
+            .checked_sub(jiff::Span::new().days(i64::from(self.config().sync_days)))
+            .unwrap_or(today);
+        let mut runs = Vec::new();
+        for (day, last_success, open) in self.store().day_activity(pipeline.id, since)? {
+            let (Some(last), false) = (last_success, open) else {
+                continue;
+            };
+            let due = last + self.config().sync_after;
+            if due > now {
+                earliest(next, due);
+                continue;
+            }
+            if let Some((start, end)) = day_interval(&spec.tz, day) {
+                runs.push(NewRun {
+                    pipeline_id: pipeline.id,
+                    kind: RunKind::Sync,
+                    from_date: day,
+                    to_date: day,
+                    interval_start: start,
+                    interval_end: end,
+                    attempt: 1,
+                    run_at: now,
+                });
+            }
+        }
+        if !runs.is_empty() {
+            self.store().plan_runs(pipeline.id, &runs, None)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the runs that may start: oldest window first, at most
+    /// `runs_per_project` per project and one per pipeline (a pipeline's runs share
+    /// its output folder).
+    fn start_runs(&self, now: Timestamp) -> Result<(), StoreError> {
+        if self.is_stopping() {
+            return Ok(());
+        }
+        let (mut per_project, mut busy_pipelines) = {
+            let running = self.running();
+            let mut per_project: HashMap<u64, usize> = HashMap::new();
+            for r in running.values() {
+                *per_project.entry(r.project_id).or_default() += 1;
+            }
+            let pipelines: Vec<i64> = running.values().map(|r| r.pipeline_id).collect();
+            (per_project, pipelines)
+        };
+        for (run, project) in self.store().runnable(now)? {
+            let count = per_project.entry(project).or_default();
+            if *count >= self.config().runs_per_project || busy_pipelines.contains(&run.pipeline_id)
+            {
+                continue;
+            }
+            let Some(pipeline) = self.store().pipeline(run.pipeline_id)? else {
+                continue;
+            };
+            if !self.store().start_run(run.id, now)? {
+                continue;
+            }
+            *count += 1;
+            busy_pipelines.push(run.pipeline_id);
+            self.spawn_run(pipeline, run);
+        }
+        Ok(())
+    }
+
+    fn spawn_run(&self, pipeline: Pipeline, run: Run) {
+        let cancel = Cancel::default();
+        let reason = Arc::new(std::sync::Mutex::new(StopReason::Shutdown));
+        self.running().insert(
+            run.id,
+            Running {
+                cancel: cancel.clone(),
+                project_id: pipeline.spec.project_id,
+                pipeline_id: pipeline.id,
+                reason: reason.clone(),
+            },
+        );
+        log_state(&pipeline, &run, "running", None);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let timeout = service.config().run_timeout;
+            let (worker_service, worker_pipeline, worker_run, worker_cancel) = (
+                service.clone(),
+                pipeline.clone(),
+                run.clone(),
+                cancel.clone(),
+            );
+            let mut work = tokio::task::spawn_blocking(move || {
+                execute(
+                    &worker_service,
+                    &worker_pipeline,
+                    &worker_run,
+                    worker_cancel,
+                )
+            });
+            let mut timed_out = false;
+            let attempt = tokio::select! {
+                done = &mut work => done,
+                () = tokio::time::sleep(timeout) => {
+                    timed_out = true;
+                    cancel.cancel();
+                    work.await
+                }
+            };
+            let attempt = attempt.unwrap_or_else(|e| crate::worker::Attempt::Failed {
+                error: format!("the run stopped unexpectedly: {e}"),
+                steps: Default::default(),
+            });
+            let reason = *reason.lock().unwrap_or_else(|e| e.into_inner());
+            let end = end_of(&service, &run, attempt, timed_out, reason);
+            log_state(&pipeline, &run, end.state.as_str(), end.error.as_deref());
+            if let Err(e) = service.store().finish_run(run.id, &end) {
+                tracing::error!(run = run.id, "cannot record the end of run {}: {e}", run.id);
+            }
+            service.running().remove(&run.id);
+            service.wake();
+        });
+    }
+}
+
+/// P42: one log line per run state change.
+fn log_state(pipeline: &Pipeline, run: &Run, state: &str, error: Option<&str>) {
+    let window = if run.from_date == run.to_date {
+        run.from_date.to_string()
+    } else {
+        format!("{}..{}", run.from_date, run.to_date)
+    };
+    match error {
+        Some(error) => tracing::info!(
+            pipeline = %pipeline.spec.name, run = run.id, kind = run.kind.as_str(), %window, state,
+            "run {} of {} ({window}): {state}: {error}", run.id, pipeline.spec.name
+        ),
+        None => tracing::info!(
+            pipeline = %pipeline.spec.name, run = run.id, kind = run.kind.as_str(), %window, state,
+            "run {} of {} ({window}): {state}", run.id, pipeline.spec.name
+        ),
+    }
+}

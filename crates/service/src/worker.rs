@@ -1,0 +1,287 @@
+//! One run, executed: the pipeline's windows exported through the engine's exporter
+//! (the same code as `tidewater export`: verified bodies, manifests, atomic commits),
+//! with the pipeline's ledger and its project's rate budget from the state store; and
+//! what the run's end means for the run, its retry and its pipeline (P18).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tidewater::export::{ExportSummary, Exporter, WindowStatus};
+use tidewater::{Cancel, Error as EngineError, Format, Partition, RunOptions, SchemaMode};
+
+use crate::model::{
+    DataFormat, Pipeline, PipelineState, Run, RunKind, RunState, SchemaType, StepCounts,
+};
+use crate::schedule::Frequency;
+use crate::service::{Service, StopReason};
+use crate::store::{ProjectBudget, RunEnd, WindowLedger};
+
+/// How an attempt ended, before the scheduler's policy is applied.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// Every window is committed (or was found unchanged by a sync).
+    Succeeded {
+        steps: StepCounts,
+        changed: Option<bool>,
+    },
+    /// Something failed that another attempt may fix.
+    Failed { error: String, steps: StepCounts },
+    /// Upstream refused the credentials (401, 403): the pipeline is faulted.
+    Refused { error: String },
+    /// The cancel token was set (pause, delete, timeout, shutdown).
+    Canceled,
+}
+
+/// The exporter for `run` of `pipeline`.
+fn exporter_for(service: &Service, pipeline: &Pipeline, run: &Run) -> Result<Exporter, String> {
+    let spec = &pipeline.spec;
+    let sealed = service
+        .store()
+        .sealed_credentials(pipeline.id)
+        .map_err(|e| e.to_string())?
+        .ok_or("the pipeline was deleted")?;
+    let credentials = service
+        .open_credentials(spec.project_id, &sealed)
+        .map_err(|e| e.to_string())?;
+    let path = spec.path.clone().ok_or("the pipeline has no destination")?;
+    let options = RunOptions {
+        schema: match spec.schema_type {
+            None => SchemaMode::Raw,
+            Some(SchemaType::Monoschema) => SchemaMode::Monoschema,
+            Some(SchemaType::Multischema) => SchemaMode::Multischema,
+        },
+        format: match spec.data_format {
+            DataFormat::Json => Format::Json,
+            DataFormat::Parquet => Format::Parquet,
+        },
+        events: spec.events.clone(),
+        where_expr: spec.where_expr.clone(),
+        tz: spec.tz.clone(),
+        partition: match spec.frequency {
+            Frequency::Daily => Partition::Daily,
+            Frequency::Hourly => Partition::Hourly,
+        },
+        ..RunOptions::default()
+    };
+    let exporter = Exporter::new(
+        path,
+        credentials,
+        &run.from_date.to_string(),
+        &run.to_date.to_string(),
+    )
+    .map_err(|e| e.to_string())?
+    .with_options(options)
+    .project_id(spec.project_id)
+    .base_url(service.config().mixpanel_url.clone())
+    .tuning(service.config().tuning.clone())
+    .sync(run.kind == RunKind::Sync);
+    Ok(exporter)
+}
+
+/// Runs `run` of `pipeline` to its end; blocking (call it on a blocking thread).
+pub(crate) fn execute(
+    service: &Service,
+    pipeline: &Pipeline,
+    run: &Run,
+    cancel: Cancel,
+) -> Attempt {
+    let exporter = match exporter_for(service, pipeline, run) {
+        Ok(e) => e.with_cancel(cancel),
+        Err(error) => {
+            return Attempt::Failed {
+                error,
+                steps: StepCounts::default(),
+            }
+        }
+    };
+    let ledger = WindowLedger::new(service.store().clone(), pipeline.id);
+    let budget = Arc::new(ProjectBudget::new(
+        service.store().clone(),
+        pipeline.spec.project_id.to_string(),
+        service.config().tuning.pace.clone(),
+    ));
+    let result = exporter.run_with(&ledger, budget);
+    let progress = exporter.export_progress();
+    let m = service.metrics();
+    m.bytes_exported.fetch_add(
+        progress.bytes_received.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+    m.rate_limit_wait_ms.fetch_add(
+        progress.rate_limit_wait_ms.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+    m.request_retries
+        .fetch_add(progress.retries.load(Ordering::Relaxed), Ordering::Relaxed);
+    match result {
+        Ok(summary) => {
+            let steps = steps_of(&summary);
+            let committed: Vec<_> = summary
+                .windows
+                .iter()
+                .filter(|w| w.status == WindowStatus::Committed)
+                .collect();
+            m.windows_committed
+                .fetch_add(committed.len() as u64, Ordering::Relaxed);
+            m.events_exported
+                .fetch_add(committed.iter().map(|w| w.events).sum(), Ordering::Relaxed);
+            match summary.check() {
+                Ok(()) => Attempt::Succeeded {
+                    changed: (run.kind == RunKind::Sync).then_some(!committed.is_empty()),
+                    steps,
+                },
+                Err(e) => Attempt::Failed {
+                    error: failure_of(&summary).unwrap_or_else(|| e.to_string()),
+                    steps,
+                },
+            }
+        }
+        Err(EngineError::Cancelled) => Attempt::Canceled,
+        Err(EngineError::ExportStopped { source, summary }) => match *source {
+            EngineError::Cancelled => Attempt::Canceled,
+            EngineError::Export {
+                status: Some(401 | 403),
+                message,
+                ..
+            } => Attempt::Refused {
+                error: format!(
+                    "Mixpanel refused the pipeline's credentials ({message}); edit or \
+                     re-create the pipeline with valid credentials, then resume it"
+                ),
+            },
+            source => Attempt::Failed {
+                error: source.to_string(),
+                steps: steps_of(&summary),
+            },
+        },
+        Err(e) => Attempt::Failed {
+            error: e.to_string(),
+            steps: StepCounts::default(),
+        },
+    }
+}
+
+/// The first failed window's reason, named.
+fn failure_of(summary: &ExportSummary) -> Option<String> {
+    summary
+        .windows
+        .iter()
+        .find(|w| w.status == WindowStatus::Failed)
+        .map(|w| {
+            format!(
+                "window {} was not committed: {}",
+                w.label(),
+                w.error
+                    .as_deref()
+                    .unwrap_or("its body could not be had complete")
+            )
+        })
+}
+
+/// P20's counts from the export's windows (those skipped as already committed are
+/// not this run's work and are left out).
+fn steps_of(summary: &ExportSummary) -> StepCounts {
+    let mut s = StepCounts::default();
+    for w in &summary.windows {
+        if !matches!(
+            w.status,
+            WindowStatus::Committed | WindowStatus::Failed | WindowStatus::Unchanged
+        ) {
+            continue;
+        }
+        let parsed = w.lines.saturating_sub(w.rejects);
+        s.passed[0] += w.lines;
+        s.passed[1] += parsed;
+        s.failed[1] += w.rejects;
+        s.passed[2] += w.events;
+        s.failed[2] += parsed.saturating_sub(w.events);
+        match w.status {
+            WindowStatus::Committed => {
+                s.passed[3] += w.events;
+                s.passed[4] += w.events;
+            }
+            WindowStatus::Failed => s.failed[4] += w.events,
+            _ => {}
+        }
+    }
+    s
+}
+
+/// What the end of attempt `run` means (P18): its record, the run that follows (a
+/// retry with backoff, or the same windows again after a pause) and the pipeline's
+/// state (faulted on refused credentials).
+pub(crate) fn end_of(
+    service: &Service,
+    run: &Run,
+    attempt: Attempt,
+    timed_out: bool,
+    reason: StopReason,
+) -> RunEnd {
+    let config = service.config();
+    let now = service.clock().now();
+    let mut end = RunEnd {
+        state: RunState::Failed,
+        at: now,
+        error: None,
+        steps: None,
+        changed: None,
+        then: None,
+        pipeline: None,
+    };
+    let retry = |end: &mut RunEnd| {
+        if run.attempt <= config.scheduler_retries {
+            let backoff = config.retry_backoff * 2i32.pow(run.attempt.saturating_sub(1).min(16));
+            end.state = RunState::Retried;
+            end.then = Some(run.again(run.attempt + 1, now + backoff));
+            service
+                .metrics()
+                .scheduler_retries
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    match attempt {
+        Attempt::Succeeded { steps, changed } => {
+            end.state = RunState::Succeeded;
+            end.steps = Some(steps);
+            end.changed = changed;
+        }
+        Attempt::Canceled if timed_out => {
+            end.state = RunState::TimedOut;
+            end.error = Some(format!(
+                "the run took longer than its limit of {}s; nothing of it was committed",
+                config.run_timeout.as_secs()
+            ));
+            retry(&mut end);
+        }
+        Attempt::Canceled => {
+            end.state = RunState::Canceled;
+            let (why, again) = match reason {
+                StopReason::Pause => (
+                    "the pipeline was paused; its windows run again on resume",
+                    true,
+                ),
+                StopReason::Shutdown => (
+                    "the server stopped; its windows run again when it starts",
+                    true,
+                ),
+                StopReason::End => ("the pipeline was canceled", false),
+            };
+            end.error = Some(why.into());
+            if again {
+                end.then = Some(run.again(run.attempt, now));
+            }
+        }
+        Attempt::Refused { error } => {
+            end.error = Some(error.clone());
+            end.pipeline = Some((PipelineState::Faulted, error));
+            // Runs again when a resume clears the fault.
+            end.then = Some(run.again(run.attempt, now));
+        }
+        Attempt::Failed { error, steps } => {
+            end.error = Some(error);
+            end.steps = Some(steps);
+            retry(&mut end);
+        }
+    }
+    end
+}
