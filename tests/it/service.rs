@@ -614,3 +614,556 @@ fn p28_p29_p13_p17_rest_api_with_runs_pause_resume_manual_runs_and_delete() {
     assert!(h.out.join("4242").exists(), "exported data stays");
     let _ = &h.dir;
 }
+
+/// Rows of a committed day, from its manifest.
+fn committed_rows(h: &Harness, day: &str) -> u64 {
+    let manifest = h
+        .out
+        .join(format!("4242/mp_master_event/2024/01/{day}/manifest.json"));
+    let m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    m["events_kept"].as_u64().unwrap()
+}
+
+#[test]
+fn p14_p24_sync_replaces_a_day_whose_body_changed_and_leaves_the_others() {
+    let h = Harness::start(2000, "2024-01-03T12:00:00Z", &[], |_| {});
+    h.create(&[("from_date", "2024-01-01"), ("sync", "true")]);
+    h.wait_for("the backfill", |runs| {
+        runs.len() == 2 && runs.iter().all(|r| r.state == RunState::Succeeded)
+    });
+    let before_02 = crate::util::tree(&h.out.join("4242/mp_master_event/2024/01/02"));
+    let rows_01 = committed_rows(&h, "01");
+    // Late data for 01-01 arrives upstream.
+    let late = br#"{"event":"late_signup","properties":{"time":1704100000,"distinct_id":"u-late","$insert_id":"late-1"}}"#;
+    assert_eq!(h.mock.add_events(late).unwrap().added, 1);
+    // Not before 24 h after the export (P14).
+    h.advance_to("2024-01-04T11:59:00Z");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!h
+        .runs()
+        .iter()
+        .any(|r| r.kind == tidewater_service::model::RunKind::Sync));
+    h.advance_to("2024-01-04T12:00:00Z");
+    h.wait_for("the sync checks", |runs| {
+        runs.iter()
+            .filter(|r| {
+                r.kind == tidewater_service::model::RunKind::Sync && r.state == RunState::Succeeded
+            })
+            .count()
+            == 2
+    });
+    let syncs: Vec<_> = h
+        .runs()
+        .into_iter()
+        .filter(|r| r.kind == tidewater_service::model::RunKind::Sync)
+        .map(|r| (r.from_date.to_string(), r.changed))
+        .collect();
+    assert_eq!(
+        syncs,
+        [
+            ("2024-01-01".into(), Some(true)),
+            ("2024-01-02".into(), Some(false))
+        ]
+    );
+    assert_eq!(
+        committed_rows(&h, "01"),
+        rows_01 + 1,
+        "the late event is in"
+    );
+    assert_eq!(
+        crate::util::tree(&h.out.join("4242/mp_master_event/2024/01/02")),
+        before_02,
+        "an unchanged day is left as it is"
+    );
+    let project = PROJECT.to_string();
+    let (_, timeline) = h.nessie(
+        "GET",
+        "timeline",
+        &[
+            ("project_id", &project),
+            ("name", "events-daily-local-monoschema"),
+        ],
+    );
+    let day_syncs = timeline["day_syncs"].as_array().unwrap();
+    assert_eq!(day_syncs[0]["date"], "2024-01-01");
+    assert_eq!(
+        day_syncs[0]["sync_times"].as_array().unwrap().len(),
+        2,
+        "{timeline}"
+    );
+    // Checked again a day later, and no more once older than sync_days (10).
+    h.advance_to("2024-01-05T12:00:00Z");
+    h.wait_for("the next day's checks", |runs| {
+        runs.iter()
+            .filter(|r| {
+                r.kind == tidewater_service::model::RunKind::Sync
+                    && r.from_date.to_string() == "2024-01-01"
+            })
+            .count()
+            == 2
+            && runs.iter().all(|r| r.state.is_final())
+    });
+    h.advance_to("2024-01-14T12:00:00Z");
+    h.wait_for("two more weeks", |runs| {
+        runs.iter().all(|r| r.state.is_final())
+            && runs.iter().any(|r| r.from_date.to_string() == "2024-01-13")
+    });
+    let checks_of_01 = h
+        .runs()
+        .iter()
+        .filter(|r| {
+            r.kind == tidewater_service::model::RunKind::Sync
+                && r.from_date.to_string() == "2024-01-01"
+        })
+        .count();
+    assert_eq!(
+        checks_of_01, 2,
+        "checked once a day while within 10 days, then no more"
+    );
+}
+
+#[test]
+fn p18_p19_faulted_on_403_retried_with_backoff_after_500_and_timed_out() {
+    // Faults apply one per request, in order: the create's credential check, then runs.
+    let h = Harness::start(
+        1000,
+        "2024-01-02T12:00:00Z",
+        &["slow=1ms", "403", "500,count=2"],
+        |c| {
+            c.retry_backoff = jiff::SignedDuration::from_mins(5);
+        },
+    );
+    let name = &h.create(&[("from_date", "2024-01-01")])[0];
+    let project = PROJECT.to_string();
+    h.wait_for("the refused run", |runs| {
+        runs.iter().any(|r| r.state == RunState::Failed)
+    });
+    let pipeline = h
+        .service
+        .store()
+        .pipeline_named(PROJECT, name)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        pipeline.state,
+        tidewater_service::model::PipelineState::Faulted
+    );
+    let reason = pipeline.reason.unwrap();
+    assert!(
+        reason.contains("403") && reason.contains("credentials"),
+        "{reason}"
+    );
+    let (_, status) = h.nessie("GET", "status", &[("project_id", &project), ("name", name)]);
+    assert_eq!(status["failed"].as_array().unwrap().len(), 1, "{status}");
+    // Resume clears the fault; the next attempt meets two 500s (its 2 attempts) and is
+    // retried by the scheduler after the backoff.
+    let (code, _) = h.nessie(
+        "POST",
+        "resume",
+        &[("project_id", &project), ("name", name)],
+    );
+    assert_eq!(code, 200);
+    h.wait_for("the retried run", |runs| {
+        runs.iter().any(|r| r.state == RunState::Retried)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !h.runs().iter().any(|r| r.state == RunState::Succeeded),
+        "not before the backoff"
+    );
+    h.advance_to("2024-01-02T12:05:00Z");
+    h.wait_for("the retry", |runs| {
+        runs.iter().any(|r| r.state == RunState::Succeeded)
+    });
+    let states: Vec<RunState> = h.runs().iter().map(|r| r.state).collect();
+    assert_eq!(
+        states,
+        [RunState::Failed, RunState::Retried, RunState::Succeeded]
+    );
+    let retried = &h.runs()[1];
+    assert!(
+        retried.error.as_deref().unwrap().contains("500"),
+        "{:?}",
+        retried.error
+    );
+    assert_eq!(h.runs()[2].attempt, 2);
+
+    // A run over its time limit is timed_out, nothing committed; with no scheduler
+    // retries left it stays so.
+    let slow = Harness::start(
+        1000,
+        "2024-01-02T12:00:00Z",
+        &["slow=1ms", "slow=5s"],
+        |c| {
+            c.run_timeout = Duration::from_millis(300);
+            c.scheduler_retries = 0;
+        },
+    );
+    slow.create(&[("from_date", "2024-01-01")]);
+    slow.wait_for("the timeout", |runs| {
+        runs.iter().any(|r| r.state == RunState::TimedOut)
+    });
+    let run = &slow.runs()[0];
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap()
+            .contains("longer than its limit"),
+        "{:?}",
+        run.error
+    );
+    assert!(!slow
+        .out
+        .join("4242/mp_master_event/2024/01/01/complete")
+        .exists());
+}
+
+#[test]
+fn p15_a_trial_exports_from_yesterday_once_per_project_and_expires_after_30_days() {
+    let h = Harness::start(1000, "2024-01-05T12:00:00Z", &[], |_| {});
+    let project = PROJECT.to_string();
+    let out = h.out.to_str().unwrap().to_string();
+    let base = [
+        ("project_id", project.as_str()),
+        ("type", "local"),
+        ("path", out.as_str()),
+        ("trial", "true"),
+    ];
+    for (extra, field) in [
+        (("events", "signup"), "events"),
+        (("from_date", "2024-01-01"), "from_date"),
+        (("sync", "true"), "sync"),
+        (("schema_type", "multischema"), "schema_type"),
+    ] {
+        let mut params = base.to_vec();
+        params.push(extra);
+        let (status, body) = h.nessie("POST", "create", &params);
+        assert_eq!(status, 400, "{extra:?}: {body}");
+        assert!(body["error"].as_str().unwrap().starts_with(field), "{body}");
+        assert_eq!(body["status"], "error");
+    }
+    let names = h.create(&[("trial", "true")]);
+    assert_eq!(names, ["trial-events-daily-local-monoschema"]);
+    let p = h
+        .service
+        .store()
+        .pipeline_named(PROJECT, &names[0])
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        p.spec.from_date.to_string(),
+        "2024-01-04",
+        "yesterday in project time"
+    );
+    h.wait_for("yesterday", |runs| {
+        runs.len() == 1 && runs[0].state == RunState::Succeeded
+    });
+    let (status, _) = h.nessie(
+        "POST",
+        "cancel",
+        &[("project_id", &project), ("name", &names[0])],
+    );
+    assert_eq!(status, 200);
+    let (status, body) = h.nessie("POST", "create", &base);
+    assert_eq!(status, 400, "one trial per project, ever: {body}");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("already had a trial"));
+
+    // Another project's trial runs 30 days and stops by itself.
+    let other = Harness::start(1000, "2024-01-02T12:00:00Z", &[], |_| {});
+    let trial = &other.create(&[("trial", "true")])[0];
+    other.advance_to("2024-01-31T12:00:00Z");
+    other.wait_for("29 days", |runs| {
+        runs.len() == 30 && runs.iter().all(|r| r.state.is_final())
+    });
+    let p = other
+        .service
+        .store()
+        .pipeline_named(PROJECT, trial)
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.state, tidewater_service::model::PipelineState::Enabled);
+    other.advance_to("2024-02-01T12:00:00Z");
+    let start = Instant::now();
+    loop {
+        let p = other
+            .service
+            .store()
+            .pipeline_named(PROJECT, trial)
+            .unwrap()
+            .unwrap();
+        if p.state == tidewater_service::model::PipelineState::Canceled {
+            assert_eq!(p.reason.as_deref(), Some("trial_expired"));
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the trial did not expire"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = other.nessie(
+        "POST",
+        "resume",
+        &[("project_id", &project), ("name", trial)],
+    );
+    assert_eq!(status, 422, "{body}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(other.runs().len(), 30, "no run after the expiry");
+}
+
+#[test]
+fn p25_p26_p29_bad_requests_and_credentials_get_clear_errors() {
+    let h = Harness::start(1000, "2024-01-03T12:00:00Z", &[], |_| {});
+    let project = PROJECT.to_string();
+    let out = h.out.to_str().unwrap().to_string();
+    let create = |params: &[(&str, &str)], auth: Option<(&str, &str)>| {
+        let mut all = vec![
+            ("project_id", project.as_str()),
+            ("type", "local"),
+            ("path", out.as_str()),
+            ("from_date", "2024-01-01"),
+        ];
+        all.extend_from_slice(params);
+        h.nessie_as("POST", "create", &all, auth)
+    };
+    let secret = Some((SECRET, ""));
+    let cases: Vec<((u16, Value), u16, &str)> = vec![
+        (create(&[], None), 401, "authenticate with HTTP Basic"),
+        (
+            create(&[], Some(("wrong-secret", ""))),
+            401,
+            "Mixpanel refused these credentials for project 4242 (401",
+        ),
+        (
+            create(&[("colour", "blue")], secret),
+            400,
+            "unknown parameter \"colour\"",
+        ),
+        (
+            create(&[("from_date", "2024-01-02")], secret),
+            400,
+            "from_date: given more than once",
+        ),
+        (
+            create(&[("where", "properties[\"plan\"] == ")], secret),
+            400,
+            "where: ",
+        ),
+        (
+            create(&[("sync", "yes")], secret),
+            400,
+            "sync: \"yes\" is not a boolean",
+        ),
+        (
+            h.nessie(
+                "POST",
+                "create",
+                &[
+                    ("project_id", &project),
+                    ("type", "s3-raw"),
+                    ("s3_bucket", "b"),
+                    ("from_date", "2024-01-01"),
+                ],
+            ),
+            400,
+            "type: s3-raw is not supported by this server yet",
+        ),
+        (
+            h.nessie("POST", "create", &[("type", "local")]),
+            400,
+            "project_id: is required",
+        ),
+        (
+            h.nessie(
+                "GET",
+                "status",
+                &[("project_id", &project), ("name", "nope")],
+            ),
+            404,
+            "project 4242 has no pipeline named \"nope\"",
+        ),
+        (
+            h.nessie("GET", "status", &[("project_id", &project)]),
+            400,
+            "name: is required",
+        ),
+        (
+            h.nessie(
+                "GET",
+                "status",
+                &[("project_id", &project), ("name", "x"), ("status", "done")],
+            ),
+            404,
+            "project 4242 has no pipeline",
+        ),
+    ];
+    for ((status, body), want_status, want) in &cases {
+        assert_eq!(status, want_status, "{body}");
+        let error = body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error in {body}"));
+        assert!(
+            error.starts_with(want) || error.contains(want),
+            "{error:?} should say {want:?}"
+        );
+        assert_eq!(body["status"], "error", "P25 shape: {body}");
+        assert!(!body.to_string().contains(SECRET), "P40: {body}");
+    }
+    // An unwritable destination is a 400 at create, naming the path.
+    let file = h.dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let bad_path = file.join("out");
+    let (status, body) = h.nessie(
+        "POST",
+        "create",
+        &[
+            ("project_id", &project),
+            ("type", "local"),
+            ("path", bad_path.to_str().unwrap()),
+            ("from_date", "2024-01-01"),
+        ],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains(bad_path.to_str().unwrap()),
+        "{body}"
+    );
+
+    let name = &h.create(&[
+        ("from_date", "2024-01-01"),
+        ("where", "properties[\"no_such\"] == 1"),
+    ])[0];
+    // Later calls must present the project's credentials (P26): others get 401, and
+    // another project sees nothing (404).
+    let (status, body) = h.nessie_as(
+        "GET",
+        "status",
+        &[("project_id", &project), ("name", name)],
+        Some(("someone-else", "")),
+    );
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = h.nessie("GET", "status", &[("project_id", "99"), ("name", name)]);
+    assert_eq!(status, 404);
+    // Malformed and oversized bodies.
+    let (status, body) = h.send(
+        h.http
+            .post(format!("{}/api/2.0/nessie/pipeline/pause", h.url))
+            .basic_auth(SECRET, Some(""))
+            .body(vec![0xff, 0xfe, b'=', b'1']),
+    );
+    assert_eq!(status, 400, "{body}");
+    let big = "x".repeat(100_000);
+    let (status, body) = h.nessie(
+        "POST",
+        "edit",
+        &[("project_id", &project), ("name", name), ("where", &big)],
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("larger than"),
+        "{body}"
+    );
+    let (status, body) = h.rest(
+        "POST",
+        "/v1/pipelines",
+        Some(json!({"project_id": PROJECT, "type": "local", "bogus": 1})),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `bogus`"),
+        "{body}"
+    );
+    let (status, body) = h.send(
+        h.http
+            .post(format!("{}/v1/pipelines", h.url))
+            .bearer_auth(&h.key)
+            .body("{\"project_id\": "),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("line 1 column"),
+        "{body}"
+    );
+    let (status, body) = h.nessie("GET", "nowhere", &[]);
+    assert_eq!(status, 404, "{body}");
+    // An edit with a bad where says where; a good one is used by later windows (P16).
+    let (status, body) = h.nessie(
+        "POST",
+        "edit",
+        &[
+            ("project_id", &project),
+            ("name", name),
+            ("where", "properties["),
+        ],
+    );
+    assert_eq!(status, 400, "{body}");
+    h.wait_for("the filtered backfill", |runs| {
+        runs.len() == 2 && runs.iter().all(|r| r.state == RunState::Succeeded)
+    });
+    assert!(
+        h.runs()
+            .iter()
+            .all(|r| r.steps.as_ref().unwrap().passed[4] == 0),
+        "where kept nothing"
+    );
+    let (status, _) = h.nessie(
+        "POST",
+        "edit",
+        &[("project_id", &project), ("name", name), ("where", "")],
+    );
+    assert_eq!(status, 200);
+    h.advance_to("2024-01-04T00:30:00Z");
+    h.wait_for("the next day", |runs| {
+        runs.len() == 3 && runs.iter().all(|r| r.state.is_final())
+    });
+    assert!(
+        h.runs()[2].steps.as_ref().unwrap().passed[4] > 0,
+        "the edit applies to later windows"
+    );
+}
+
+#[test]
+fn a_destination_that_fails_fails_the_run_naming_the_path_and_the_retry_succeeds_once_fixed() {
+    // Before 00:30: the pipeline exists, its first window is not due yet.
+    let h = Harness::start(1000, "2024-01-02T00:10:00Z", &[], |c| {
+        c.retry_backoff = jiff::SignedDuration::from_mins(1);
+    });
+    h.create(&[("from_date", "2024-01-01")]);
+    // Block the project's folder with a file, then let the window come due.
+    let blocked = h.out.join("4242");
+    std::fs::write(&blocked, "not a folder").unwrap();
+    h.advance_to("2024-01-02T00:30:00Z");
+    h.wait_for("the failed attempt", |runs| {
+        runs.iter().any(|r| r.state == RunState::Retried)
+    });
+    let error = h.runs()[0].error.clone().unwrap();
+    assert!(
+        error.contains(blocked.to_str().unwrap()),
+        "names the path: {error}"
+    );
+    assert!(!h
+        .service
+        .store()
+        .runs(&RunFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .iter()
+        .any(|r| r.state == RunState::Succeeded));
+    std::fs::remove_file(&blocked).unwrap();
+    h.advance_to("2024-01-02T00:31:00Z");
+    h.wait_for("the retry", |runs| {
+        runs.iter().any(|r| r.state == RunState::Succeeded)
+    });
+    assert!(blocked.join("mp_master_event/2024/01/01/complete").exists());
+}

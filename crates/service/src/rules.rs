@@ -536,3 +536,248 @@ pub fn check_edit(
     }
     Ok(edited)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Pipeline, PipelineState};
+
+    fn now() -> Timestamp {
+        "2024-07-15T12:00:00Z".parse().unwrap()
+    }
+
+    fn request(pairs: &[(&str, &str)]) -> CreateRequest {
+        let mut r = CreateRequest {
+            project_id: Some(7),
+            kind: Some("local".into()),
+            path: Some("/srv/out".into()),
+            from_date: Some("2024-07-01".into()),
+            ..Default::default()
+        };
+        for (k, v) in pairs {
+            let v = Some(v.to_string()).filter(|v| v != "-");
+            match *k {
+                "project_id" => r.project_id = v.and_then(|v| v.parse().ok()),
+                "type" => r.kind = v,
+                "trial" => r.trial = v.map(|v| v == "true"),
+                "data_source" => r.data_source = v,
+                "schema_type" => r.schema_type = v,
+                "sync" => r.sync = v.map(|v| v == "true"),
+                "from_date" => r.from_date = v,
+                "to_date" => r.to_date = v,
+                "frequency" => r.frequency = v,
+                "events" => r.events = v.into_iter().collect(),
+                "where" => r.where_expr = v,
+                "data_format" => r.data_format = v,
+                "path" => r.path = v,
+                "tz" => r.tz = v,
+                "name" => r.name = v,
+                _ => panic!("no parameter {k}"),
+            }
+        }
+        r
+    }
+
+    /// P31, P32, P15: every rule with the message a caller gets (field: text).
+    #[test]
+    fn p31_every_create_rule_has_its_400_message() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("project_id", "-")], "project_id: is required"),
+            (&[("type", "-")], "type: is required; use one of local, local-raw, s3-raw"),
+            (&[("type", "ftp")], "type: \"ftp\" is not a pipeline type"),
+            (&[("type", "s3-raw")], "type: s3-raw is not supported by this server yet"),
+            (&[("type", "bigquery")], "type: bigquery is not supported by this server yet"),
+            (&[("data_source", "groups")], "data_source: \"groups\" is not allowed; use one of events, people"),
+            (&[("type", "local-raw"), ("data_source", "people")], "data_source: raw types export events only"),
+            (&[("data_source", "people")], "data_source: people is not supported by this server yet"),
+            (&[("type", "local-raw"), ("schema_type", "monoschema")], "schema_type: raw types have no schema_type"),
+            (&[("data_source", "people"), ("schema_type", "monoschema")], "schema_type: is not supported for data_source=people"),
+            (&[("schema_type", "star")], "schema_type: \"star\" is not allowed; use one of monoschema, multischema"),
+            (&[("data_format", "csv")], "data_format: \"csv\" is not allowed; use one of json, parquet"),
+            (&[("type", "local-raw"), ("data_format", "parquet")], "data_format: raw types write json only"),
+            (&[("type", "local-raw"), ("sync", "true")], "sync: raw types cannot sync"),
+            (&[("data_source", "people"), ("sync", "true")], "sync: sync is for events only"),
+            (&[("tz", "Mars/Olympus")], "tz: \"Mars/Olympus\" is not a time zone"),
+            (&[("data_source", "people"), ("where", "true")], "where: is valid only for data_source=events"),
+            (&[("events", "")], "events: \"\": an event name cannot be empty"),
+            (&[("path", "-")], "path: is required for a local pipeline"),
+            (&[("path", "relative/out")], "path: relative/out is not an absolute path"),
+            (&[("trial", "true"), ("from_date", "2024-07-01")], "from_date: a trial exports every event daily"),
+            (&[("trial", "true"), ("from_date", "-"), ("to_date", "2024-07-10")], "to_date: a trial exports"),
+            (&[("trial", "true"), ("from_date", "-"), ("events", "a")], "events: a trial exports"),
+            (&[("trial", "true"), ("from_date", "-"), ("where", "true")], "where: a trial exports"),
+            (&[("trial", "true"), ("from_date", "-"), ("frequency", "hourly")], "frequency: a trial exports"),
+            (&[("trial", "true"), ("from_date", "-"), ("sync", "true")], "sync: a trial cannot sync"),
+            (&[("trial", "true"), ("from_date", "-"), ("schema_type", "multischema")], "schema_type: multischema is not available during a trial"),
+            (&[("from_date", "-")], "from_date: is required (YYYY-MM-DD) unless trial=true"),
+            (&[("from_date", "2024/07/01")], "from_date: \"2024/07/01\" is not a date; use YYYY-MM-DD"),
+            (&[("from_date", "2024-01-14")], "from_date: 2024-01-14 is more than 6 months in the past; the earliest is 2024-01-15"),
+            (&[("to_date", "07-10")], "to_date: \"07-10\" is not a date"),
+            (&[("to_date", "2024-06-30")], "to_date: 2024-06-30 is before from_date 2024-07-01"),
+            (&[("to_date", "2024-07-10"), ("frequency", "daily")], "frequency: applies only to pipelines without to_date"),
+            (&[("frequency", "weekly")], "frequency: \"weekly\" is not allowed; use one of daily, hourly"),
+            (&[("where", "properties[\"a\"] ==")], "where: "),
+            (&[("name", "no spaces please")], "name: \"no spaces please\": use 1 to 128 letters"),
+        ];
+        for (pairs, expected) in cases {
+            let err = check_create(&request(pairs), now(), &Limits::default())
+                .err()
+                .unwrap_or_else(|| panic!("{pairs:?} was accepted"));
+            let text = err.to_string();
+            assert!(
+                text.starts_with(expected),
+                "{pairs:?}: {text:?} should start with {expected:?}"
+            );
+        }
+        let err = check_create(
+            &request(&[("where", "properties[\"a\"] ==")]),
+            now(),
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("column")
+                || err.message.contains("position")
+                || err.message.contains("at "),
+            "a where error says where: {err}"
+        );
+        // Limits off: any from_date.
+        check_create(
+            &request(&[("from_date", "2020-01-01")]),
+            now(),
+            &Limits::none(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn p30_names_and_p15_trial_dates() {
+        let spec = |pairs: &[(&str, &str)]| {
+            check_create(&request(pairs), now(), &Limits::default())
+                .unwrap()
+                .remove(0)
+        };
+        assert_eq!(spec(&[]).name, "events-daily-local-monoschema");
+        assert_eq!(
+            spec(&[("frequency", "hourly"), ("schema_type", "multischema")]).name,
+            "events-hourly-local-multischema"
+        );
+        assert_eq!(
+            spec(&[("type", "local-raw")]).name,
+            "events-daily-local-raw"
+        );
+        assert_eq!(
+            spec(&[("to_date", "2024-07-10")]).name,
+            "events-2024-07-01-2024-07-10-backfill-daily-local-monoschema"
+        );
+        let trial = spec(&[("trial", "true"), ("from_date", "-")]);
+        assert_eq!(trial.name, "trial-events-daily-local-monoschema");
+        assert_eq!(trial.from_date.to_string(), "2024-07-14");
+        let tokyo = spec(&[
+            ("trial", "true"),
+            ("from_date", "-"),
+            ("tz", "Pacific/Kiritimati"),
+        ]);
+        assert_eq!(
+            tokyo.from_date.to_string(),
+            "2024-07-15",
+            "yesterday in project time (UTC+14)"
+        );
+        assert_eq!(spec(&[("name", "my.pipe_1")]).name, "my.pipe_1");
+    }
+
+    #[test]
+    fn p31_project_counts_and_one_trial_ever() {
+        let limits = Limits::default();
+        let make = |pairs: &[(&str, &str)]| check_create(&request(pairs), now(), &limits).unwrap();
+        let existing = |specs: Vec<PipelineSpec>| -> Vec<Pipeline> {
+            specs
+                .into_iter()
+                .enumerate()
+                .map(|(i, spec)| Pipeline {
+                    id: i as i64 + 1,
+                    spec,
+                    state: PipelineState::Enabled,
+                    reason: None,
+                    created_at: now(),
+                    cursor: None,
+                })
+                .collect()
+        };
+        let daily = make(&[]);
+        let hourly = make(&[("frequency", "hourly")]);
+        let ranged = make(&[("to_date", "2024-07-10")]);
+        let check = |new: &[PipelineSpec], have: Vec<PipelineSpec>, had_trial: bool| {
+            let have = existing(have);
+            check_project(
+                new,
+                &ProjectFacts {
+                    pipelines: &have,
+                    had_trial,
+                },
+                &limits,
+            )
+        };
+        check(&hourly, daily.clone(), false).unwrap();
+        let same = check(&daily, daily.clone(), false).unwrap_err();
+        assert!(
+            same.starts_with(
+                "frequency: recurring pipelines of a project must have different frequencies"
+            ),
+            "{same}"
+        );
+        let third = check(&daily, [daily.clone(), hourly.clone()].concat(), false).unwrap_err();
+        assert!(
+            third.starts_with("to_date: the project has 2 recurring event pipelines"),
+            "{third}"
+        );
+        check(&ranged, [daily.clone(), hourly].concat(), false).unwrap();
+        let second_range = check(&ranged, ranged.clone(), false).unwrap_err();
+        assert!(
+            second_range.starts_with("to_date: the project has 1 date-ranged"),
+            "{second_range}"
+        );
+        let trial = make(&[("trial", "true"), ("from_date", "-")]);
+        let again = check(&trial, Vec::new(), true).unwrap_err();
+        assert!(again.contains("already had a trial"), "{again}");
+        check_project(
+            &daily,
+            &ProjectFacts {
+                pipelines: &existing(daily.clone()),
+                had_trial: false,
+            },
+            &Limits::none(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn p16_edit_changes_events_and_where_only_as_the_rules_allow() {
+        let spec = check_create(&request(&[]), now(), &Limits::default())
+            .unwrap()
+            .remove(0);
+        let edited = check_edit(
+            &spec,
+            Some(vec!["a".into()]),
+            Some("properties[\"x\"] == 1".into()),
+        )
+        .unwrap();
+        assert_eq!(edited.events, ["a"]);
+        assert_eq!(edited.where_expr.as_deref(), Some("properties[\"x\"] == 1"));
+        let cleared = check_edit(&edited, None, Some(String::new())).unwrap();
+        assert_eq!(cleared.where_expr, None);
+        assert_eq!(cleared.events, ["a"], "not given: unchanged");
+        assert!(check_edit(&spec, None, Some("(".into()))
+            .unwrap_err()
+            .to_string()
+            .starts_with("where: "));
+        let trial = check_create(
+            &request(&[("trial", "true"), ("from_date", "-")]),
+            now(),
+            &Limits::default(),
+        )
+        .unwrap()
+        .remove(0);
+        assert!(check_edit(&trial, Some(vec!["a".into()]), None).is_err());
+    }
+}
