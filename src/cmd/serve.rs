@@ -130,7 +130,10 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             label,
             projects,
         } => {
-            let keys = ApiKeys::new(StateStore::open(&state)?);
+            if !state.exists() {
+                eprintln!("tidewater: making the state file {}", state.display());
+            }
+            let keys = ApiKeys::new(StateStore::open_shared(&state)?);
             let projects = (!projects.is_empty()).then_some(projects);
             let (grant, key) = keys.create(&label, projects)?;
             eprintln!(
@@ -140,7 +143,7 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             println!("{key}");
         }
         KeysCommand::List { state } => {
-            for grant in ApiKeys::new(StateStore::open(&state)?).list()? {
+            for grant in ApiKeys::new(StateStore::open_shared(&state)?).list()? {
                 let projects = grant.projects.map_or("all projects".to_string(), |p| {
                     p.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
                 });
@@ -148,7 +151,7 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             }
         }
         KeysCommand::Revoke { state, id } => {
-            if !ApiKeys::new(StateStore::open(&state)?).revoke(id)? {
+            if !ApiKeys::new(StateStore::open_shared(&state)?).revoke(id)? {
                 return Err(usage(format!("there is no API key {id}")));
             }
             eprintln!("tidewater: API key {id} revoked");

@@ -7,6 +7,7 @@ mod extremes;
 mod integrity;
 mod interop;
 mod library;
+mod serve;
 mod service;
 mod util;
 mod where_cli;

@@ -97,8 +97,9 @@ pub struct StateStore {
 struct Inner {
     path: PathBuf,
     connection: Mutex<Connection>,
-    /// Held while the store is open: a second server on the same file is refused.
-    _lock: FileLock,
+    /// Held while a server has the store open: a second server on the same file is
+    /// refused. `None` for the administrative commands.
+    _lock: Option<FileLock>,
 }
 
 impl StateStore {
@@ -106,6 +107,16 @@ impl StateStore {
     /// schema up to date.
     pub fn open(path: &Path) -> Result<StateStore, StoreError> {
         let lock = lock_state_file(path)?;
+        Self::open_with(path, Some(lock))
+    }
+
+    /// Opens a state file beside the server that may hold it, for the administrative
+    /// commands (API keys): SQLite serializes their writes with the server's.
+    pub fn open_shared(path: &Path) -> Result<StateStore, StoreError> {
+        Self::open_with(path, None)
+    }
+
+    fn open_with(path: &Path, lock: Option<FileLock>) -> Result<StateStore, StoreError> {
         let mut connection =
             Connection::open(path).map_err(StoreError::sqlite("opening the state file"))?;
         // WAL: readers (the APIs) do not wait for the scheduler's writes; a busy

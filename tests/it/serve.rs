@@ -1,0 +1,250 @@
+//! `tidewater serve` as a process (P19, P42): it prints where it listens, refuses a
+//! second server on its state file, survives `kill -9` without losing or redoing a
+//! committed window, and stops cleanly on SIGTERM. On the real clock, so its data is
+//! generated for the last days.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tidewater_mock::{Fault, MockAuth, MockConfig, MockServer};
+use tidewater_service::{Frequency, Schedule, DEFAULT_DELAY};
+
+use crate::service::{events_per_day, query_value, SECRET};
+
+const KEY: &str = "u3p+HrQ4Xv9x2m1nZk5bJ7dL0cR8tY6wE4aS2fG1hKs=";
+
+/// Starts `tidewater serve`; returns the child and its base URL once it listens.
+fn serve(state: &Path, mock: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state"])
+        .arg(state)
+        .args([
+            "--mixpanel-url",
+            mock,
+            "--rate-limit",
+            "1000/1s",
+            "--grace",
+            "2s",
+        ])
+        .env("TIDEWATER_SECRET_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("serve printed where it listens")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("tidewater: listening on ") {
+            break rest.split(' ').next().unwrap().to_string();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+fn rest(url: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut req = reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{url}{path}"))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let response = req.send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null),
+        )
+    })
+}
+
+fn runs(url: &str, key: &str) -> Vec<Value> {
+    let (status, page) = rest(url, key, "GET", "/v1/pipelines/runs?limit=1000", None);
+    assert_eq!(status, 200, "{page}");
+    page["runs"].as_array().unwrap().clone()
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn p19_p42_serve_listens_refuses_a_second_server_survives_kill_9_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = jiff::Timestamp::now();
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let first = today.checked_sub(jiff::Span::new().days(4)).unwrap();
+    let data = dir.path().join("data.jsonl.gz");
+    let gen = tidewater::synth::GenConfig {
+        events: 3000,
+        days: 6,
+        seed: 5,
+        start: today.checked_sub(jiff::Span::new().days(5)).unwrap(),
+    };
+    tidewater::synth::generate_file(&gen, &data).unwrap();
+    // Every export request takes 600 ms, so that a kill lands mid-run.
+    let mock = MockServer::start(MockConfig {
+        data: vec![data.clone()],
+        auth: MockAuth::Secret(SECRET.into()),
+        limits: Vec::new(),
+        faults: vec![Fault::parse("slow=600ms,count=1000").unwrap()],
+        ..Default::default()
+    })
+    .unwrap();
+    let state = dir.path().join("state.db");
+
+    // Without the secret key the server refuses to start, saying how to make one.
+    let out = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["serve", "--state"])
+        .arg(&state)
+        .env_remove("TIDEWATER_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tidewater serve secret-key"));
+
+    let made = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["serve", "keys", "create", "--label", "ci", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("tw_"));
+
+    let (mut server, url) = serve(&state, mock.url());
+    let second = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state"])
+        .arg(&state)
+        .env("TIDEWATER_SECRET_KEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let refusal = String::from_utf8_lossy(&second.stderr);
+    assert!(refusal.contains("in use by another server"), "{refusal}");
+
+    let out_dir = dir.path().join("out");
+    let (status, created) = rest(
+        &url,
+        &key,
+        "POST",
+        "/v1/pipelines",
+        Some(serde_json::json!({
+            "project_id": 77, "type": "local", "path": out_dir, "from_date": first.to_string(),
+            "credentials": {"api_secret": SECRET},
+        })),
+    );
+    assert_eq!(status, 201, "{created}");
+    let schedule = Schedule::new(Frequency::Daily, first, None, "UTC", DEFAULT_DELAY).unwrap();
+    let due: Vec<String> = schedule
+        .due(now, 100)
+        .iter()
+        .map(|w| w.key.to_string())
+        .collect();
+    assert!(due.len() >= 3, "{due:?}");
+
+    // Kill -9 while the second window runs.
+    wait_until("the second run", Duration::from_secs(60), || {
+        let runs = runs(&url, &key);
+        runs.iter().any(|r| r["state"] == "succeeded")
+            && runs.iter().any(|r| r["state"] == "running")
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let (mut server, url) = serve(&state, mock.url());
+    wait_until("every due day", Duration::from_secs(60), || {
+        let runs = runs(&url, &key);
+        runs.iter().filter(|r| r["state"] == "succeeded").count() == due.len()
+            && !runs
+                .iter()
+                .any(|r| r["state"] == "pending" || r["state"] == "running")
+    });
+    let runs = runs(&url, &key);
+    let retried: Vec<&Value> = runs.iter().filter(|r| r["state"] == "retried").collect();
+    assert_eq!(
+        retried.len(),
+        1,
+        "the killed run is recorded as retried: {runs:#?}"
+    );
+    assert!(retried[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("server stopped"));
+    // Nothing committed twice, nothing lost: each due day succeeded once, holds its
+    // events, and only the killed day was requested twice.
+    let mut succeeded: Vec<String> = runs
+        .iter()
+        .filter(|r| r["state"] == "succeeded")
+        .map(|r| r["from_date"].as_str().unwrap().to_string())
+        .collect();
+    succeeded.sort();
+    assert_eq!(succeeded, due);
+    let per_day = events_per_day(&data);
+    for day in &due {
+        let folder = out_dir.join(format!("77/mp_master_event/{}", day.replace('-', "/")));
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(folder.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(
+            manifest["events_kept"].as_u64(),
+            Some(per_day[day]),
+            "{day}"
+        );
+    }
+    let mut requested = std::collections::BTreeMap::<String, usize>::new();
+    for r in mock.requests() {
+        *requested
+            .entry(query_value(&r.request, "from_date"))
+            .or_default() += 1;
+    }
+    let killed_day = retried[0]["from_date"].as_str().unwrap();
+    // The create's credential check asked for one line of yesterday.
+    let checked_day = today.yesterday().unwrap().to_string();
+    for day in &due {
+        let times = requested.get(day).copied().unwrap_or(0);
+        let extra = usize::from(*day == killed_day) + usize::from(*day == checked_day);
+        let allowed = 1..=1 + extra;
+        assert!(
+            allowed.contains(&times),
+            "{day} requested {times} times: {requested:?}"
+        );
+    }
+
+    // SIGTERM: a clean stop.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
