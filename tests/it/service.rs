@@ -1167,3 +1167,90 @@ fn a_destination_that_fails_fails_the_run_naming_the_path_and_the_retry_succeeds
     });
     assert!(blocked.join("mp_master_event/2024/01/01/complete").exists());
 }
+
+#[test]
+fn p11_hourly_pipelines_export_hour_h_at_h_plus_1_30_each_hour_its_own_commit() {
+    let h = Harness::start(3000, "2024-01-01T03:00:00Z", &[], |_| {});
+    let name = &h.create(&[("from_date", "2024-01-01"), ("frequency", "hourly")])[0];
+    assert_eq!(name, "events-hourly-local-monoschema");
+    // At 03:00, hours 00 (due 01:30) and 01 (due 02:30) are due; 02 is due at 03:30.
+    h.wait_for("two hours", |runs| {
+        runs.len() == 2 && runs.iter().all(|r| r.state == RunState::Succeeded)
+    });
+    let per_hour = {
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(&h.data).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        let mut hours = std::collections::BTreeMap::<i64, u64>::new();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let t = v["properties"]["time"].as_f64().unwrap() as i64;
+            *hours.entry(t / 3600).or_default() += 1;
+        }
+        hours
+    };
+    let hour0 = Timestamp::from_second(0).unwrap();
+    let first_hour = (h.runs()[0].interval_start.as_second() - hour0.as_second()) / 3600;
+    for (i, run) in h.runs().iter().enumerate() {
+        let expected = per_hour.get(&(first_hour + i as i64)).copied().unwrap_or(0);
+        let steps = run.steps.clone().unwrap();
+        assert_eq!(
+            steps.passed[4], expected,
+            "hour {i}: only its events are committed"
+        );
+        assert_eq!(
+            steps.passed[2] + steps.failed[2],
+            steps.passed[1],
+            "the day's other hours are filtered"
+        );
+        let folder = h
+            .out
+            .join(format!("4242/mp_master_event/2024/01/01/{i:02}"));
+        assert_eq!(
+            folder.join("complete").exists(),
+            expected > 0,
+            "{}",
+            folder.display()
+        );
+    }
+    assert!(
+        !h.out.join("4242/mp_master_event/2024/01/01/02").exists(),
+        "hour 02 is not due yet"
+    );
+    h.advance_to("2024-01-01T04:30:00Z");
+    h.wait_for("two more hours", |runs| {
+        runs.len() == 4 && runs.iter().all(|r| r.state == RunState::Succeeded)
+    });
+    // Each hour is its own entry in the ledger: the earlier hours stay committed.
+    let ledger = tidewater_service::WindowLedger::new(h.service.store().clone(), 1);
+    assert_eq!(
+        ledger.windows().unwrap(),
+        [
+            "2024-01-01T00",
+            "2024-01-01T01",
+            "2024-01-01T02",
+            "2024-01-01T03"
+        ]
+    );
+    // A manual run of an hourly pipeline is a run per closed hour since the last one.
+    h.advance_to("2024-01-01T06:10:00Z");
+    h.wait_for("hour 04", |runs| {
+        runs.len() == 5 && runs.iter().all(|r| r.state.is_final())
+    });
+    let (_, paused) = h.rest(
+        "PUT",
+        "/v1/pipelines/1/schedule",
+        Some(json!({"period": null})),
+    );
+    assert_eq!(paused["schedule"]["period"], Value::Null);
+    let (status, triggered) = h.rest("POST", "/v1/pipelines/1/runs", None);
+    assert_eq!(status, 201, "{triggered}");
+    assert_eq!(
+        triggered["runs"].as_array().unwrap().len(),
+        1,
+        "hour 05 closed at 06:00: {triggered}"
+    );
+}

@@ -221,8 +221,9 @@ impl Service {
 
     /// P13: a run of the closed windows from the end of the last successful run (or
     /// `from_date`) up to now. 422 when the pipeline is not enabled, has a run in
-    /// progress, or has no closed window left to run.
-    pub fn trigger(&self, pipeline: &Pipeline) -> Result<i64, ApiError> {
+    /// progress, or has no closed window left to run. Returns the runs (one for a
+    /// daily pipeline; one per hour for an hourly one).
+    pub fn trigger(&self, pipeline: &Pipeline) -> Result<Vec<i64>, ApiError> {
         let name = &pipeline.spec.name;
         if pipeline.state != PipelineState::Enabled {
             return Err(ApiError::Unprocessable(format!(
@@ -268,7 +269,7 @@ impl Service {
         let day = |k: tidewater::WindowKey| {
             jiff::civil::Date::new(k.year, k.month, k.day).unwrap_or(spec.from_date)
         };
-        let run = NewRun {
+        let manual = |first: &crate::ScheduledWindow, last: &crate::ScheduledWindow| NewRun {
             pipeline_id: pipeline.id,
             kind: RunKind::Manual,
             from_date: day(first.key),
@@ -278,10 +279,16 @@ impl Service {
             attempt: 1,
             run_at: now,
         };
-        let id = self.store().plan_runs(pipeline.id, &[run], None)?[0];
-        tracing::info!(pipeline = %name, run = id, "run {id} of {name} requested");
+        // Days are fetched together; an hour is its own unit of commit, so an hourly
+        // pipeline gets a run per hour.
+        let runs: Vec<NewRun> = match spec.frequency {
+            Frequency::Daily => vec![manual(first, last)],
+            Frequency::Hourly => closed.iter().map(|w| manual(w, w)).collect(),
+        };
+        let ids = self.store().plan_runs(pipeline.id, &runs, None)?;
+        tracing::info!(pipeline = %name, runs = ids.len(), "run {} of {name} requested", ids[0]);
         self.wake();
-        Ok(id)
+        Ok(ids)
     }
 
     /// P28: the schedule period: `Some(frequency)` runs windows when due, `None` only

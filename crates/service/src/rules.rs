@@ -386,6 +386,12 @@ fn check_dates(
             &[("daily", Frequency::Daily), ("hourly", Frequency::Hourly)],
         )?,
     };
+    if frequency == Frequency::Hourly && req.sync == Some(true) {
+        return Err(invalid(
+            "sync",
+            "sync checks whole days; use a daily pipeline for sync",
+        ));
+    }
     Ok((from, to, frequency))
 }
 
@@ -616,6 +622,7 @@ mod tests {
             (&[("to_date", "2024-06-30")], "to_date: 2024-06-30 is before from_date 2024-07-01"),
             (&[("to_date", "2024-07-10"), ("frequency", "daily")], "frequency: applies only to pipelines without to_date"),
             (&[("frequency", "weekly")], "frequency: \"weekly\" is not allowed; use one of daily, hourly"),
+            (&[("frequency", "hourly"), ("sync", "true")], "sync: sync checks whole days"),
             (&[("where", "properties[\"a\"] ==")], "where: "),
             (&[("name", "no spaces please")], "name: \"no spaces please\": use 1 to 128 letters"),
         ];

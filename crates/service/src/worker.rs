@@ -75,7 +75,20 @@ fn exporter_for(service: &Service, pipeline: &Pipeline, run: &Run) -> Result<Exp
     .base_url(service.config().mixpanel_url.clone())
     .tuning(service.config().tuning.clone())
     .sync(run.kind == RunKind::Sync);
-    Ok(exporter)
+    Ok(match spec.frequency {
+        // The export API's unit is a day: an hour is the day's request with only the
+        // hour kept and committed, under its own name in the ledger.
+        Frequency::Hourly => {
+            let zone = jiff::tz::TimeZone::get(&spec.tz).map_err(|e| e.to_string())?;
+            let hour = run.interval_start.to_zoned(zone).hour();
+            exporter.within(
+                run.interval_start.as_millisecond(),
+                run.interval_end.as_millisecond(),
+                format!("T{hour:02}"),
+            )
+        }
+        Frequency::Daily => exporter,
+    })
 }
 
 /// Runs `run` of `pipeline` to its end; blocking (call it on a blocking thread).

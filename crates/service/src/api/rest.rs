@@ -272,7 +272,8 @@ async fn trigger(State(s): State<Service>, headers: HeaderMap, Path(id): Path<St
         (|| {
             let grant = bearer_grant(&s, &headers)?;
             let pipeline = reachable(&s, &grant, &id)?;
-            Ok(json!({ "id": s.trigger(&pipeline)? }))
+            let ids = s.trigger(&pipeline)?;
+            Ok(json!({ "id": ids[0], "runs": ids }))
         })(),
     )
 }

@@ -325,7 +325,8 @@ struct LineRules<'a> {
     schema: SchemaMode,
     filter: &'a EventFilter,
     on_where_error: OnWhereError,
-    owned_range: Option<(i64, i64)>,
+    /// What the input was requested for, and the part of it that is kept.
+    owned_range: Option<((i64, i64), (i64, i64))>,
 }
 
 /// A block being shaped.
@@ -397,7 +398,7 @@ impl Shaper {
         filter: &EventFilter,
         on_where_error: OnWhereError,
         windowing: &Windowing,
-        owned_range: Option<(i64, i64)>,
+        owned_range: Option<((i64, i64), (i64, i64))>,
     ) -> ShapedBlock {
         let rules = LineRules {
             schema,
@@ -596,9 +597,12 @@ impl Shaper {
                 Err(e) => return Verdict::WhereError(e.to_string(), insert_id(event)),
             }
             // An export response may only hold its own window's events.
-            if let Some((start, end)) = rules.owned_range {
+            if let Some(((start, end), (keep_start, keep_end))) = rules.owned_range {
                 if event.time_ms < start || event.time_ms >= end {
                     return Verdict::OutsideWindow(event.time_ms);
+                }
+                if event.time_ms < keep_start || event.time_ms >= keep_end {
+                    return Verdict::Filtered;
                 }
             }
             // IN3 bounds times to [1970, 10000) UTC; east of UTC the last hours of 9999

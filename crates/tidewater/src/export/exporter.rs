@@ -51,6 +51,7 @@ pub struct Exporter {
     filter_locally: bool,
     refetch: bool,
     sync: bool,
+    within: Option<((i64, i64), String)>,
     tuning: Tuning,
     progress: Arc<Progress>,
     export_progress: Arc<ExportProgress>,
@@ -99,6 +100,7 @@ impl Exporter {
             filter_locally: false,
             refetch: false,
             sync: false,
+            within: None,
             tuning: Tuning::default(),
             progress: Arc::new(Progress::default()),
             export_progress: Arc::new(ExportProgress::default()),
@@ -156,6 +158,15 @@ impl Exporter {
     /// filter) is replaced.
     pub fn sync(mut self, yes: bool) -> Self {
         self.sync = yes;
+        self
+    }
+
+    /// Keeps and commits only `[start_ms, end_ms)` of the requested days (the export
+    /// API's unit is a day): events of the days outside it are filtered. The window is
+    /// named with `suffix` in the ledger and messages, e.g. `T05` for an hour, so that
+    /// each hour of a day is its own unit of commit (an hourly pipeline).
+    pub fn within(mut self, start_ms: i64, end_ms: i64, suffix: impl Into<String>) -> Self {
+        self.within = Some(((start_ms, end_ms), suffix.into()));
         self
     }
 
@@ -238,6 +249,7 @@ impl Exporter {
             }
             .into(),
             time_in_ms: o.time_in_ms,
+            within: w.within.as_ref().map(|(_, s)| s.clone()),
         }
     }
 
@@ -292,11 +304,20 @@ impl Exporter {
     fn run_windows(
         &self,
         valid: ValidOptions,
-        windows: Vec<Window>,
+        mut windows: Vec<Window>,
         output: OutputRoot,
         ledger: &dyn Ledger,
         budget: Arc<dyn RateBudget>,
     ) -> Result<ExportSummary> {
+        if let Some(((start, end), suffix)) = &self.within {
+            for w in &mut windows {
+                let kept = (
+                    w.range.0.max(*start),
+                    w.range.1.min(*end).max(w.range.0.max(*start)),
+                );
+                w.within = Some((kept, suffix.clone()));
+            }
+        }
         let (mut results, todo, committed_sha) = self.resume(&windows, ledger);
         let skipped = (windows.len() - todo.len()) as u64;
         self.export_progress
@@ -330,7 +351,8 @@ impl Exporter {
             total_bytes: 0,
             feed: Box::new(feed),
             owned: Some(OwnedWindows {
-                ranges: todo.iter().map(|&i| windows[i].range).collect(),
+                ranges: todo.iter().map(|&i| windows[i].kept()).collect(),
+                requested: todo.iter().map(|&i| windows[i].range).collect(),
                 owner: &mut owner,
             }),
         };

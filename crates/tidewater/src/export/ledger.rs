@@ -65,6 +65,9 @@ pub struct ManifestRequest {
     pub tz: String,
     pub partition: String,
     pub time_in_ms: bool,
+    /// The part of the days kept (`T05`: one hour), when not all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
 }
 
 /// What is recorded of a committed window.

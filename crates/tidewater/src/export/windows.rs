@@ -12,25 +12,38 @@ pub(crate) struct Window {
     pub to: Date,
     /// `[start, end)` in ms in the project's time zone.
     pub range: (i64, i64),
+    /// The part of `range` that is kept and committed, with the suffix that names it
+    /// (`T05` for an hour); `None`: all of it.
+    pub within: Option<((i64, i64), String)>,
 }
 
 impl Window {
-    /// `YYYY-MM-DD`, or `YYYY-MM-DD..YYYY-MM-DD` for several days.
+    /// `YYYY-MM-DD`, or `YYYY-MM-DD..YYYY-MM-DD` for several days, with the suffix of
+    /// the part kept (`2024-01-02T05`).
     pub fn label(&self) -> String {
         if self.from == self.to {
-            self.from.to_string()
+            format!("{}{}", self.from, self.suffix())
         } else {
-            format!("{}..{}", self.from, self.to)
+            format!("{}..{}{}", self.from, self.to, self.suffix())
         }
     }
 
     /// The window's name in the resume ledger.
     pub fn ledger_name(&self) -> String {
         if self.from == self.to {
-            self.from.to_string()
+            format!("{}{}", self.from, self.suffix())
         } else {
-            format!("{}_{}", self.from, self.to)
+            format!("{}_{}{}", self.from, self.to, self.suffix())
         }
+    }
+
+    fn suffix(&self) -> &str {
+        self.within.as_ref().map_or("", |(_, s)| s.as_str())
+    }
+
+    /// The range kept and committed.
+    pub fn kept(&self) -> (i64, i64) {
+        self.within.as_ref().map_or(self.range, |(r, _)| *r)
     }
 }
 
@@ -64,6 +77,7 @@ pub(crate) fn plan_windows(
             from: day,
             to: last,
             range: (start_of(day)?, start_of(next)?),
+            within: None,
         });
         day = next;
     }

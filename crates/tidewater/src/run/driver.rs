@@ -399,7 +399,10 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
         let tx = self.shaped_tx.clone();
         let filter = self.filter.clone();
         let windowing = self.windowing.clone();
-        let range = self.owned.as_ref().map(|o| o.ranges[block.input]);
+        let range = self
+            .owned
+            .as_ref()
+            .map(|o| (o.requested[block.input], o.ranges[block.input]));
         let (schema, on_where_error) = (self.schema, self.on_where_error);
         self.pool.spawn(move || {
             let t = Instant::now();

@@ -21,8 +21,12 @@ pub(crate) struct Plan<'a> {
 
 /// Inputs that own their windows (an export response per requested window).
 pub(crate) struct OwnedWindows<'a> {
-    /// `[start, end)` in ms of each input's windows; events outside are rejected.
+    /// `[start, end)` in ms of each input's windows, committed when it ends.
     pub ranges: Vec<(i64, i64)>,
+    /// `[start, end)` in ms of what each input was requested for: events outside it
+    /// are rejected; events inside it but outside `ranges` are filtered (a request for
+    /// a day whose one hour is kept).
+    pub requested: Vec<(i64, i64)>,
     /// What happens around each input's commit.
     pub owner: &'a mut dyn WindowOwner,
 }
