@@ -58,17 +58,28 @@ impl Harness {
         faults: &[&str],
         configure: impl FnOnce(&mut ServiceConfig),
     ) -> Harness {
+        Self::start_with_mock(events, now, faults, |_| {}, configure)
+    }
+
+    pub fn start_with_mock(
+        events: u64,
+        now: &str,
+        faults: &[&str],
+        configure_mock: impl FnOnce(&mut MockConfig),
+        configure: impl FnOnce(&mut ServiceConfig),
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let data = generated(dir.path(), events, 30);
-        let mock = MockServer::start(MockConfig {
+        let mut mock_config = MockConfig {
             data: vec![data.clone()],
             auth: MockAuth::Secret(SECRET.into()),
             today: Some(jiff::civil::date(2024, 12, 31)),
             limits: Vec::new(),
             faults: faults.iter().map(|f| Fault::parse(f).unwrap()).collect(),
             ..Default::default()
-        })
-        .unwrap();
+        };
+        configure_mock(&mut mock_config);
+        let mock = MockServer::start(mock_config).unwrap();
         let clock = SimulatedClock::new(now.parse().unwrap());
         let mut config = ServiceConfig {
             mixpanel_url: mock.url().to_string(),
@@ -1252,5 +1263,42 @@ fn p11_hourly_pipelines_export_hour_h_at_h_plus_1_30_each_hour_its_own_commit() 
         triggered["runs"].as_array().unwrap().len(),
         1,
         "hour 05 closed at 06:00: {triggered}"
+    );
+}
+
+#[test]
+fn p12_a_projects_pipelines_run_one_at_a_time() {
+    // The mock answers at most one request at a time (429 beyond): two runs of the
+    // project at once would show as a 429 in its log.
+    let faults = ["slow=1ms", "slow=40ms,count=1000"];
+    // Created before any window is due; then the three pipelines' windows come due
+    // at once.
+    let h = Harness::start_with_mock(
+        2000,
+        "2024-01-01T00:00:00Z",
+        &faults,
+        |m| m.max_concurrent = 1,
+        |_| {},
+    );
+    h.create(&[("from_date", "2024-01-01")]);
+    h.create(&[
+        ("from_date", "2024-01-02"),
+        ("to_date", "2024-01-03"),
+        ("data_format", "parquet"),
+    ]);
+    h.create(&[("from_date", "2024-01-04"), ("frequency", "hourly")]);
+    h.advance_to("2024-01-04T12:00:00Z");
+    h.wait_for("every run", |runs| {
+        runs.len() == 3 + 2 + 11 && runs.iter().all(|r| r.state == RunState::Succeeded)
+    });
+    let statuses: Vec<u16> = h.mock.requests().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.len(),
+        3 + 3 + 2 + 11,
+        "three credential checks and a request per run"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "no request was refused as concurrent: {statuses:?}"
     );
 }

@@ -348,40 +348,61 @@ impl Service {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(|e| ApiError::Internal(format!("cannot make an HTTP client: {e}")))?;
-        let mut request = client.get(&url).query(&[
-            ("from_date", day.to_string()),
-            ("to_date", day.to_string()),
-            ("limit", "1".to_string()),
-        ]);
-        request = match credentials {
-            Credentials::ServiceAccount { username, secret } => request
-                .basic_auth(username, Some(secret))
-                .query(&[("project_id", project.to_string())]),
-            Credentials::ApiSecret(secret) => request.basic_auth(secret, Some("")),
-        };
-        let response = request.send().await.map_err(|e| {
-            ApiError::Upstream(format!(
-                "cannot check the credentials with the export API at {url}: {}",
-                credentials.redact(&e.to_string())
-            ))
-        })?;
-        let status = response.status().as_u16();
-        match status {
-            200..=299 => Ok(()),
-            401 | 403 => {
-                let body = response.text().await.unwrap_or_default();
-                Err(ApiError::Unauthorized(format!(
-                    "Mixpanel refused these credentials for project {project} ({status}: {}); \
-                     check the service account (user:secret) and project_id, or the API secret",
-                    credentials.redact(body.trim())
-                )))
-            }
-            _ => {
-                let body = response.text().await.unwrap_or_default();
-                Err(ApiError::Upstream(format!(
-                    "cannot check the credentials: the export API answered {status}: {}",
-                    credentials.redact(body.trim())
-                )))
+        // A request to the project's export API like any other: it draws on the
+        // project's rate budget, and a 429 or 5xx is tried again a few times.
+        let budget = crate::ProjectBudget::new(
+            self.store().clone(),
+            project.to_string(),
+            self.config().tuning.pace.clone(),
+        );
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            tidewater::export::RateBudget::acquire(&budget).await;
+            let mut request = client.get(&url).query(&[
+                ("from_date", day.to_string()),
+                ("to_date", day.to_string()),
+                ("limit", "1".to_string()),
+            ]);
+            request = match credentials {
+                Credentials::ServiceAccount { username, secret } => request
+                    .basic_auth(username, Some(secret))
+                    .query(&[("project_id", project.to_string())]),
+                Credentials::ApiSecret(secret) => request.basic_auth(secret, Some("")),
+            };
+            let response = request.send().await.map_err(|e| {
+                ApiError::Upstream(format!(
+                    "cannot check the credentials with the export API at {url}: {}",
+                    credentials.redact(&e.to_string())
+                ))
+            })?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map_or(std::time::Duration::from_millis(200 * attempt), |s| {
+                    std::time::Duration::from_secs_f64(s.min(10.0))
+                });
+            let body =
+                || async { credentials.redact(response.text().await.unwrap_or_default().trim()) };
+            match status {
+                200..=299 => return Ok(()),
+                401 | 403 => {
+                    return Err(ApiError::Unauthorized(format!(
+                        "Mixpanel refused these credentials for project {project} ({status}: {}); \
+                         check the service account (user:secret) and project_id, or the API secret",
+                        body().await
+                    )))
+                }
+                429 | 500..=599 if attempt < 3 => tokio::time::sleep(retry_after).await,
+                _ => {
+                    return Err(ApiError::Upstream(format!(
+                        "cannot check the credentials: the export API answered {status}: {}",
+                        body().await
+                    )))
+                }
             }
         }
     }
