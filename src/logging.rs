@@ -58,6 +58,16 @@ pub fn init_server(json: bool) {
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
                     .with_ansi(false)
+                    // The message says the fields in words; JSON logs carry them.
+                    .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
+                        |writer, field, value| {
+                            if field.name() == "message" {
+                                write!(writer, "{value:?}")
+                            } else {
+                                Ok(())
+                            }
+                        },
+                    ))
                     .with_writer(std::io::stderr),
             )
             .try_init()

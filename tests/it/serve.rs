@@ -16,8 +16,11 @@ use crate::service::{events_per_day, query_value, SECRET};
 
 const KEY: &str = "u3p+HrQ4Xv9x2m1nZk5bJ7dL0cR8tY6wE4aS2fG1hKs=";
 
-/// Starts `tidewater serve`; returns the child and its base URL once it listens.
-fn serve(state: &Path, mock: &str) -> (Child, String) {
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Starts `tidewater serve`; returns the child, its base URL once it listens, and its
+/// log lines as they come.
+fn serve(state: &Path, mock: &str, extra: &[&str]) -> (Child, String, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
         .args(["serve", "--listen", "127.0.0.1:0", "--state"])
         .arg(state)
@@ -29,6 +32,7 @@ fn serve(state: &Path, mock: &str) -> (Child, String) {
             "--grace",
             "2s",
         ])
+        .args(extra)
         .env("TIDEWATER_SECRET_KEY", KEY)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -45,8 +49,14 @@ fn serve(state: &Path, mock: &str) -> (Child, String) {
         }
     };
     // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, url)
+    let log = Log::default();
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (child, url, log)
 }
 
 fn rest(url: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -135,7 +145,7 @@ fn p19_p42_serve_listens_refuses_a_second_server_survives_kill_9_and_stops_on_si
     let key = String::from_utf8(made.stdout).unwrap().trim().to_string();
     assert!(key.starts_with("tw_"));
 
-    let (mut server, url) = serve(&state, mock.url());
+    let (mut server, url, log) = serve(&state, mock.url(), &[]);
     let second = Command::new(env!("CARGO_BIN_EXE_tidewater"))
         .args(["serve", "--listen", "127.0.0.1:0", "--state"])
         .arg(&state)
@@ -174,8 +184,16 @@ fn p19_p42_serve_listens_refuses_a_second_server_survives_kill_9_and_stops_on_si
     });
     server.kill().unwrap();
     server.wait().unwrap();
+    // P42: a line per run state change.
+    let text = log.lock().unwrap().join("\n");
+    assert!(
+        text.contains("run 1 of events-daily-local-monoschema ("),
+        "{text}"
+    );
+    assert!(text.contains("): succeeded"), "{text}");
+    assert!(!text.contains(SECRET), "P40");
 
-    let (mut server, url) = serve(&state, mock.url());
+    let (mut server, url, log) = serve(&state, mock.url(), &["--json-logs"]);
     wait_until("every due day", Duration::from_secs(60), || {
         let runs = runs(&url, &key);
         runs.iter().filter(|r| r["state"] == "succeeded").count() == due.len()
@@ -232,6 +250,21 @@ fn p19_p42_serve_listens_refuses_a_second_server_survives_kill_9_and_stops_on_si
             "{day} requested {times} times: {requested:?}"
         );
     }
+
+    // JSON logs on request: one object per line, with the run's fields.
+    let lines = log.lock().unwrap().clone();
+    let states: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["state"].is_string())
+        .collect();
+    assert!(!states.is_empty(), "{lines:?}");
+    assert!(
+        states.iter().any(|v| v["state"] == "succeeded"
+            && v["pipeline"] == "events-daily-local-monoschema"
+            && v["window"].is_string()),
+        "{states:?}"
+    );
 
     // SIGTERM: a clean stop.
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
