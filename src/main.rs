@@ -28,10 +28,15 @@ fn main() -> ExitCode {
     // long. With mimalloc's default 10 ms purge delay the freed pages went back to the OS
     // and came back as fresh pages the kernel had to zero: 12% of all samples in a
     // monoschema convert of 1M events (perf), and 1.2 s of system time. Keeping them is
-    // safe because the memory budget already bounds the peak. `MIMALLOC_PURGE_DELAY` in
-    // the environment still wins.
-    // SAFETY: sets an option before any thread is started; mimalloc reads it on purge.
-    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, -1) };
+    // safe because the memory budget already bounds the peak of a run. Not for the
+    // long-running server, whose memory must go back to the system between runs.
+    // `MIMALLOC_PURGE_DELAY` in the environment still wins.
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // SAFETY: sets an option before any thread is started (parsing starts none);
+        // mimalloc reads it on purge.
+        unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, -1) };
+    }
     // Each first touch of a transparent huge page makes the kernel clear 2 MiB at once;
     // on this kind of VM that cost 1.2–1.8 s of system time per 1M-event convert against
     // 0.7 s with ordinary pages, for the same peak RSS (5 interleaved runs: 7% less wall
@@ -42,7 +47,7 @@ fn main() -> ExitCode {
         // kernel) leaves huge pages allowed, which is merely slower.
         unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             let (code, message) = exit::describe(&e);

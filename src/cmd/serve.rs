@@ -101,6 +101,9 @@ struct ServerArgs {
     /// Runs of one project at a time.
     #[arg(long, default_value_t = 1, value_name = "N")]
     runs_per_project: usize,
+    /// Runs of all projects at a time on this server.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    max_runs: usize,
     /// Request limit per project N/DUR, repeatable (default 3/1s and 60/1h).
     #[arg(long = "rate-limit", value_name = "N/DUR")]
     rate_limit: Vec<String>,
@@ -206,6 +209,7 @@ fn config(args: &ServerArgs) -> anyhow::Result<ServiceConfig> {
         run_timeout: duration("run-timeout", &args.run_timeout)?,
         sync_days: args.sync_days,
         runs_per_project: args.runs_per_project,
+        max_runs: args.max_runs,
         tuning,
         grace: duration("grace", &args.grace)?,
         ..ServiceConfig::default()

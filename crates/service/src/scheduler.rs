@@ -236,9 +236,9 @@ impl Service {
         Ok(())
     }
 
-    /// Starts the runs that may start: oldest window first, at most
-    /// `runs_per_project` per project and one per pipeline (a pipeline's runs share
-    /// its output folder).
+    /// Starts the runs that may start: oldest window first, at most `max_runs` in
+    /// all, `runs_per_project` per project and one per pipeline (a pipeline's runs
+    /// share its output folder).
     fn start_runs(&self, now: Timestamp) -> Result<(), StoreError> {
         if self.is_stopping() {
             return Ok(());
@@ -252,7 +252,11 @@ impl Service {
             let pipelines: Vec<i64> = running.values().map(|r| r.pipeline_id).collect();
             (per_project, pipelines)
         };
+        let mut running = busy_pipelines.len();
         for (run, project) in self.store().runnable(now)? {
+            if running >= self.config().max_runs {
+                break;
+            }
             let count = per_project.entry(project).or_default();
             if *count >= self.config().runs_per_project || busy_pipelines.contains(&run.pipeline_id)
             {
@@ -265,6 +269,7 @@ impl Service {
                 continue;
             }
             *count += 1;
+            running += 1;
             busy_pipelines.push(run.pipeline_id);
             self.spawn_run(pipeline, run);
         }

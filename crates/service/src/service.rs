@@ -38,6 +38,9 @@ pub struct ServiceConfig {
     pub sync_after: SignedDuration,
     /// How many runs of one project may run at once (P12: 1).
     pub runs_per_project: usize,
+    /// How many runs of all projects may run at once on this server (each run uses
+    /// the engine's threads and its memory budget).
+    pub max_runs: usize,
     /// How long a trial lasts (P15: 30 days).
     pub trial_days: i64,
     /// Retries, timeouts and the project's rate limits inside one run (export-api).
@@ -58,6 +61,7 @@ impl Default for ServiceConfig {
             sync_days: 10,
             sync_after: SignedDuration::from_hours(24),
             runs_per_project: 1,
+            max_runs: 2,
             trial_days: 30,
             tuning: Tuning::default(),
             grace: Duration::from_secs(30),
