@@ -1278,7 +1278,8 @@ fn p12_a_projects_pipelines_run_one_at_a_time() {
         "2024-01-01T00:00:00Z",
         &faults,
         |m| m.max_concurrent = 1,
-        |_| {},
+        // One request at a time inside a run too (the engine fetches ahead otherwise).
+        |c| c.tuning.concurrency = 1,
     );
     h.create(&[("from_date", "2024-01-01")]);
     h.create(&[
@@ -1300,5 +1301,77 @@ fn p12_a_projects_pipelines_run_one_at_a_time() {
     assert!(
         statuses.iter().all(|s| *s == 200),
         "no request was refused as concurrent: {statuses:?}"
+    );
+}
+
+#[test]
+fn p4_p18_a_backfill_fetches_ahead_yet_each_day_is_its_own_run_and_a_failed_day_is_retried_alone() {
+    // After the check and a first day, one request meets a 500 with no attempt left:
+    // which day it is depends on the order of the requests fetched ahead.
+    let h = Harness::start(
+        2000,
+        "2024-01-06T12:00:00Z",
+        &["slow=1ms", "slow=1ms", "500"],
+        |c| {
+            c.tuning.max_attempts = 1;
+            c.retry_backoff = jiff::SignedDuration::from_mins(10);
+        },
+    );
+    h.create(&[("from_date", "2024-01-01"), ("to_date", "2024-01-05")]);
+    h.wait_for("the batch", |runs| {
+        runs.len() == 6
+            && runs
+                .iter()
+                .all(|r| r.state.is_final() || r.state == RunState::Pending)
+    });
+    let runs = h.runs();
+    let failed: Vec<_> = runs
+        .iter()
+        .filter(|r| r.state == RunState::Retried)
+        .collect();
+    assert_eq!(failed.len(), 1, "{runs:#?}");
+    assert!(
+        failed[0].error.as_deref().unwrap().contains("500"),
+        "{:?}",
+        failed[0].error
+    );
+    let retry = &runs[5];
+    assert_eq!(
+        (retry.state, retry.from_date, retry.attempt),
+        (RunState::Pending, failed[0].from_date, 2)
+    );
+    assert_eq!(
+        runs.iter()
+            .filter(|r| r.state == RunState::Succeeded)
+            .count(),
+        4,
+        "the other days of the batch"
+    );
+    let per_day = events_per_day(&h.data);
+    for r in runs.iter().filter(|r| r.state == RunState::Succeeded) {
+        assert_eq!(
+            r.steps.as_ref().unwrap().passed[4],
+            per_day[&r.from_date.to_string()],
+            "{}",
+            r.from_date
+        );
+        assert!(r.started_at.is_some() && r.ended_at.is_some());
+    }
+    h.advance_to("2024-01-06T12:10:00Z");
+    h.wait_for("the retry", |runs| {
+        runs.iter()
+            .filter(|r| r.state == RunState::Succeeded)
+            .count()
+            == 5
+    });
+    assert_eq!(
+        h.succeeded_days(),
+        [
+            "2024-01-01",
+            "2024-01-02",
+            "2024-01-03",
+            "2024-01-04",
+            "2024-01-05"
+        ]
     );
 }

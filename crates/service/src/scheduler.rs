@@ -14,7 +14,7 @@ use tidewater::Cancel;
 
 use crate::model::{NewRun, Pipeline, PipelineState, Run, RunKind};
 use crate::rules::today_in;
-use crate::schedule::Schedule;
+use crate::schedule::{Frequency, Schedule};
 use crate::service::{Running, Service, StopReason};
 use crate::store::StoreError;
 use crate::worker::{end_of, execute};
@@ -22,6 +22,10 @@ use crate::worker::{end_of, execute};
 /// At most this many windows of one pipeline are planned per pass, so that a long
 /// backfill does not hold the store; the next pass follows at once.
 const PLAN_BATCH: usize = 500;
+
+/// At most this many consecutive days of one pipeline are exported together (see
+/// [`batch_from`]): enough for the engine to fetch ahead while it converts.
+const BATCH_WINDOWS: usize = 8;
 
 fn earliest(next: &mut Option<Timestamp>, at: Timestamp) {
     if next.is_none_or(|n| at < n) {
@@ -253,11 +257,12 @@ impl Service {
             (per_project, pipelines)
         };
         let mut running = busy_pipelines.len();
-        for (run, project) in self.store().runnable(now)? {
+        let runnable = self.store().runnable(now)?;
+        for (i, (run, project)) in runnable.iter().enumerate() {
             if running >= self.config().max_runs {
                 break;
             }
-            let count = per_project.entry(project).or_default();
+            let count = per_project.entry(*project).or_default();
             if *count >= self.config().runs_per_project || busy_pipelines.contains(&run.pipeline_id)
             {
                 continue;
@@ -271,16 +276,20 @@ impl Service {
             *count += 1;
             running += 1;
             busy_pipelines.push(run.pipeline_id);
-            self.spawn_run(pipeline, run);
+            let batch = batch_from(&pipeline, &runnable[i..]);
+            self.spawn_run(pipeline, batch);
         }
         Ok(())
     }
 
-    fn spawn_run(&self, pipeline: Pipeline, run: Run) {
+    /// Runs `runs` (a batch from [`batch_from`], the first one started) on a blocking
+    /// thread, and records how those that did not end with their commit ended.
+    fn spawn_run(&self, pipeline: Pipeline, runs: Vec<Run>) {
         let cancel = Cancel::default();
         let reason = Arc::new(std::sync::Mutex::new(StopReason::Shutdown));
+        let first = runs[0].id;
         self.running().insert(
-            run.id,
+            first,
             Running {
                 cancel: cancel.clone(),
                 project_id: pipeline.spec.project_id,
@@ -288,26 +297,27 @@ impl Service {
                 reason: reason.clone(),
             },
         );
-        log_state(&pipeline, &run, "running", None);
+        log_state(&pipeline, &runs[0], "running", None);
         let service = self.clone();
         tokio::spawn(async move {
-            let timeout = service.config().run_timeout;
-            let (worker_service, worker_pipeline, worker_run, worker_cancel) = (
+            // The limit is per run: a batch of n runs may take n limits.
+            let timeout = service.config().run_timeout * runs.len() as u32;
+            let (worker_service, worker_pipeline, worker_runs, worker_cancel) = (
                 service.clone(),
                 pipeline.clone(),
-                run.clone(),
+                runs.clone(),
                 cancel.clone(),
             );
             let mut work = tokio::task::spawn_blocking(move || {
                 execute(
                     &worker_service,
                     &worker_pipeline,
-                    &worker_run,
+                    &worker_runs,
                     worker_cancel,
                 )
             });
             let mut timed_out = false;
-            let attempt = tokio::select! {
+            let ended = tokio::select! {
                 done = &mut work => done,
                 () = tokio::time::sleep(timeout) => {
                     timed_out = true;
@@ -315,24 +325,63 @@ impl Service {
                     work.await
                 }
             };
-            let attempt = attempt.unwrap_or_else(|e| crate::worker::Attempt::Failed {
-                error: format!("the run stopped unexpectedly: {e}"),
-                steps: Default::default(),
+            let ended = ended.unwrap_or_else(|e| {
+                vec![(
+                    0,
+                    crate::worker::Attempt::Failed {
+                        error: format!("the run stopped unexpectedly: {e}"),
+                        steps: Default::default(),
+                    },
+                )]
             });
             let reason = *reason.lock().unwrap_or_else(|e| e.into_inner());
-            let end = end_of(&service, &run, attempt, timed_out, reason);
-            log_state(&pipeline, &run, end.state.as_str(), end.error.as_deref());
-            if let Err(e) = service.store().finish_run(run.id, &end) {
-                tracing::error!(run = run.id, "cannot record the end of run {}: {e}", run.id);
+            for (i, attempt) in ended {
+                let run = &runs[i];
+                let end = end_of(&service, run, attempt, timed_out, reason);
+                log_state(&pipeline, run, end.state.as_str(), end.error.as_deref());
+                if let Err(e) = service.store().finish_run(run.id, &end) {
+                    tracing::error!(run = run.id, "cannot record the end of run {}: {e}", run.id);
+                }
             }
-            service.running().remove(&run.id);
+            service.running().remove(&first);
             service.wake();
         });
     }
 }
 
+/// The batch that starts with `runnable[0]`: with it, the next pending runs of the same
+/// daily pipeline over the following days (backfill or scheduled, one day each), up to
+/// [`BATCH_WINDOWS`]. Hourly, manual and sync runs go alone.
+fn batch_from(pipeline: &Pipeline, runnable: &[(Run, u64)]) -> Vec<Run> {
+    let first = &runnable[0].0;
+    let mut batch = vec![first.clone()];
+    let batchable = |r: &Run| {
+        matches!(r.kind, RunKind::Backfill | RunKind::Scheduled) && r.from_date == r.to_date
+    };
+    if pipeline.spec.frequency != Frequency::Daily || !batchable(first) {
+        return batch;
+    }
+    for (run, _) in &runnable[1..] {
+        if batch.len() >= BATCH_WINDOWS {
+            break;
+        }
+        if run.pipeline_id != first.pipeline_id {
+            continue;
+        }
+        let follows = batch
+            .last()
+            .and_then(|last| last.to_date.tomorrow().ok())
+            .is_some_and(|next| next == run.from_date);
+        if !batchable(run) || !follows {
+            break;
+        }
+        batch.push(run.clone());
+    }
+    batch
+}
+
 /// P42: one log line per run state change.
-fn log_state(pipeline: &Pipeline, run: &Run, state: &str, error: Option<&str>) {
+pub(crate) fn log_state(pipeline: &Pipeline, run: &Run, state: &str, error: Option<&str>) {
     let window = if run.from_date == run.to_date {
         run.from_date.to_string()
     } else {

@@ -6,18 +6,21 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tidewater::export::{ExportSummary, Exporter, WindowStatus};
+use std::sync::Mutex;
+
+use tidewater::export::{Exporter, Ledger, Manifest, WindowResult, WindowStatus};
 use tidewater::{Cancel, Error as EngineError, Format, Partition, RunOptions, SchemaMode};
 
 use crate::model::{
     DataFormat, Pipeline, PipelineState, Run, RunKind, RunState, SchemaType, StepCounts,
 };
 use crate::schedule::Frequency;
+use crate::scheduler::log_state;
 use crate::service::{Service, StopReason};
 use crate::store::{ProjectBudget, RunEnd, WindowLedger};
 
 /// How an attempt ended, before the scheduler's policy is applied.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Attempt {
     /// Every window is committed (or was found unchanged by a sync).
     Succeeded {
@@ -91,29 +94,79 @@ fn exporter_for(service: &Service, pipeline: &Pipeline, run: &Run) -> Result<Exp
     })
 }
 
-/// Runs `run` of `pipeline` to its end; blocking (call it on a blocking thread).
+/// Runs `runs` of `pipeline` (one, or consecutive daily windows of a backfill) as one
+/// export, so that the engine fetches the next windows while it converts one, as
+/// `tidewater export` does; blocking (call it on a blocking thread). Each run still
+/// ends on its own: when its window is committed the run succeeds and the next one is
+/// running (at most one run of the batch is running at a time). Returns the runs that
+/// ended otherwise, by index, with how: those still running when the export stopped,
+/// and, when it completed, those whose window was not committed. Runs never started
+/// stay pending.
 pub(crate) fn execute(
     service: &Service,
     pipeline: &Pipeline,
-    run: &Run,
+    runs: &[Run],
     cancel: Cancel,
-) -> Attempt {
-    let exporter = match exporter_for(service, pipeline, run) {
+) -> Vec<(usize, Attempt)> {
+    let last = &runs[runs.len() - 1];
+    let batch_span = Run {
+        to_date: last.to_date,
+        interval_end: last.interval_end,
+        ..runs[0].clone()
+    };
+    let exporter = match exporter_for(service, pipeline, &batch_span) {
         Ok(e) => e.with_cancel(cancel),
         Err(error) => {
-            return Attempt::Failed {
-                error,
-                steps: StepCounts::default(),
-            }
+            let steps = StepCounts::default();
+            return vec![(0, Attempt::Failed { error, steps })];
         }
     };
-    let ledger = WindowLedger::new(service.store().clone(), pipeline.id);
+    let ledger = RunLedger {
+        inner: WindowLedger::new(service.store().clone(), pipeline.id),
+        service,
+        pipeline,
+        runs,
+        progress: Mutex::new(vec![(false, false); runs.len()]),
+    };
+    ledger.progress.lock().unwrap_or_else(|e| e.into_inner())[0].0 = true;
     let budget = Arc::new(ProjectBudget::new(
         service.store().clone(),
         pipeline.spec.project_id.to_string(),
         service.config().tuning.pace.clone(),
     ));
     let result = exporter.run_with(&ledger, budget);
+    count_transfer(service, &exporter);
+    let progress = ledger
+        .progress
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    let open = |i: &usize| !progress[*i].1;
+    match result {
+        Ok(summary) => {
+            let windows: Vec<&WindowResult> = summary.windows.iter().collect();
+            count_committed(service, &windows);
+            (0..runs.len())
+                .filter(open)
+                .map(|i| {
+                    let window = windows
+                        .iter()
+                        .find(|w| w.from_date == runs[i].from_date.to_string());
+                    (i, attempt_of_window(&runs[i], window.copied()))
+                })
+                .collect()
+        }
+        Err(e) => {
+            let attempt = attempt_of_error(e);
+            (0..runs.len())
+                .filter(|i| open(i) && progress[*i].0)
+                .map(|i| (i, attempt.clone()))
+                .collect()
+        }
+    }
+}
+
+/// The engine's transfer counters, into the service's metrics.
+fn count_transfer(service: &Service, exporter: &Exporter) {
     let progress = exporter.export_progress();
     let m = service.metrics();
     m.bytes_exported.fetch_add(
@@ -126,31 +179,52 @@ pub(crate) fn execute(
     );
     m.request_retries
         .fetch_add(progress.retries.load(Ordering::Relaxed), Ordering::Relaxed);
-    match result {
-        Ok(summary) => {
-            let steps = steps_of(&summary);
-            let committed: Vec<_> = summary
-                .windows
-                .iter()
-                .filter(|w| w.status == WindowStatus::Committed)
-                .collect();
-            m.windows_committed
-                .fetch_add(committed.len() as u64, Ordering::Relaxed);
-            m.events_exported
-                .fetch_add(committed.iter().map(|w| w.events).sum(), Ordering::Relaxed);
-            match summary.check() {
-                Ok(()) => Attempt::Succeeded {
-                    changed: (run.kind == RunKind::Sync).then_some(!committed.is_empty()),
-                    steps,
-                },
-                Err(e) => Attempt::Failed {
-                    error: failure_of(&summary).unwrap_or_else(|| e.to_string()),
-                    steps,
-                },
+}
+
+fn count_committed(service: &Service, windows: &[&WindowResult]) {
+    let committed = windows
+        .iter()
+        .filter(|w| w.status == WindowStatus::Committed);
+    let (n, events) = committed.fold((0, 0), |(n, e), w| (n + 1, e + w.events));
+    let m = service.metrics();
+    m.windows_committed.fetch_add(n, Ordering::Relaxed);
+    m.events_exported.fetch_add(events, Ordering::Relaxed);
+}
+
+/// How a run ended whose export completed, from its window's result.
+fn attempt_of_window(run: &Run, window: Option<&WindowResult>) -> Attempt {
+    let Some(w) = window else {
+        return Attempt::Failed {
+            error: format!("the export had no window {}", run.from_date),
+            steps: StepCounts::default(),
+        };
+    };
+    let steps = steps_of(std::slice::from_ref(w));
+    match w.status {
+        WindowStatus::Committed | WindowStatus::Skipped | WindowStatus::Unchanged => {
+            Attempt::Succeeded {
+                changed: (run.kind == RunKind::Sync).then_some(w.status == WindowStatus::Committed),
+                steps,
             }
         }
-        Err(EngineError::Cancelled) => Attempt::Canceled,
-        Err(EngineError::ExportStopped { source, summary }) => match *source {
+        WindowStatus::Failed | WindowStatus::NotRun => Attempt::Failed {
+            error: format!(
+                "window {} was not committed: {}",
+                w.label(),
+                w.error
+                    .as_deref()
+                    .unwrap_or("its body could not be had complete")
+            ),
+            steps,
+        },
+    }
+}
+
+/// How the running runs ended when the export stopped with `e`.
+fn attempt_of_error(e: EngineError) -> Attempt {
+    match e {
+        EngineError::Cancelled => Attempt::Canceled,
+        EngineError::ExportStopped { source, summary } => match *source {
             EngineError::Cancelled => Attempt::Canceled,
             EngineError::Export {
                 status: Some(401 | 403),
@@ -164,38 +238,93 @@ pub(crate) fn execute(
             },
             source => Attempt::Failed {
                 error: source.to_string(),
-                steps: steps_of(&summary),
+                steps: steps_of(
+                    &summary
+                        .windows
+                        .iter()
+                        .filter(|w| w.status == WindowStatus::Failed)
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                ),
             },
         },
-        Err(e) => Attempt::Failed {
+        e => Attempt::Failed {
             error: e.to_string(),
             steps: StepCounts::default(),
         },
     }
 }
 
-/// The first failed window's reason, named.
-fn failure_of(summary: &ExportSummary) -> Option<String> {
-    summary
-        .windows
-        .iter()
-        .find(|w| w.status == WindowStatus::Failed)
-        .map(|w| {
-            format!(
-                "window {} was not committed: {}",
-                w.label(),
-                w.error
-                    .as_deref()
-                    .unwrap_or("its body could not be had complete")
-            )
-        })
+/// The pipeline's ledger, which also ends each run of a batch as its window is
+/// committed and starts the next (the engine records a window last, once it is
+/// committed).
+struct RunLedger<'a> {
+    inner: WindowLedger,
+    service: &'a Service,
+    pipeline: &'a Pipeline,
+    runs: &'a [Run],
+    /// Per run: started, ended.
+    progress: Mutex<Vec<(bool, bool)>>,
+}
+
+impl Ledger for RunLedger<'_> {
+    fn committed(&self, name: &str) -> Option<Manifest> {
+        self.inner.committed(name)
+    }
+
+    fn record(&self, name: &str, manifest: &Manifest) -> tidewater::Result<()> {
+        self.inner.record(name, manifest)?;
+        if self.runs.len() == 1 {
+            return Ok(()); // it ends when the export returns
+        }
+        let Some(i) = self
+            .runs
+            .iter()
+            .position(|r| r.from_date.to_string() == name)
+        else {
+            return Ok(());
+        };
+        let store = self.service.store();
+        let now = self.service.clock().now();
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let run = &self.runs[i];
+        if !progress[i].0 {
+            let _ = store.start_run(run.id, now);
+        }
+        let attempt = Attempt::Succeeded {
+            steps: steps_of_manifest(manifest),
+            changed: None,
+        };
+        let end = end_of(self.service, run, attempt, false, StopReason::End);
+        if let Err(e) = store.finish_run(run.id, &end) {
+            tracing::error!(run = run.id, "cannot record the end of run {}: {e}", run.id);
+        }
+        log_state(self.pipeline, run, end.state.as_str(), None);
+        progress[i] = (true, true);
+        if let Some(next) = self.runs.get(i + 1).filter(|_| !progress[i + 1].0) {
+            if store.start_run(next.id, now).unwrap_or(false) {
+                log_state(self.pipeline, next, "running", None);
+            }
+            progress[i + 1].0 = true;
+        }
+        Ok(())
+    }
+}
+
+/// P20's counts of a committed window, from its manifest.
+fn steps_of_manifest(m: &Manifest) -> StepCounts {
+    let parsed = m.lines.saturating_sub(m.rejects);
+    StepCounts {
+        passed: [m.lines, parsed, m.events_kept, m.events_kept, m.events_kept],
+        failed: [0, m.rejects, parsed.saturating_sub(m.events_kept), 0, 0],
+    }
 }
 
 /// P20's counts from the export's windows (those skipped as already committed are
 /// not this run's work and are left out).
-fn steps_of(summary: &ExportSummary) -> StepCounts {
+fn steps_of(windows: &[WindowResult]) -> StepCounts {
     let mut s = StepCounts::default();
-    for w in &summary.windows {
+    for w in windows {
         if !matches!(
             w.status,
             WindowStatus::Committed | WindowStatus::Failed | WindowStatus::Unchanged
