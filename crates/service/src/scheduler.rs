@@ -25,7 +25,7 @@ const PLAN_BATCH: usize = 500;
 
 /// At most this many consecutive days of one pipeline are exported together (see
 /// [`batch_from`]): enough for the engine to fetch ahead while it converts.
-const BATCH_WINDOWS: usize = 8;
+const BATCH_WINDOWS: usize = 31;
 
 fn earliest(next: &mut Option<Timestamp>, at: Timestamp) {
     if next.is_none_or(|n| at < n) {
