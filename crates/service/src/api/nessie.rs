@@ -176,17 +176,28 @@ async fn edit(
     )
 }
 
+/// `cancel`, `pause` and `resume`: `action` on the named pipeline, 200 when done.
+fn on_named(
+    s: &Service,
+    headers: &HeaderMap,
+    query: Option<String>,
+    body: Body,
+    action: fn(&Service, &Pipeline) -> Result<(), ApiError>,
+) -> Response {
+    respond((|| {
+        let p = params_of(query, body, &names(NAME_PARAMS))?;
+        action(s, &named_pipeline(s, headers, &p)?)?;
+        Ok(json!({"status": "ok"}))
+    })())
+}
+
 async fn cancel(
     State(s): State<Service>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    respond((|| {
-        let p = params_of(q, body, &names(NAME_PARAMS))?;
-        s.delete(&named_pipeline(&s, &headers, &p)?)?;
-        Ok(json!({"status": "ok"}))
-    })())
+    on_named(&s, &headers, q, body, Service::delete)
 }
 
 async fn pause(
@@ -195,11 +206,7 @@ async fn pause(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    respond((|| {
-        let p = params_of(q, body, &names(NAME_PARAMS))?;
-        s.pause(&named_pipeline(&s, &headers, &p)?)?;
-        Ok(json!({"status": "ok"}))
-    })())
+    on_named(&s, &headers, q, body, Service::pause)
 }
 
 async fn resume(
@@ -208,11 +215,7 @@ async fn resume(
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    respond((|| {
-        let p = params_of(q, body, &names(NAME_PARAMS))?;
-        s.resume(&named_pipeline(&s, &headers, &p)?)?;
-        Ok(json!({"status": "ok"}))
-    })())
+    on_named(&s, &headers, q, body, Service::resume)
 }
 
 /// P23: the pipeline's runs keyed by state (only the states that have runs, P27), or

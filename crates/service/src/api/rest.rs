@@ -115,6 +115,11 @@ fn reachable(s: &Service, grant: &ApiKeyGrant, id: &str) -> Result<Pipeline, Api
     Ok(pipeline)
 }
 
+/// The pipeline `id` of a call whose key may reach it.
+fn caller_pipeline(s: &Service, headers: &HeaderMap, id: &str) -> Result<Pipeline, ApiError> {
+    reachable(s, &bearer_grant(s, headers)?, id)
+}
+
 async fn create(State(s): State<Service>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let grant = bearer_grant(&s, &headers)?;
@@ -188,8 +193,7 @@ async fn patch(
     body: Body,
 ) -> Response {
     let result = async {
-        let grant = bearer_grant(&s, &headers)?;
-        let pipeline = reachable(&s, &grant, &id)?;
+        let pipeline = caller_pipeline(&s, &headers, &id)?;
         let b: EditBody = parse(body)?;
         let credentials = b
             .credentials
@@ -208,8 +212,7 @@ async fn delete(State(s): State<Service>, headers: HeaderMap, Path(id): Path<Str
     respond(
         StatusCode::OK,
         (|| {
-            let grant = bearer_grant(&s, &headers)?;
-            let pipeline = reachable(&s, &grant, &id)?;
+            let pipeline = caller_pipeline(&s, &headers, &id)?;
             s.delete(&pipeline)?;
             Ok(json!({ "deleted": pipeline.id }))
         })(),
@@ -225,8 +228,7 @@ async fn set_status(
     respond(
         StatusCode::OK,
         (|| {
-            let grant = bearer_grant(&s, &headers)?;
-            let pipeline = reachable(&s, &grant, &id)?;
+            let pipeline = caller_pipeline(&s, &headers, &id)?;
             let b: StatusBody = parse(body)?;
             if b.enabled {
                 s.resume(&pipeline)?;
@@ -247,8 +249,7 @@ async fn set_schedule(
     respond(
         StatusCode::OK,
         (|| {
-            let grant = bearer_grant(&s, &headers)?;
-            let pipeline = reachable(&s, &grant, &id)?;
+            let pipeline = caller_pipeline(&s, &headers, &id)?;
             let b: ScheduleBody = parse(body)?;
             let period = match b.period.as_deref() {
                 None => None,
@@ -270,8 +271,7 @@ async fn trigger(State(s): State<Service>, headers: HeaderMap, Path(id): Path<St
     respond(
         StatusCode::CREATED,
         (|| {
-            let grant = bearer_grant(&s, &headers)?;
-            let pipeline = reachable(&s, &grant, &id)?;
+            let pipeline = caller_pipeline(&s, &headers, &id)?;
             let ids = s.trigger(&pipeline)?;
             Ok(json!({ "id": ids[0], "runs": ids }))
         })(),
@@ -286,8 +286,7 @@ async fn pipeline_status(
     respond(
         StatusCode::OK,
         (|| {
-            let grant = bearer_grant(&s, &headers)?;
-            let pipeline = reachable(&s, &grant, &id)?;
+            let pipeline = caller_pipeline(&s, &headers, &id)?;
             let latest = s.store().runs(&RunFilter {
                 pipeline_id: Some(pipeline.id),
                 limit: 1,
@@ -406,8 +405,7 @@ async fn pipeline_runs(
     respond(
         StatusCode::OK,
         (|| {
-            let grant = bearer_grant(&s, &headers)?;
-            let pipeline = reachable(&s, &grant, &id)?;
+            let pipeline = caller_pipeline(&s, &headers, &id)?;
             let (mut filter, _) = run_filter(q.as_deref(), false)?;
             filter.pipeline_id = Some(pipeline.id);
             runs_page(&s, &filter)
