@@ -104,6 +104,9 @@ struct ServerArgs {
     /// Runs of all projects at a time on this server.
     #[arg(long, default_value_t = 2, value_name = "N")]
     max_runs: usize,
+    /// Requests a run sends at once (it fetches the next days ahead while it converts).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    concurrency: usize,
     /// Request limit per project N/DUR, repeatable (default 3/1s and 60/1h).
     #[arg(long = "rate-limit", value_name = "N/DUR")]
     rate_limit: Vec<String>,
@@ -183,7 +186,13 @@ fn config(args: &ServerArgs) -> anyhow::Result<ServiceConfig> {
         jiff::SignedDuration::try_from(duration(flag, text)?)
             .map_err(|e| usage(format!("invalid option --{flag}: {e}")))
     };
-    let mut tuning = Tuning::default();
+    let mut tuning = Tuning {
+        concurrency: args.concurrency,
+        ..Tuning::default()
+    };
+    if let Err(tidewater::Error::Config { message, .. }) = tuning.validate() {
+        return Err(usage(format!("invalid option --concurrency: {message}")));
+    }
     if !args.rate_limit.is_empty() {
         tuning.pace = args
             .rate_limit

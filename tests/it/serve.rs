@@ -31,6 +31,8 @@ fn serve(state: &Path, mock: &str, extra: &[&str]) -> (Child, String, Log) {
             "1000/1s",
             "--grace",
             "2s",
+            "--concurrency",
+            "1",
         ])
         .args(extra)
         .env("TIDEWATER_SECRET_KEY", KEY)

@@ -569,6 +569,28 @@ fn p28_p29_p13_p17_rest_api_with_runs_pause_resume_manual_runs_and_delete() {
     assert_eq!(status_now["state"], "enabled");
     assert_eq!(status_now["latest_run"]["id"], manual_id);
 
+    // PATCH edits events and where (P16); new credentials are tried upstream first.
+    let (status, patched) = h.rest(
+        "PATCH",
+        &format!("/v1/pipelines/{id}"),
+        Some(json!({"events": ["signup"], "where": "properties[\"plan\"] == \"pro\""})),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["events"], json!(["signup"]));
+    assert_eq!(patched["where"], "properties[\"plan\"] == \"pro\"");
+    let (status, refused) = h.rest(
+        "PATCH",
+        &format!("/v1/pipelines/{id}"),
+        Some(json!({"credentials": {"api_secret": "not-it"}})),
+    );
+    assert_eq!(status, 401, "{refused}");
+    let (status, _) = h.rest(
+        "PATCH",
+        &format!("/v1/pipelines/{id}"),
+        Some(json!({"where": "properties["})),
+    );
+    assert_eq!(status, 400);
+
     // Operators' endpoints.
     let (status, health) = h.rest_as("GET", "/healthz", None, None);
     assert_eq!((status, health), (200, json!("ok\n")));
