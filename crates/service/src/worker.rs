@@ -148,10 +148,13 @@ pub(crate) fn execute(
             (0..runs.len())
                 .filter(open)
                 .map(|i| {
-                    let window = windows
+                    let (from, to) = (runs[i].from_date.to_string(), runs[i].to_date.to_string());
+                    let own: Vec<WindowResult> = windows
                         .iter()
-                        .find(|w| w.from_date == runs[i].from_date.to_string());
-                    (i, attempt_of_window(&runs[i], window.copied()))
+                        .filter(|w| w.from_date >= from && w.to_date <= to)
+                        .map(|w| (*w).clone())
+                        .collect();
+                    (i, attempt_of_windows(&runs[i], &own))
                 })
                 .collect()
         }
@@ -191,23 +194,21 @@ fn count_committed(service: &Service, windows: &[&WindowResult]) {
     m.events_exported.fetch_add(events, Ordering::Relaxed);
 }
 
-/// How a run ended whose export completed, from its window's result.
-fn attempt_of_window(run: &Run, window: Option<&WindowResult>) -> Attempt {
-    let Some(w) = window else {
+/// How a run ended whose export completed, from the results of its windows (one, or
+/// several days of a manual run).
+fn attempt_of_windows(run: &Run, windows: &[WindowResult]) -> Attempt {
+    let steps = steps_of(windows);
+    if windows.is_empty() {
         return Attempt::Failed {
             error: format!("the export had no window {}", run.from_date),
-            steps: StepCounts::default(),
+            steps,
         };
-    };
-    let steps = steps_of(std::slice::from_ref(w));
-    match w.status {
-        WindowStatus::Committed | WindowStatus::Skipped | WindowStatus::Unchanged => {
-            Attempt::Succeeded {
-                changed: (run.kind == RunKind::Sync).then_some(w.status == WindowStatus::Committed),
-                steps,
-            }
-        }
-        WindowStatus::Failed | WindowStatus::NotRun => Attempt::Failed {
+    }
+    let failed = windows
+        .iter()
+        .find(|w| matches!(w.status, WindowStatus::Failed | WindowStatus::NotRun));
+    match failed {
+        Some(w) => Attempt::Failed {
             error: format!(
                 "window {} was not committed: {}",
                 w.label(),
@@ -215,6 +216,11 @@ fn attempt_of_window(run: &Run, window: Option<&WindowResult>) -> Attempt {
                     .as_deref()
                     .unwrap_or("its body could not be had complete")
             ),
+            steps,
+        },
+        None => Attempt::Succeeded {
+            changed: (run.kind == RunKind::Sync)
+                .then(|| windows.iter().any(|w| w.status == WindowStatus::Committed)),
             steps,
         },
     }
