@@ -304,3 +304,80 @@ fn p19_p42_serve_listens_refuses_a_second_server_survives_kill_9_and_stops_on_si
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn p42_sigterm_cancels_a_running_run_uncommitted_after_the_grace_period_and_the_next_start_runs_it()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let first = today.checked_sub(jiff::Span::new().days(3)).unwrap();
+    let data = dir.path().join("data.jsonl.gz");
+    let gen = tidewater::synth::GenConfig {
+        events: 600,
+        days: 4,
+        seed: 9,
+        start: first,
+    };
+    tidewater::synth::generate_file(&gen, &data).unwrap();
+    // The create's check, then a first day that takes 3 s: longer than the grace.
+    let mock = MockServer::start(MockConfig {
+        data: vec![data],
+        auth: MockAuth::Secret(SECRET.into()),
+        limits: Vec::new(),
+        faults: vec![
+            Fault::parse("slow=1ms").unwrap(),
+            Fault::parse("slow=3s").unwrap(),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let state = dir.path().join("state.db");
+    let made = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["serve", "keys", "create", "--label", "ci", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let key = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    let (mut server, url, _) = serve(&state, mock.url(), &[]);
+    let out_dir = dir.path().join("out");
+    let (status, created) = rest(
+        &url,
+        &key,
+        "POST",
+        "/v1/pipelines",
+        Some(serde_json::json!({
+            "project_id": 5, "type": "local", "path": out_dir, "from_date": first.to_string(),
+            "to_date": first.to_string(), "credentials": {"api_secret": SECRET},
+        })),
+    );
+    assert_eq!(status, 201, "{created}");
+    wait_until("the run", Duration::from_secs(30), || {
+        runs(&url, &key).iter().any(|r| r["state"] == "running")
+    });
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let status = server.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let states = runs_in(&state);
+    assert_eq!(
+        states,
+        [
+            (first.to_string(), "pending".into()),
+            (first.to_string(), "canceled".into())
+        ],
+        "canceled uncommitted, to run again"
+    );
+    let folder = out_dir.join(format!(
+        "5/mp_master_event/{}",
+        first.to_string().replace('-', "/")
+    ));
+    assert!(!folder.join("complete").exists(), "nothing committed");
+    let (mut server, url, _) = serve(&state, mock.url(), &[]);
+    wait_until("the run again", Duration::from_secs(30), || {
+        runs(&url, &key).iter().any(|r| r["state"] == "succeeded")
+    });
+    assert!(folder.join("complete").exists());
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    assert_eq!(server.wait().unwrap().code(), Some(0));
+}

@@ -1397,3 +1397,111 @@ fn p4_p18_a_backfill_fetches_ahead_yet_each_day_is_its_own_run_and_a_failed_day_
         ]
     );
 }
+
+#[test]
+fn p11_p19_windows_that_came_due_while_the_server_was_down_run_when_it_starts_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 1000, 30);
+    let mock = MockServer::start(MockConfig {
+        data: vec![data],
+        auth: MockAuth::Secret(SECRET.into()),
+        today: Some(jiff::civil::date(2024, 12, 31)),
+        limits: Vec::new(),
+        ..Default::default()
+    })
+    .unwrap();
+    let key = SecretBox::generate_key_text().unwrap();
+    let path = dir.path().join("state.db");
+    let config = ServiceConfig {
+        mixpanel_url: mock.url().to_string(),
+        tuning: fast_tuning(),
+        ..ServiceConfig::default()
+    };
+    // One server's life: start at `now`, do `work`, wait until `done`, stop.
+    let life = |now: &str,
+                work: &dyn Fn(&Service, &tokio::runtime::Runtime),
+                done: &dyn Fn(&Service) -> bool| {
+        let clock = SimulatedClock::new(now.parse().unwrap());
+        let store = StateStore::open(&path).unwrap();
+        let service = Service::new(
+            store,
+            Arc::new(clock),
+            SecretBox::from_key_text(&key).unwrap(),
+            config.clone(),
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let scheduler = {
+            let s = service.clone();
+            runtime.spawn(async move { s.run_scheduler().await })
+        };
+        work(&service, &runtime);
+        let start = Instant::now();
+        while !(done(&service) && service.runs_in_progress() == 0) {
+            assert!(start.elapsed() < Duration::from_secs(60), "gave up waiting");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        service.stop();
+        runtime.block_on(scheduler).unwrap().unwrap();
+    };
+    let succeeded = |s: &Service| -> Vec<String> {
+        let mut runs = s
+            .store()
+            .runs(&RunFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        runs.reverse();
+        runs.iter()
+            .filter(|r| r.state == RunState::Succeeded)
+            .map(|r| r.from_date.to_string())
+            .collect()
+    };
+    let out = dir.path().join("out");
+    life(
+        "2024-01-02T12:00:00Z",
+        &|s, rt| {
+            let req = tidewater_service::rules::CreateRequest {
+                project_id: Some(PROJECT),
+                kind: Some("local".into()),
+                path: Some(out.to_str().unwrap().into()),
+                from_date: Some("2024-01-01".into()),
+                ..Default::default()
+            };
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            rt.block_on(s.create(
+                &req,
+                &tidewater::export::Credentials::ApiSecret(SECRET.into()),
+            ))
+            .unwrap();
+        },
+        &|s| succeeded(s).len() == 1,
+    );
+    // Down for three days; the next start runs what came due, oldest first.
+    life("2024-01-05T12:00:00Z", &|_, _| {}, &|s| {
+        succeeded(s).len() == 4
+    });
+    let store = StateStore::open(&path).unwrap();
+    let mut runs = store
+        .runs(&RunFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    runs.reverse();
+    let days: Vec<String> = runs.iter().map(|r| r.from_date.to_string()).collect();
+    assert_eq!(
+        days,
+        ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
+    );
+    assert!(runs.iter().all(|r| r.state == RunState::Succeeded));
+    assert!(
+        runs.windows(2).all(|w| w[0].ended_at <= w[1].started_at),
+        "one after the other, oldest first"
+    );
+}
