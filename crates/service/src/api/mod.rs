@@ -33,6 +33,9 @@ pub(crate) struct Route {
     pub tag: &'static str,
     /// Parameters (query or form; for `/v1`, JSON body fields) and what they mean.
     pub params: &'static [(&'static str, &'static str)],
+    /// What a method answers with, by method: a schema of `/openapi.json`
+    /// (`openapi::SCHEMAS`), made from the code that renders it.
+    pub returns: &'static [(&'static str, &'static str)],
     pub handler: fn() -> MethodRouter<Service>,
 }
 

@@ -381,6 +381,7 @@ pub(super) const CREATE: Route = Route {
     summary: "Create a pipeline (form body); answers {\"pipeline_names\": [...]}",
     tag: TAG,
     params: CREATE_PARAMS,
+    returns: &[("POST", "PipelineNames")],
     handler: create_route,
 };
 pub(super) const EDIT: Route = Route {
@@ -389,6 +390,7 @@ pub(super) const EDIT: Route = Route {
     summary: "Change a pipeline's events and where; later windows use them",
     tag: TAG,
     params: EDIT_PARAMS,
+    returns: &[],
     handler: edit_route,
 };
 pub(super) const CANCEL: Route = Route {
@@ -397,6 +399,7 @@ pub(super) const CANCEL: Route = Route {
     summary: "Delete a pipeline and its history (its exported data stays)",
     tag: TAG,
     params: NAME_PARAMS,
+    returns: &[],
     handler: cancel_route,
 };
 pub(super) const PAUSE: Route = Route {
@@ -405,6 +408,7 @@ pub(super) const PAUSE: Route = Route {
     summary: "Stop scheduling and cancel the running run",
     tag: TAG,
     params: NAME_PARAMS,
+    returns: &[],
     handler: pause_route,
 };
 pub(super) const RESUME: Route = Route {
@@ -413,6 +417,7 @@ pub(super) const RESUME: Route = Route {
     summary: "Schedule again (also clears a fault)",
     tag: TAG,
     params: NAME_PARAMS,
+    returns: &[],
     handler: resume_route,
 };
 pub(super) const STATUS: Route = Route {
@@ -421,6 +426,7 @@ pub(super) const STATUS: Route = Route {
     summary: "The pipeline's runs keyed by state, or counts with summary=true",
     tag: TAG,
     params: STATUS_PARAMS,
+    returns: &[],
     handler: status_route,
 };
 pub(super) const JOBS: Route = Route {
@@ -429,6 +435,7 @@ pub(super) const JOBS: Route = Route {
     summary: "The project's pipelines, keyed by project id",
     tag: TAG,
     params: &[("project_id", "the project")],
+    returns: &[],
     handler: jobs_route,
 };
 pub(super) const TIMELINE: Route = Route {
@@ -437,5 +444,6 @@ pub(super) const TIMELINE: Route = Route {
     summary: "Per exported day, the time of its export and of each sync check",
     tag: TAG,
     params: NAME_PARAMS,
+    returns: &[],
     handler: timeline_route,
 };

@@ -139,6 +139,7 @@ pub(super) const HEALTHZ: Route = Route {
     summary: "200 \"ok\" while the server and its state store answer",
     tag: TAG,
     params: &[],
+    returns: &[],
     handler: healthz_route,
 };
 pub(super) const METRICS: Route = Route {
@@ -147,6 +148,7 @@ pub(super) const METRICS: Route = Route {
     summary: "Prometheus text: runs by state, pipelines by state, windows committed, events and bytes exported, rate-limit waits, retries",
     tag: TAG,
     params: &[],
+    returns: &[],
     handler: metrics_route,
 };
 pub(super) const OPENAPI: Route = Route {
@@ -155,5 +157,6 @@ pub(super) const OPENAPI: Route = Route {
     summary: "This API, as OpenAPI 3.0",
     tag: TAG,
     params: &[],
+    returns: &[],
     handler: openapi_route,
 };

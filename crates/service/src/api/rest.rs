@@ -457,6 +457,7 @@ pub(super) const PIPELINES: Route = Route {
     summary: "GET: the pipelines (?project_id=); POST: create one (JSON: the create parameters, \"name\", \"credentials\": {\"username\",\"secret\"} or {\"api_secret\"})",
     tag: TAG,
     params: &[("project_id", "GET: only this project's")],
+    returns: &[("GET", "PipelineList"), ("POST", "Pipeline")],
     handler: pipelines_route,
 };
 pub(super) const PIPELINE: Route = Route {
@@ -465,6 +466,7 @@ pub(super) const PIPELINE: Route = Route {
     summary: "A pipeline; PATCH {\"events\", \"where\", \"credentials\"} edits it; DELETE removes it and its history",
     tag: TAG,
     params: &[],
+    returns: &[("GET", "Pipeline"), ("PATCH", "Pipeline")],
     handler: pipeline_route,
 };
 pub(super) const PIPELINE_STATUS_PUT: Route = Route {
@@ -473,6 +475,7 @@ pub(super) const PIPELINE_STATUS_PUT: Route = Route {
     summary: "PUT {\"enabled\": bool}: resume or pause; GET: state, faulted_reason and latest run",
     tag: TAG,
     params: &[("enabled", "PUT: true resumes, false pauses")],
+    returns: &[("PUT", "Pipeline"), ("GET", "PipelineStatus")],
     handler: status_put_route,
 };
 pub(super) const PIPELINE_SCHEDULE: Route = Route {
@@ -481,6 +484,7 @@ pub(super) const PIPELINE_SCHEDULE: Route = Route {
     summary: "PUT {\"period\": \"1h\" | \"24h\" | null}: hourly, daily, or manual runs only",
     tag: TAG,
     params: &[("period", "\"1h\", \"24h\" or null")],
+    returns: &[("PUT", "Pipeline")],
     handler: schedule_route,
 };
 pub(super) const PIPELINE_RUNS: Route = Route {
@@ -495,6 +499,7 @@ pub(super) const PIPELINE_RUNS: Route = Route {
         ("before", "GET: runs older than this run id (the previous page's next_before)"),
         ("limit", "GET: at most this many (default 100, at most 1000)"),
     ],
+    returns: &[("GET", "RunPage"), ("POST", "RunCreated")],
     handler: pipeline_runs_route,
 };
 pub(super) const RUNS: Route = Route {
@@ -510,6 +515,7 @@ pub(super) const RUNS: Route = Route {
         ("before", "runs older than this run id"),
         ("limit", "at most this many (default 100, at most 1000)"),
     ],
+    returns: &[("GET", "RunPage")],
     handler: runs_route,
 };
 pub(super) const RUN: Route = Route {
@@ -519,5 +525,6 @@ pub(super) const RUN: Route = Route {
         "A run: kind, window, state, startTime, endTime, steps with passed and failed counts, error",
     tag: TAG,
     params: &[],
+    returns: &[("GET", "Run")],
     handler: run_route,
 };
