@@ -2,7 +2,6 @@
 //! rules, the credentials checked upstream, P26), edit, pause, resume, delete, run on
 //! demand, schedule. Each API only parses its request and renders the answer.
 
-use jiff::Timestamp;
 use tidewater::export::Credentials;
 
 use crate::model::{NewRun, Pipeline, PipelineState, RunKind, RunState};
@@ -405,11 +404,6 @@ impl Service {
                 }
             }
         }
-    }
-
-    /// A timestamp in the service's clock, for the APIs.
-    pub fn now(&self) -> Timestamp {
-        self.clock().now()
     }
 }
 

@@ -291,13 +291,16 @@ impl Exporter {
         ledger: &dyn Ledger,
         budget: Arc<dyn RateBudget>,
     ) -> Result<WindowResult> {
-        let valid = self.validate()?;
         let (from, to) = check_range(from, to)?;
         let window_days = u32::try_from((to - from).get_days() + 1)
             .map_err(|_| Error::config(Field::To, format!("{from}..{to} is too long")))?;
-        let windows = plan_windows(&self.options.tz, from, to, window_days)?;
-        let root = OutputRoot::prepare(&self.options)?;
-        let mut summary = self.run_windows(valid, windows, root, ledger, budget)?;
+        let one = Exporter {
+            from,
+            to,
+            window_days,
+            ..self.clone()
+        };
+        let mut summary = one.run_with(ledger, budget)?;
         Ok(summary.windows.remove(0))
     }
 
