@@ -316,9 +316,10 @@ impl StateStore {
             .map_err(StoreError::sqlite("finding the next run"))
     }
 
-    /// Per day of pipeline `pipeline_id` from `since` on: when a run last succeeded
-    /// over it (its first export or its last sync check), and whether a run of it is
-    /// pending or running.
+    /// Per day of pipeline `pipeline_id` from `since` on that a run ever committed:
+    /// when a run over it last succeeded (its first export or its last sync check), and
+    /// whether a run over it is pending or running. Runs over several days (manual
+    /// ones) count for each of their days.
     pub fn day_activity(
         &self,
         pipeline_id: i64,
@@ -327,26 +328,45 @@ impl StateStore {
         let connection = self.connection();
         let mut query = connection
             .prepare_cached(
-                "SELECT from_date,
-                        MAX(CASE WHEN state = 'succeeded' THEN ended_at END),
-                        MAX(state IN ('pending', 'running'))
-                 FROM runs WHERE pipeline_id = ?1 AND from_date >= ?2 AND from_date = to_date
-                 GROUP BY from_date ORDER BY from_date",
+                "SELECT from_date, to_date, state, ended_at FROM runs
+                 WHERE pipeline_id = ?1 AND to_date >= ?2
+                   AND state IN ('succeeded', 'pending', 'running')",
             )
             .map_err(StoreError::sqlite("reading the days' runs"))?;
         let rows = query
             .query_map(params![pipeline_id, since.to_string()], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
-                    row.get::<_, Option<i64>>(1)?,
-                    row.get::<_, bool>(2)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
                 ))
             })
             .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
             .map_err(StoreError::sqlite("reading the days' runs"))?;
-        Ok(rows
+        let mut days: std::collections::BTreeMap<Date, (Option<Timestamp>, bool)> =
+            Default::default();
+        for (from, to, state, ended) in rows {
+            let (Ok(from), Ok(to)) = (from.parse::<Date>(), to.parse::<Date>()) else {
+                continue;
+            };
+            let mut day = from.max(since);
+            while day <= to {
+                let entry = days.entry(day).or_default();
+                if state == "succeeded" {
+                    entry.0 = entry.0.max(ended.map(from_ms));
+                } else {
+                    entry.1 = true;
+                }
+                match day.tomorrow() {
+                    Ok(next) => day = next,
+                    Err(_) => break,
+                }
+            }
+        }
+        Ok(days
             .into_iter()
-            .filter_map(|(d, t, open)| Some((d.parse().ok()?, t.map(from_ms), open)))
+            .map(|(d, (t, open))| (d, t, open))
             .collect())
     }
 
