@@ -97,7 +97,7 @@ impl ApiKeys {
 
     /// Every key's grant (never the keys), oldest first.
     pub fn list(&self) -> Result<Vec<ApiKeyGrant>, StoreError> {
-        let connection = self.store.connection();
+        let connection = self.store.reader();
         let mut query = connection
             .prepare_cached("SELECT id, label, projects FROM api_keys ORDER BY id")
             .map_err(StoreError::sqlite("listing API keys"))?;

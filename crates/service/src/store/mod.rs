@@ -97,6 +97,10 @@ pub struct StateStore {
 struct Inner {
     path: PathBuf,
     connection: Mutex<Connection>,
+    /// Read-only connections for the APIs' reads, so that they run in parallel with
+    /// each other and with the writer (WAL).
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     /// Held while a server has the store open: a second server on the same file is
     /// refused. `None` for the administrative commands.
     _lock: Option<FileLock>,
@@ -127,10 +131,23 @@ impl StateStore {
             .and_then(|()| connection.busy_timeout(std::time::Duration::from_secs(5)))
             .map_err(StoreError::sqlite("configuring the connection"))?;
         migrations::apply(&mut connection, path)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader =
+                    Connection::open(path).map_err(StoreError::sqlite("opening the state file"))?;
+                reader
+                    .pragma_update(None, "query_only", true)
+                    .and_then(|()| reader.busy_timeout(std::time::Duration::from_secs(5)))
+                    .map_err(StoreError::sqlite("configuring the connection"))?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(StateStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 connection: Mutex::new(connection),
+                readers,
+                next_reader: Default::default(),
                 _lock: lock,
             }),
         })
@@ -183,6 +200,22 @@ impl StateStore {
         &self.inner.path
     }
 
+    /// A read-only connection: a free one if there is one, else the next in turn.
+    pub(crate) fn reader(&self) -> MutexGuard<'_, Connection> {
+        let readers = &self.inner.readers;
+        for r in readers {
+            if let Ok(guard) = r.try_lock() {
+                return guard;
+            }
+        }
+        let i = self
+            .inner
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % readers.len();
+        readers[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn connection(&self) -> MutexGuard<'_, Connection> {
         self.inner
             .connection
@@ -190,6 +223,9 @@ impl StateStore {
             .unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// Read-only connections beside the writer (the server has 2 worker threads).
+const READERS: usize = 2;
 
 /// Takes `<state>.lock` for this server (the engine's [`FileLock`]).
 fn lock_state_file(path: &Path) -> Result<FileLock, StoreError> {

@@ -109,12 +109,12 @@ impl StateStore {
 
     /// Every pipeline, or those of one project, by id.
     pub fn pipelines(&self, project: Option<u64>) -> Result<Vec<Pipeline>, StoreError> {
-        query_pipelines(&self.connection(), project)
+        query_pipelines(&self.reader(), project)
     }
 
     /// The pipeline `id`.
     pub fn pipeline(&self, id: i64) -> Result<Option<Pipeline>, StoreError> {
-        self.connection()
+        self.reader()
             .query_row(
                 &format!("SELECT {COLUMNS} FROM pipelines WHERE id = ?1"),
                 params![id],
@@ -126,7 +126,7 @@ impl StateStore {
 
     /// The pipeline of `project` named `name`.
     pub fn pipeline_named(&self, project: u64, name: &str) -> Result<Option<Pipeline>, StoreError> {
-        self.connection()
+        self.reader()
             .query_row(
                 &format!("SELECT {COLUMNS} FROM pipelines WHERE project_id = ?1 AND name = ?2"),
                 params![project as i64, name],
@@ -138,7 +138,7 @@ impl StateStore {
 
     /// The sealed Mixpanel credentials of pipeline `id`.
     pub fn sealed_credentials(&self, id: i64) -> Result<Option<String>, StoreError> {
-        self.connection()
+        self.reader()
             .query_row(
                 "SELECT credentials FROM pipelines WHERE id = ?1",
                 params![id],
@@ -150,7 +150,7 @@ impl StateStore {
 
     /// The sealed credentials of every pipeline of `project`.
     pub fn project_credentials(&self, project: u64) -> Result<Vec<String>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         let mut query = connection
             .prepare_cached("SELECT DISTINCT credentials FROM pipelines WHERE project_id = ?1")
             .map_err(StoreError::sqlite("reading credentials"))?;

@@ -227,7 +227,7 @@ impl StateStore {
 
     /// The run `id`.
     pub fn run(&self, id: i64) -> Result<Option<Run>, StoreError> {
-        self.connection()
+        self.reader()
             .query_row(
                 &format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"),
                 params![id],
@@ -270,7 +270,7 @@ impl StateStore {
             bind(&mut sql, " AND id < ?", id.into());
         }
         sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit.max(1)));
-        let connection = self.connection();
+        let connection = self.reader();
         let mut query = connection
             .prepare_cached(&sql)
             .map_err(StoreError::sqlite("listing runs"))?;
@@ -284,7 +284,7 @@ impl StateStore {
     /// Pending runs of enabled pipelines that may start at `now`, oldest window first,
     /// with their project.
     pub fn runnable(&self, now: Timestamp) -> Result<Vec<(Run, u64)>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
         let mut query = connection
             .prepare_cached(&format!(
@@ -305,7 +305,7 @@ impl StateStore {
 
     /// When the next pending run of an enabled pipeline may start, after `now`.
     pub fn next_run_at(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
-        self.connection()
+        self.reader()
             .query_row(
                 "SELECT MIN(r.run_at) FROM runs r JOIN pipelines p ON p.id = r.pipeline_id
                  WHERE r.state = 'pending' AND p.state = 'enabled' AND r.run_at > ?1",
@@ -325,7 +325,7 @@ impl StateStore {
         pipeline_id: i64,
         since: Date,
     ) -> Result<Vec<(Date, Option<Timestamp>, bool)>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         let mut query = connection
             .prepare_cached(
                 "SELECT from_date, to_date, state, ended_at FROM runs
@@ -372,7 +372,7 @@ impl StateStore {
 
     /// The end of the last window a run of pipeline `pipeline_id` committed (P13).
     pub fn last_success_end(&self, pipeline_id: i64) -> Result<Option<Timestamp>, StoreError> {
-        self.connection()
+        self.reader()
             .query_row(
                 "SELECT MAX(interval_end) FROM runs WHERE pipeline_id = ?1 AND state = 'succeeded'",
                 params![pipeline_id],
@@ -384,7 +384,7 @@ impl StateStore {
 
     /// Runs of every pipeline by state, for the metrics.
     pub fn runs_by_state(&self) -> Result<Vec<(RunState, u64)>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         let mut query = connection
             .prepare_cached("SELECT state, COUNT(*) FROM runs GROUP BY state")
             .map_err(StoreError::sqlite("counting runs"))?;
@@ -403,7 +403,7 @@ impl StateStore {
     /// Succeeded runs of pipeline `pipeline_id` as (first day, last day, end time), by
     /// day: the timeline's sync times (P24).
     pub fn successes(&self, pipeline_id: i64) -> Result<Vec<(Date, Date, Timestamp)>, StoreError> {
-        let connection = self.connection();
+        let connection = self.reader();
         let mut query = connection
             .prepare_cached(
                 "SELECT from_date, to_date, ended_at FROM runs
