@@ -303,6 +303,36 @@ fn p19_p42_serve_listens_refuses_a_second_server_survives_kill_9_and_stops_on_si
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+
+    // P40: the credential is nowhere in plain text: state file (and its WAL), output,
+    // log lines; and another key cannot open the state file.
+    let mut files = vec![state.clone(), state.with_extension("db-wal")];
+    files.extend(crate::util::tree(&out_dir).keys().map(|k| out_dir.join(k)));
+    for f in files.iter().filter(|f| f.exists()) {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "{} holds the secret",
+            f.display()
+        );
+    }
+    let text = log.lock().unwrap().join("\n");
+    assert!(!text.contains(SECRET));
+    let other_key = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state"])
+        .arg(&state)
+        .env(
+            "TIDEWATER_SECRET_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .output()
+        .unwrap();
+    assert_ne!(other_key.status.code(), Some(0));
+    let refusal = String::from_utf8_lossy(&other_key.stderr);
+    assert!(
+        refusal.contains("not the one the secrets were sealed with"),
+        "{refusal}"
+    );
 }
 
 #[test]

@@ -111,6 +111,9 @@ impl Service {
             }
         }
         self.start_runs(now)?;
+        self.metrics()
+            .scheduler_passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(next)
     }
 

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub request_retries: AtomicU64,
     /// Runs the scheduler retried.
     pub scheduler_retries: AtomicU64,
+    /// Passes the scheduler made (each plans what is due and starts what may start).
+    pub scheduler_passes: AtomicU64,
 }
 
 /// Why a running run was canceled: what follows depends on it.
