@@ -1676,7 +1676,7 @@ fn e2e_three_pipelines_over_40_simulated_days_under_faults_match_convert_and_syn
     // Byte for byte what convert writes from the same data and options.
     let by_convert = root.join("by-convert");
     convert_all(
-        &[h.data.clone()],
+        std::slice::from_ref(&h.data),
         &by_convert.join("daily"),
         tidewater::RunOptions {
             schema: tidewater::SchemaMode::Monoschema,
