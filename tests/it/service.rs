@@ -1300,8 +1300,12 @@ fn p12_a_projects_pipelines_run_one_at_a_time() {
         "2024-01-01T00:00:00Z",
         &faults,
         |m| m.max_concurrent = 1,
-        // One request at a time inside a run too (the engine fetches ahead otherwise).
-        |c| c.tuning.concurrency = 1,
+        // One request at a time inside a run too (the engine fetches ahead otherwise),
+        // and the project's budget: at most 4 requests in any second.
+        |c| {
+            c.tuning.concurrency = 1;
+            c.tuning.pace = vec![(4, Duration::from_secs(1))];
+        },
     );
     h.create(&[("from_date", "2024-01-01")]);
     h.create(&[
@@ -1324,6 +1328,16 @@ fn p12_a_projects_pipelines_run_one_at_a_time() {
         statuses.iter().all(|s| *s == 200),
         "no request was refused as concurrent: {statuses:?}"
     );
+    // The three pipelines drew on one budget: no 5 requests within a second.
+    let mut at: Vec<u64> = h.mock.requests().iter().map(|r| r.at_ms).collect();
+    at.sort();
+    for w in at.windows(5) {
+        assert!(
+            w[4] - w[0] >= 950,
+            "5 requests in {} ms: {at:?}",
+            w[4] - w[0]
+        );
+    }
 }
 
 #[test]
