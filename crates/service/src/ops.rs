@@ -363,12 +363,11 @@ impl Service {
                 ("to_date", day.to_string()),
                 ("limit", "1".to_string()),
             ]);
-            request = match credentials {
-                Credentials::ServiceAccount { username, secret } => request
-                    .basic_auth(username, Some(secret))
-                    .query(&[("project_id", project.to_string())]),
-                Credentials::ApiSecret(secret) => request.basic_auth(secret, Some("")),
-            };
+            if credentials.is_service_account() {
+                request = request.query(&[("project_id", project.to_string())]);
+            }
+            let (user, password) = credentials.basic_auth();
+            let request = request.basic_auth(user, Some(password));
             let response = request.send().await.map_err(|e| {
                 ApiError::Upstream(format!(
                     "cannot check the credentials with the export API at {url}: {}",
@@ -376,13 +375,9 @@ impl Service {
                 ))
             })?;
             let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map_or(std::time::Duration::from_millis(200 * attempt), |s| {
-                    std::time::Duration::from_secs_f64(s.min(10.0))
+            let retry_after = tidewater::export::retry_after(response.headers())
+                .map_or(std::time::Duration::from_millis(200 * attempt), |wait| {
+                    wait.min(std::time::Duration::from_secs(10))
                 });
             let body =
                 || async { credentials.redact(response.text().await.unwrap_or_default().trim()) };

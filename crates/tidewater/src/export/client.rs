@@ -342,17 +342,21 @@ impl Client {
     }
 }
 
-/// What an error status means for the window: 429 and 5xx are retried (after
-/// `Retry-After` when the server gives one), anything else stops the run.
-async fn refusal(response: reqwest::Response, stall_timeout: Duration) -> AttemptError {
-    let status = response.status();
-    let retry_after = response
-        .headers()
+/// The wait a server asks for in `Retry-After` (seconds; at most a day), if any.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+        .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
+}
+
+/// What an error status means for the window: 429 and 5xx are retried (after
+/// `Retry-After` when the server gives one), anything else stops the run.
+async fn refusal(response: reqwest::Response, stall_timeout: Duration) -> AttemptError {
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
     let body = read_error_body(response, stall_timeout).await;
     let message = format!("server answered {status}: {body}");
     match status.as_u16() {

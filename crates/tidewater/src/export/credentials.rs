@@ -107,7 +107,8 @@ impl Credentials {
         })
     }
 
-    pub(crate) fn basic_auth(&self) -> (&str, &str) {
+    /// The user name and password of the HTTP Basic `Authorization` header (X3).
+    pub fn basic_auth(&self) -> (&str, &str) {
         match self {
             Credentials::ServiceAccount { username, secret } => (username, secret),
             Credentials::ApiSecret(secret) => (secret, ""),
@@ -154,7 +155,8 @@ impl Credentials {
         text
     }
 
-    pub(crate) fn is_service_account(&self) -> bool {
+    /// Whether these are a service account's (requests then name the project).
+    pub fn is_service_account(&self) -> bool {
         matches!(self, Credentials::ServiceAccount { .. })
     }
 }

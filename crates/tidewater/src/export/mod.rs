@@ -17,6 +17,8 @@
 //! the same request (XC4).
 
 mod client;
+
+pub use client::retry_after;
 mod credentials;
 mod exporter;
 mod feed;
