@@ -345,6 +345,11 @@ impl RunState {
     }
 }
 
+/// The days `from..=to`: a run's days, one by one.
+pub(crate) fn days(from: Date, to: Date) -> impl Iterator<Item = Date> {
+    std::iter::successors(Some(from), |d| d.tomorrow().ok()).take_while(move |d| *d <= to)
+}
+
 /// The steps a run counts (P20), in the order of the `passed` and `failed` arrays.
 pub const STEPS: [&str; 5] = ["fetched", "parsed", "filtered", "written", "committed"];
 

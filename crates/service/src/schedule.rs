@@ -33,6 +33,15 @@ impl Frequency {
 /// previous day, H+1:30 for hour H (P11).
 pub const DEFAULT_DELAY: SignedDuration = SignedDuration::from_mins(30);
 
+/// The first instant of the local `day` in `zone` (`compatible`: a day that starts in
+/// a skipped hour starts when the clock resumes).
+pub(crate) fn day_start(zone: &TimeZone, day: Date) -> Option<Timestamp> {
+    zone.to_ambiguous_zoned(day.to_datetime(Time::midnight()))
+        .compatible()
+        .ok()
+        .map(|z| z.timestamp())
+}
+
 /// A window of a pipeline: its key and the instants it spans, `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScheduledWindow {
@@ -93,13 +102,7 @@ impl Schedule {
         };
         let windowing =
             Windowing::new(tz, partition).map_err(|_| ScheduleError::UnknownZone(tz.into()))?;
-        // The first instant of the local day (`compatible`: a day that starts in a
-        // skipped hour starts when the clock resumes).
-        let start = zone
-            .to_ambiguous_zoned(from.to_datetime(Time::midnight()))
-            .compatible()
-            .map_err(|_| ScheduleError::OutOfRange(from))?
-            .timestamp();
+        let start = day_start(&zone, from).ok_or(ScheduleError::OutOfRange(from))?;
         Ok(Schedule {
             from,
             to,

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::civil::{Date, Time};
+use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use tidewater::Cancel;
 
 use crate::model::{NewRun, Pipeline, PipelineState, Run, RunKind};
 use crate::rules::today_in;
-use crate::schedule::{Frequency, Schedule};
+use crate::schedule::{day_start, Frequency, Schedule};
 use crate::service::{Running, Service, StopReason};
 use crate::store::StoreError;
 use crate::worker::{end_of, execute};
@@ -34,15 +34,12 @@ fn earliest(next: &mut Option<Timestamp>, at: Timestamp) {
 }
 
 /// The first instant of `day` and of the day after, in `tz`.
-pub(crate) fn day_interval(tz: &str, day: Date) -> Option<(Timestamp, Timestamp)> {
+fn day_interval(tz: &str, day: Date) -> Option<(Timestamp, Timestamp)> {
     let zone = jiff::tz::TimeZone::get(tz).ok()?;
-    let start_of = |d: Date| {
-        zone.to_ambiguous_zoned(d.to_datetime(Time::midnight()))
-            .compatible()
-            .ok()
-            .map(|z| z.timestamp())
-    };
-    Some((start_of(day)?, start_of(day.tomorrow().ok()?)?))
+    Some((
+        day_start(&zone, day)?,
+        day_start(&zone, day.tomorrow().ok()?)?,
+    ))
 }
 
 impl Service {

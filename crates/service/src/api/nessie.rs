@@ -14,11 +14,12 @@ use serde_json::{json, Value};
 
 use super::auth::basic_credentials;
 use super::params::Params;
-use super::view::{go_time_in, local_with_zone, rfc3339_in};
+use super::view::{go_time, local_with_zone, project_zone, rfc3339};
 use super::{api_error, body_of, json_ok, Route};
 use crate::model::{Pipeline, RunState};
 use crate::ops::ApiError;
 use crate::rules::CreateRequest;
+use crate::schedule::day_start;
 use crate::service::Service;
 use crate::store::RunFilter;
 
@@ -241,33 +242,24 @@ async fn status(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let summary = match p.one("summary")? {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(v) => {
-                return Err(ApiError::BadRequest(format!(
-                    "summary: {v:?} is not a boolean; use true or false"
-                )))
-            }
-        };
+        let summary = p.bool("summary")?.unwrap_or(false);
         let runs = s.store().runs(&RunFilter {
             pipeline_id: Some(pipeline.id),
             states,
             limit: 100_000,
             ..Default::default()
         })?;
-        let tz = &pipeline.spec.tz;
+        let zone = project_zone(&pipeline.spec.tz);
         let mut by_state: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
         for r in runs.iter().rev() {
             by_state.entry(r.state.as_str()).or_default().push(json!({
                 "project_id": pipeline.spec.project_id,
                 "name": pipeline.spec.name,
                 "state": r.state.as_str(),
-                "last_finish": r.ended_at.map(|t| rfc3339_in(t, tz)),
-                "run_at": rfc3339_in(r.run_at, tz),
-                "from_date": rfc3339_in(r.interval_start, tz),
-                "to_date": crate::scheduler::day_interval(tz, r.to_date)
-                    .map(|(start, _)| rfc3339_in(start, tz)),
+                "last_finish": r.ended_at.map(|t| rfc3339(t, &zone)),
+                "run_at": rfc3339(r.run_at, &zone),
+                "from_date": rfc3339(r.interval_start, &zone),
+                "to_date": day_start(&zone, r.to_date).map(|start| rfc3339(start, &zone)),
             }));
         }
         Ok(if summary {
@@ -328,16 +320,11 @@ async fn timeline(
     respond((|| {
         let p = params_of(q, body, &names(NAME_PARAMS))?;
         let pipeline = named_pipeline(&s, &headers, &p)?;
-        let tz = &pipeline.spec.tz;
+        let zone = project_zone(&pipeline.spec.tz);
         let mut days: BTreeMap<jiff::civil::Date, Vec<String>> = BTreeMap::new();
         for (from, to, at) in s.store().successes(pipeline.id)? {
-            let mut day = from;
-            while day <= to {
-                days.entry(day).or_default().push(go_time_in(at, tz));
-                match day.tomorrow() {
-                    Ok(next) => day = next,
-                    Err(_) => break,
-                }
+            for day in crate::model::days(from, to) {
+                days.entry(day).or_default().push(go_time(at, &zone));
             }
         }
         let day_syncs: Vec<Value> = days

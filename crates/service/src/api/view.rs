@@ -7,20 +7,21 @@ use serde_json::{json, Value};
 use crate::model::{Pipeline, Run, STEPS};
 use crate::schedule::Frequency;
 
-fn zone(tz: &str) -> TimeZone {
+/// The project's zone (UTC if the name is no longer known).
+pub(crate) fn project_zone(tz: &str) -> TimeZone {
     TimeZone::get(tz).unwrap_or(TimeZone::UTC)
 }
 
 /// RFC 3339 with the project's offset, as Mixpanel's tasks show times.
-pub(crate) fn rfc3339_in(t: Timestamp, tz: &str) -> String {
-    t.to_zoned(zone(tz))
+pub(crate) fn rfc3339(t: Timestamp, zone: &TimeZone) -> String {
+    t.to_zoned(zone.clone())
         .strftime("%Y-%m-%dT%H:%M:%S%:z")
         .to_string()
 }
 
 /// Go's `time.Time.String()`, as Mixpanel's timeline shows sync times.
-pub(crate) fn go_time_in(t: Timestamp, tz: &str) -> String {
-    t.to_zoned(zone(tz))
+pub(crate) fn go_time(t: Timestamp, zone: &TimeZone) -> String {
+    t.to_zoned(zone.clone())
         .strftime("%Y-%m-%d %H:%M:%S%.f %z %Z")
         .to_string()
 }
@@ -29,7 +30,7 @@ pub(crate) fn go_time_in(t: Timestamp, tz: &str) -> String {
 pub(crate) fn local_with_zone(t: Timestamp, tz: &str) -> String {
     format!(
         "{} {tz}",
-        t.to_zoned(zone(tz)).strftime("%Y-%m-%d %H:%M:%S")
+        t.to_zoned(project_zone(tz)).strftime("%Y-%m-%d %H:%M:%S")
     )
 }
 

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use rusqlite::{params, params_from_iter, OptionalExtension, Row, Transaction};
 
 use super::{from_ms, StateStore, StoreError};
-use crate::model::{NewRun, PipelineState, Run, RunKind, RunState, StepCounts};
+use crate::model::{days as days_of, NewRun, PipelineState, Run, RunKind, RunState, StepCounts};
 
 const COLUMNS: &str = "id, pipeline_id, kind, from_date, to_date, interval_start, interval_end, \
      state, attempt, run_at, started_at, ended_at, error, steps, changed";
@@ -350,17 +350,12 @@ impl StateStore {
             let (Ok(from), Ok(to)) = (from.parse::<Date>(), to.parse::<Date>()) else {
                 continue;
             };
-            let mut day = from.max(since);
-            while day <= to {
+            for day in days_of(from.max(since), to) {
                 let entry = days.entry(day).or_default();
                 if state == "succeeded" {
                     entry.0 = entry.0.max(ended.map(from_ms));
                 } else {
                     entry.1 = true;
-                }
-                match day.tomorrow() {
-                    Ok(next) => day = next,
-                    Err(_) => break,
                 }
             }
         }
