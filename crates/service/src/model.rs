@@ -365,6 +365,41 @@ pub struct StepCounts {
     pub failed: [u64; 5],
 }
 
+impl StepCounts {
+    /// Adds a window of `lines` lines, `rejects` of them rejected and `kept` events
+    /// kept, by what became of it. A window skipped as already committed is not this
+    /// run's work and adds nothing.
+    pub(crate) fn add_window(
+        &mut self,
+        lines: u64,
+        rejects: u64,
+        kept: u64,
+        status: tidewater::export::WindowStatus,
+    ) {
+        use tidewater::export::WindowStatus;
+        if !matches!(
+            status,
+            WindowStatus::Committed | WindowStatus::Failed | WindowStatus::Unchanged
+        ) {
+            return;
+        }
+        let parsed = lines.saturating_sub(rejects);
+        self.passed[0] += lines;
+        self.passed[1] += parsed;
+        self.failed[1] += rejects;
+        self.passed[2] += kept;
+        self.failed[2] += parsed.saturating_sub(kept);
+        match status {
+            WindowStatus::Committed => {
+                self.passed[3] += kept;
+                self.passed[4] += kept;
+            }
+            WindowStatus::Failed => self.failed[4] += kept,
+            _ => {}
+        }
+    }
+}
+
 /// One run of one pipeline (P4).
 #[derive(Debug, Clone)]
 pub struct Run {

@@ -319,11 +319,9 @@ impl Ledger for RunLedger<'_> {
 
 /// P20's counts of a committed window, from its manifest.
 fn steps_of_manifest(m: &Manifest) -> StepCounts {
-    let parsed = m.lines.saturating_sub(m.rejects);
-    StepCounts {
-        passed: [m.lines, parsed, m.events_kept, m.events_kept, m.events_kept],
-        failed: [0, m.rejects, parsed.saturating_sub(m.events_kept), 0, 0],
-    }
+    let mut s = StepCounts::default();
+    s.add_window(m.lines, m.rejects, m.events_kept, WindowStatus::Committed);
+    s
 }
 
 /// P20's counts from the export's windows (those skipped as already committed are
@@ -331,26 +329,7 @@ fn steps_of_manifest(m: &Manifest) -> StepCounts {
 fn steps_of(windows: &[WindowResult]) -> StepCounts {
     let mut s = StepCounts::default();
     for w in windows {
-        if !matches!(
-            w.status,
-            WindowStatus::Committed | WindowStatus::Failed | WindowStatus::Unchanged
-        ) {
-            continue;
-        }
-        let parsed = w.lines.saturating_sub(w.rejects);
-        s.passed[0] += w.lines;
-        s.passed[1] += parsed;
-        s.failed[1] += w.rejects;
-        s.passed[2] += w.events;
-        s.failed[2] += parsed.saturating_sub(w.events);
-        match w.status {
-            WindowStatus::Committed => {
-                s.passed[3] += w.events;
-                s.passed[4] += w.events;
-            }
-            WindowStatus::Failed => s.failed[4] += w.events,
-            _ => {}
-        }
+        s.add_window(w.lines, w.rejects, w.events, w.status);
     }
     s
 }
