@@ -61,6 +61,21 @@ fn serve(state: &Path, mock: &str, extra: &[&str]) -> (Child, String, Log) {
     (child, url, log)
 }
 
+/// `tidewater serve keys create` on `state`: the key it prints once.
+fn make_key(state: &Path) -> String {
+    let made = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["serve", "keys", "create", "--label", "ci", "--state"])
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    String::from_utf8(made.stdout).unwrap().trim().to_string()
+}
+
 fn rest(url: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -148,17 +163,7 @@ fn p19_p42_serve_listens_refuses_a_second_server_survives_kill_9_and_stops_on_si
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tidewater serve secret-key"));
 
-    let made = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(["serve", "keys", "create", "--label", "ci", "--state"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let key = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    let key = make_key(&state);
     assert!(key.starts_with("tw_"));
 
     let (mut server, url, log) = serve(&state, mock.url(), &[]);
@@ -421,12 +426,7 @@ fn p42_sigterm_cancels_a_running_run_uncommitted_after_the_grace_period_and_the_
     })
     .unwrap();
     let state = dir.path().join("state.db");
-    let made = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(["serve", "keys", "create", "--label", "ci", "--state"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    let key = String::from_utf8(made.stdout).unwrap().trim().to_string();
+    let key = make_key(&state);
     let (mut server, url, _) = serve(&state, mock.url(), &[]);
     let out_dir = dir.path().join("out");
     let (status, created) = rest(

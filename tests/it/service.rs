@@ -280,20 +280,29 @@ fn form(params: &[(&str, &str)]) -> String {
     s.finish()
 }
 
-/// Events of the generated file per day (UTC), from the lines themselves.
-pub(crate) fn events_per_day(data: &Path) -> std::collections::BTreeMap<String, u64> {
+/// The lines of a generated gzip file with their event time in seconds.
+pub(crate) fn timed_lines(data: &Path) -> Vec<(i64, String)> {
     let mut text = String::new();
     std::io::Read::read_to_string(
         &mut flate2::read::GzDecoder::new(std::fs::File::open(data).unwrap()),
         &mut text,
     )
     .unwrap();
+    text.lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let t = v["properties"]["time"].as_f64().unwrap() as i64;
+            let seconds = if t < 100_000_000_000 { t } else { t / 1000 };
+            (seconds, line.to_string())
+        })
+        .collect()
+}
+
+/// Events of the generated file per day (UTC), from the lines themselves.
+pub(crate) fn events_per_day(data: &Path) -> std::collections::BTreeMap<String, u64> {
     let mut days = std::collections::BTreeMap::new();
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        let t = v["properties"]["time"].as_f64().unwrap() as i64;
-        let ms = if t < 100_000_000_000 { t * 1000 } else { t };
-        let day = Timestamp::from_millisecond(ms)
+    for (seconds, _) in timed_lines(data) {
+        let day = Timestamp::from_second(seconds)
             .unwrap()
             .to_zoned(jiff::tz::TimeZone::UTC)
             .date();
@@ -1210,21 +1219,10 @@ fn p11_hourly_pipelines_export_hour_h_at_h_plus_1_30_each_hour_its_own_commit() 
     h.wait_for("two hours", |runs| {
         runs.len() == 2 && runs.iter().all(|r| r.state == RunState::Succeeded)
     });
-    let per_hour = {
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::GzDecoder::new(std::fs::File::open(&h.data).unwrap()),
-            &mut text,
-        )
-        .unwrap();
-        let mut hours = std::collections::BTreeMap::<i64, u64>::new();
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            let t = v["properties"]["time"].as_f64().unwrap() as i64;
-            *hours.entry(t / 3600).or_default() += 1;
-        }
-        hours
-    };
+    let mut per_hour = std::collections::BTreeMap::<i64, u64>::new();
+    for (seconds, _) in timed_lines(&h.data) {
+        *per_hour.entry(seconds / 3600).or_default() += 1;
+    }
     let hour0 = Timestamp::from_second(0).unwrap();
     let first_hour = (h.runs()[0].interval_start.as_second() - hour0.as_second()) / 3600;
     for (i, run) in h.runs().iter().enumerate() {
@@ -1711,20 +1709,11 @@ fn e2e_three_pipelines_over_40_simulated_days_under_faults_match_convert_and_syn
     assert_windows_match(&synced.join("4242"), &by_convert.join("synced"));
     // The hourly pipeline starts on 01-28: convert the same events, from that day.
     let from_28 = root.join("from-28.jsonl");
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(std::fs::File::open(&h.data).unwrap()),
-        &mut text,
-    )
-    .unwrap();
     let start_28 = 1706400000; // 2024-01-28T00:00:00Z
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let t = v["properties"]["time"].as_f64().unwrap() as i64;
-            (if t < 100_000_000_000 { t } else { t / 1000 }) >= start_28
-        })
+    let kept: Vec<String> = timed_lines(&h.data)
+        .into_iter()
+        .filter(|(seconds, _)| *seconds >= start_28)
+        .map(|(_, line)| line)
         .collect();
     std::fs::write(&from_28, kept.join("\n") + "\n").unwrap();
     convert_all(
