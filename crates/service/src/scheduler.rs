@@ -93,6 +93,7 @@ impl Service {
     /// is due.
     pub(crate) fn tick(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
         let mut next = self.store().next_run_at(now)?;
+        let mut enabled = HashMap::new();
         for pipeline in self.store().pipelines(None)? {
             if pipeline.state != PipelineState::Enabled {
                 continue;
@@ -106,8 +107,9 @@ impl Service {
             if pipeline.spec.sync {
                 self.plan_syncs(&pipeline, now, &mut next)?;
             }
+            enabled.insert(pipeline.id, pipeline);
         }
-        self.start_runs(now)?;
+        self.start_runs(now, &enabled)?;
         self.metrics()
             .scheduler_passes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -243,7 +245,11 @@ impl Service {
     /// Starts the runs that may start: oldest window first, at most `max_runs` in
     /// all, `runs_per_project` per project and one per pipeline (a pipeline's runs
     /// share its output folder).
-    fn start_runs(&self, now: Timestamp) -> Result<(), StoreError> {
+    fn start_runs(
+        &self,
+        now: Timestamp,
+        enabled: &HashMap<i64, Pipeline>,
+    ) -> Result<(), StoreError> {
         if self.is_stopping() {
             return Ok(());
         }
@@ -267,7 +273,9 @@ impl Service {
             {
                 continue;
             }
-            let Some(pipeline) = self.store().pipeline(run.pipeline_id)? else {
+            // Runnable runs belong to enabled pipelines; one enabled since this pass
+            // began waits for the next.
+            let Some(pipeline) = enabled.get(&run.pipeline_id).cloned() else {
                 continue;
             };
             if !self.store().start_run(run.id, now)? {

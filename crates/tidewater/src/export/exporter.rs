@@ -442,9 +442,7 @@ impl Exporter {
                     m.request == self.request_of(w) && m.missing_under(&root).is_none()
                 });
                 if let Some(m) = &same {
-                    // Its counts stand if the body turns out unchanged.
-                    results[i].skipped(m);
-                    results[i].status = WindowStatus::NotRun;
+                    results[i].counts_from(m);
                 }
                 committed_sha.push(same.map(|m| m.sha256));
                 todo.push(i);

@@ -97,6 +97,12 @@ impl WindowResult {
     /// Skipped: committed by an earlier run of the same request, whose counts it takes.
     pub(crate) fn skipped(&mut self, m: &Manifest) {
         self.status = WindowStatus::Skipped;
+        self.counts_from(m);
+    }
+
+    /// Takes the counts a window was committed with (they stand if a sync finds it
+    /// unchanged).
+    pub(crate) fn counts_from(&mut self, m: &Manifest) {
         self.events = m.events_kept;
         self.lines = m.lines;
         self.rejects = m.rejects;
