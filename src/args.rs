@@ -63,6 +63,10 @@ pub(crate) struct OutputArgs {
     /// Size of the blocks of lines handed to workers (output does not depend on it).
     #[arg(long, default_value = "4MiB", value_parser = parse_size, value_name = "SIZE")]
     block_size: u64,
+    /// Object-store output: seconds the run's lease on the output lasts unless
+    /// renewed; after a crash the next run takes the output over once it has passed.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(3..))]
+    lock_lease: u64,
     /// Print the run summary as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,
@@ -178,6 +182,7 @@ impl OutputArgs {
             time_in_ms: self.time_in_ms,
             row_group_rows: self.row_group_rows,
             block_bytes: self.block_size as usize,
+            lock_lease: std::time::Duration::from_secs(self.lock_lease),
             ..RunOptions::default()
         }
     }

@@ -114,6 +114,12 @@ pub struct RunOptions {
     pub block_bytes: usize,
     /// Longest accepted line; longer lines are rejected.
     pub max_line_bytes: usize,
+    /// A ready object store to write to instead of `out` (a library caller's); an
+    /// `out` that is a URL (`s3://…`) names one too.
+    pub object_store: Option<crate::store::ObjectTarget>,
+    /// How long a run's lock on an object-store output lasts unless renewed: after a
+    /// crash, the next run can take the output over once this has passed.
+    pub lock_lease: std::time::Duration,
 }
 
 impl Default for RunOptions {
@@ -138,6 +144,8 @@ impl Default for RunOptions {
             row_group_rows: 122_880,
             block_bytes: 4 << 20,
             max_line_bytes: 64 << 20,
+            object_store: None,
+            lock_lease: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -12,7 +12,7 @@ use jiff::civil::Date;
 use super::client::{Client, WindowRequest};
 use super::credentials::{region_base_url, Credentials};
 use super::feed::Downloads;
-use super::ledger::{FileLedger, Ledger, ManifestRequest};
+use super::ledger::{Ledger, ManifestRequest, OutputLedger};
 use super::owner::ExportOwner;
 use super::pace::{Pacer, RateBudget};
 use super::summary::{ExportProgress, ExportSummary, WindowResult, WindowStatus};
@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::field::Field;
 use crate::options::{Format, Partition, RunOptions, SchemaMode};
 use crate::run::{execute_plan, Cancel, Destination, OutputRoot, OwnedWindows, Plan};
-use crate::store::STATE_DIR;
+use crate::store::Output;
 use crate::summary::{Progress, RunSummary};
 use crate::validate::ValidOptions;
 
@@ -261,7 +261,7 @@ impl Exporter {
         let valid = self.validate()?;
         let windows = plan_windows(&self.options.tz, self.from, self.to, self.window_days)?;
         let root = OutputRoot::prepare(&self.options)?;
-        let ledger = FileLedger::open(self.options.root().join(STATE_DIR).join("export"))?;
+        let ledger = OutputLedger(root.output.clone());
         let budget = Arc::new(Pacer::new(self.tuning.pace.clone()));
         self.run_windows(valid, windows, root, &ledger, budget)
     }
@@ -321,18 +321,17 @@ impl Exporter {
                 w.within = Some((kept, suffix.clone()));
             }
         }
-        let (mut results, todo, committed_sha) = self.resume(&windows, ledger);
+        let (mut results, todo, committed_sha) = self.resume(&windows, ledger, &output.output);
         let skipped = (windows.len() - todo.len()) as u64;
         self.export_progress
             .windows_total
             .store(todo.len() as u64, Ordering::Relaxed);
         let (engine_options, engine_valid, requests) = self.split_filtering(valid, &windows, &todo);
-        let root = self.options.root();
         let (downloads, feed) = Downloads::start(
             self.client(budget)?,
             &requests,
             committed_sha,
-            &root,
+            output.output.staging("spool"),
             self.tuning.concurrency,
             &self.cancel,
         )?;
@@ -430,17 +429,16 @@ impl Exporter {
         &self,
         windows: &[Window],
         ledger: &dyn Ledger,
+        output: &Output,
     ) -> (Vec<WindowResult>, Vec<usize>, Vec<Option<String>>) {
         let mut results: Vec<WindowResult> = windows.iter().map(WindowResult::not_run).collect();
         let mut todo = Vec::new();
         let mut committed_sha = Vec::new();
-        let root = self.options.root();
         for (i, w) in windows.iter().enumerate() {
             let committed = ledger.committed(&w.ledger_name());
             if self.sync {
-                let same = committed.filter(|m| {
-                    m.request == self.request_of(w) && m.missing_under(&root).is_none()
-                });
+                let same = committed
+                    .filter(|m| m.request == self.request_of(w) && m.missing_in(output).is_none());
                 if let Some(m) = &same {
                     results[i].counts_from(m);
                 }
@@ -452,7 +450,7 @@ impl Exporter {
             match committed {
                 Some(m) if !self.refetch && m.request == self.request_of(w) => {
                     // Skip only what is still there as committed (XC4).
-                    match m.missing_under(&root) {
+                    match m.missing_in(output) {
                         None => results[i].skipped(&m),
                         Some(why) => {
                             tracing::warn!(

@@ -2,7 +2,7 @@
 //! engine, in window order.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +12,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use super::client::{Client, Outcome, Verified, WindowRequest};
 use crate::error::{Error, Result};
 use crate::run::{Cancel, Feed, Opened};
-use crate::store::staging_path;
 
 /// The reason a sync gives the engine for a window whose body is unchanged: it is not
 /// read, and nothing of the window is replaced.
@@ -42,7 +41,7 @@ impl Downloads {
         client: Client,
         requests: &[WindowRequest],
         committed_sha: Vec<Option<String>>,
-        root: &Path,
+        spool: PathBuf,
         concurrency: usize,
         cancel: &Cancel,
     ) -> Result<(Downloads, ExportFeed)> {
@@ -52,7 +51,6 @@ impl Downloads {
             .enable_all()
             .build()
             .map_err(|e| Error::resource("the HTTP runtime", e))?;
-        let spool = staging_path(root, "spool");
         std::fs::create_dir_all(&spool).map_err(|e| Error::output(&spool, e))?;
         let client = Arc::new(client);
         let lookahead = concurrency * 2;

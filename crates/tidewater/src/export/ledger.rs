@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::{list_parts, COMPLETE, MANIFEST};
+use crate::store::{Output, COMPLETE, MANIFEST, STATE_DIR};
 
 /// Where committed windows are recorded. A window counts as done only once its record
 /// exists, so [`Ledger::record`] is the last step of a window's commit.
@@ -47,6 +47,27 @@ impl Ledger for FileLedger {
             &self.dir.join(format!("{name}.json")),
             manifest.text().as_bytes(),
         )
+    }
+}
+
+/// The ledger inside an output root, local or on an object store:
+/// `<root>/.tidewater/export/<window>.json`.
+pub(crate) struct OutputLedger(pub Output);
+
+impl OutputLedger {
+    fn rel(name: &str) -> String {
+        format!("{STATE_DIR}/export/{name}.json")
+    }
+}
+
+impl Ledger for OutputLedger {
+    fn committed(&self, name: &str) -> Option<Manifest> {
+        let bytes = self.0.read(&Self::rel(name)).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn record(&self, name: &str, manifest: &Manifest) -> Result<()> {
+        self.0.write(&Self::rel(name), manifest.text().as_bytes())
     }
 }
 
@@ -95,10 +116,10 @@ pub struct Manifest {
 pub(crate) const MANIFEST_VERSION: u32 = 2;
 
 impl Manifest {
-    /// Why the window this manifest records is not (or no longer) whole under `root`:
+    /// Why the window this manifest records is not (or no longer) whole in `output`:
     /// a folder, its `complete` marker, its manifest or data files missing. `None`
     /// when everything the manifest lists is there.
-    pub fn missing_under(&self, root: &Path) -> Option<String> {
+    pub(crate) fn missing_in(&self, output: &Output) -> Option<String> {
         if self.version < MANIFEST_VERSION {
             return Some(
                 "its record is from an older version that did not list its folders".into(),
@@ -106,13 +127,17 @@ impl Manifest {
         }
         let mut data_files = 0;
         for folder in &self.folders {
-            let dir = root.join(folder);
-            for marker in [COMPLETE, MANIFEST] {
-                if !dir.join(marker).is_file() {
-                    return Some(format!("{} is missing", dir.join(marker).display()));
+            let state = match output.folder_state(folder) {
+                Ok(state) => state,
+                Err(e) => return Some(format!("it cannot be checked: {e}")),
+            };
+            for (marker, there) in [(COMPLETE, state.complete), (MANIFEST, state.manifest)] {
+                if !there {
+                    let path = output.display(&format!("{folder}/{marker}"));
+                    return Some(format!("{} is missing", path.display()));
                 }
             }
-            data_files += list_parts(&dir).map_or(0, |parts| parts.len() as u64);
+            data_files += state.data_files;
         }
         (data_files < self.files_written).then(|| {
             format!(

@@ -14,19 +14,19 @@ use crate::error::Result;
 use crate::merge::Merger;
 use crate::options::WriteMode;
 use crate::schema::registry::Registry;
-use crate::store::{RejectsWriter, WindowStore};
+use crate::store::{Output, RejectsWriter, WindowStore};
 use crate::summary::{Progress, StageTimes};
 use crate::window::{WindowKey, Windowing};
 use crate::write::{Encoder, Spill};
 
 /// Turns encoded row groups into final files and commits windows (C1, C2).
 pub(crate) struct Finisher<'a> {
-    pub store: &'a dyn WindowStore,
+    pub store: &'a (dyn WindowStore + Send),
     pub encoder: &'a Encoder,
     pub pool: &'a rayon::ThreadPool,
     pub fixed: usize,
     pub raw: bool,
-    pub root: &'a std::path::Path,
+    pub output: &'a Output,
     pub mode: WriteMode,
     /// Files written and windows committed, for the progress display.
     pub progress: std::sync::Arc<Progress>,
@@ -82,7 +82,7 @@ impl Finisher<'_> {
         progress.add(&progress.files_total, jobs.len() as u64);
         self.pool.install(|| {
             jobs.par_iter().try_for_each(|((w, t), spills)| {
-                let dir = self.store.stage(self.table_name(registry, *t), *w)?;
+                let data = self.store.data(self.table_name(registry, *t), *w)?;
                 let spills: Vec<Spill> = spills
                     .iter()
                     .map(|s| s.clone().expect("every dispatched row group was encoded"))
@@ -91,7 +91,7 @@ impl Finisher<'_> {
                     &spills,
                     &registry.tables[*t as usize].columns,
                     self.fixed,
-                    &dir.join(self.store.part_name(0)),
+                    &*data,
                 )?;
                 progress.add(&progress.files_written, 1);
                 Ok(())
@@ -99,7 +99,7 @@ impl Finisher<'_> {
         })?;
         stages.finish_files += finish_start.elapsed().as_secs_f64();
         if !raw && registry.changed() {
-            registry.save(self.root)?;
+            registry.save_to(self.output)?;
             registry.mark_saved();
         }
         let commit_start = Instant::now();

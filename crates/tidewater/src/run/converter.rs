@@ -67,6 +67,14 @@ impl Converter {
         }
     }
 
+    /// Writes to a ready object store (below `target`'s prefix) instead of `out`. An
+    /// `out` that is a URL (`s3://bucket/prefix`, `gs://`, `az://`, `file://`) needs
+    /// no store: it is made from the URL and the environment.
+    pub fn object_store(mut self, target: crate::ObjectTarget) -> Self {
+        self.options.object_store = Some(target);
+        self
+    }
+
     /// Adds an input: a file (plain or gzip), a directory, or `-` for stdin.
     pub fn input(mut self, path: impl Into<PathBuf>) -> Self {
         self.inputs.push(path.into());

@@ -3,7 +3,6 @@
 //! reports. Each step is a method of [`Driver`]; [`execute_plan`] runs them in order.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,7 +24,7 @@ use crate::input::frame::{FrameConfig, InputEnd};
 use crate::merge::{BufferLimits, Merger};
 use crate::options::{OnWhereError, RunOptions, SchemaMode};
 use crate::schema::registry::{fixed_columns, Registry};
-use crate::store::{LocalStore, RejectsWriter};
+use crate::store::{Output, RejectsWriter, WindowStore};
 use crate::summary::{peak_rss_bytes, Progress, RunSummary};
 use crate::validate::ValidOptions;
 use crate::window::{WindowKey, Windowing};
@@ -75,8 +74,8 @@ struct Setup {
     threads: usize,
     pool: rayon::ThreadPool,
     encoder: Encoder,
-    store: Option<LocalStore>,
-    root: PathBuf,
+    store: Option<Box<dyn WindowStore + Send>>,
+    output: Output,
     raw: bool,
     /// Leading fixed columns of every table (none for raw).
     fixed: usize,
@@ -89,18 +88,14 @@ impl Setup {
             .thread_name(|i| format!("tidewater-worker-{i}"))
             .build()
             .map_err(|e| Error::resource("the worker threads", e))?;
-        let root = o.root();
         let encoder = Encoder::for_options(o);
         let raw = o.schema == SchemaMode::Raw;
-        let store = match destination {
-            Destination::Files(_) => Some(LocalStore::open(
-                &root,
-                o.layout,
-                o.mode,
-                raw,
-                encoder.extension(),
-            )?),
-            Destination::Batches(_) => None,
+        let (store, output) = match destination {
+            Destination::Files(root) => (
+                Some(root.output.window_store(o, &encoder, Some(&root.lock))?),
+                root.output.clone(),
+            ),
+            Destination::Batches(_) => (None, Output::Local(o.root())),
         };
         let fixed = if raw {
             0
@@ -112,7 +107,7 @@ impl Setup {
             pool,
             encoder,
             store,
-            root,
+            output,
             raw,
             fixed,
         })
@@ -215,18 +210,18 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
             destination,
             &setup.pool,
             &setup.encoder,
-            setup.store.as_ref(),
+            setup.store.as_deref().map(|s| s as &dyn WindowStore),
             setup.fixed,
             setup.threads + 1,
         );
         let encoded_rx = sink.encoded_rx.clone();
-        let finisher = setup.store.as_ref().map(|store| Finisher {
+        let finisher = setup.store.as_deref().map(|store| Finisher {
             store,
             encoder: &setup.encoder,
             pool: &setup.pool,
             fixed: setup.fixed,
             raw: setup.raw,
-            root: &setup.root,
+            output: &setup.output,
             mode: o.mode,
             progress: progress.clone(),
         });
@@ -235,7 +230,7 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
             on_where_error: o.on_where_error,
             windowing: valid.windowing,
             filter: Arc::new(valid.filter),
-            rejects: RejectsWriter::new(&setup.root, input_names.clone()),
+            rejects: RejectsWriter::new(&setup.output, input_names.clone()),
             input_names,
             owned,
             pool: &setup.pool,

@@ -10,7 +10,7 @@ use super::plan::Destination;
 use super::TableBatch;
 use crate::error::{Error, Result};
 use crate::merge::RowGroup;
-use crate::store::LocalStore;
+use crate::store::WindowStore;
 use crate::window::WindowKey;
 use crate::write::{Encoder, Spill};
 
@@ -27,7 +27,7 @@ pub(crate) struct Sink<'a, 'd> {
     destination: Destination<'d>,
     pool: &'a rayon::ThreadPool,
     encoder: &'a Encoder,
-    store: Option<&'a LocalStore>,
+    store: Option<&'a dyn WindowStore>,
     fixed: usize,
     encoded_tx: Sender<EncodedGroup>,
     pub encoded_rx: Receiver<EncodedGroup>,
@@ -44,7 +44,7 @@ impl<'a, 'd> Sink<'a, 'd> {
         destination: Destination<'d>,
         pool: &'a rayon::ThreadPool,
         encoder: &'a Encoder,
-        store: Option<&'a LocalStore>,
+        store: Option<&'a dyn WindowStore>,
         fixed: usize,
         max_encoding: usize,
     ) -> Self {

@@ -5,7 +5,7 @@ use super::TableBatch;
 use crate::error::Result;
 use crate::options::{RunOptions, SchemaMode};
 use crate::schema::registry::Registry;
-use crate::store::RootLock;
+use crate::store::{Output, OutputLock};
 
 /// The inputs of a run as the reader thread sees them.
 pub(crate) struct Plan<'a> {
@@ -78,22 +78,25 @@ pub(crate) enum Destination<'a> {
 /// exclusively, cleared of what a crashed run left half done, its mapping file read and
 /// checked against the run's schema mode.
 pub(crate) struct OutputRoot {
+    /// Where the output goes.
+    pub output: Output,
     /// Released when the run ends.
-    _lock: RootLock,
+    pub lock: OutputLock,
     /// The mapping file's tables; `None` for raw output, which has none.
     pub registry: Option<Registry>,
 }
 
 impl OutputRoot {
     pub(crate) fn prepare(o: &RunOptions) -> Result<OutputRoot> {
-        let root = o.root();
-        let lock = RootLock::acquire(&root)?;
+        let output = Output::resolve(o)?;
+        let lock = output.lock(o.lock_lease)?;
         let registry = match o.schema {
             SchemaMode::Raw => None,
-            schema => Some(Registry::load(&root, schema)?),
+            schema => Some(Registry::load_from(&output, schema)?),
         };
         Ok(OutputRoot {
-            _lock: lock,
+            output,
+            lock,
             registry,
         })
     }

@@ -10,12 +10,16 @@ use crate::columns::TypeClass;
 use crate::error::{Error, Result};
 use crate::options::SchemaMode;
 use crate::schema::naming::{clean_base, NameScope, RESERVED_COLUMNS, RESERVED_TABLES};
+use crate::store::Output;
 
 /// At most this many property columns per table (T5).
 pub const MAX_PROPERTY_COLUMNS: usize = 9500;
 
 /// The monoschema table.
 pub const MASTER_TABLE: &str = "mp_master_event";
+
+/// The mapping file below the output root (M1).
+const MAPPING: &str = "schema/events.json";
 
 /// Type of an output column, as written in the mapping file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,29 +278,31 @@ impl Registry {
 
     /// Path of the mapping file in an output root.
     pub fn mapping_path(root: &Path) -> PathBuf {
-        root.join("schema").join("events.json")
+        root.join(MAPPING)
     }
 
-    /// Loads the mapping file of `root` if it exists (T6), for a run in `schema` mode.
+    /// Loads the mapping file of the local folder `root` if it exists (T6), for a run
+    /// in `schema` mode.
     pub fn load(root: &Path, schema: SchemaMode) -> Result<Self> {
+        Self::load_from(&Output::Local(root.to_path_buf()), schema)
+    }
+
+    /// Loads the mapping file of `output` if it exists (T6), for a run in `schema` mode.
+    pub(crate) fn load_from(output: &Output, schema: SchemaMode) -> Result<Self> {
         let mut reg = Registry::new(schema);
-        let path = Self::mapping_path(root);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(reg),
-            Err(e) => {
-                return Err(Error::Mapping {
-                    path,
-                    message: e.to_string(),
-                })
-            }
-        };
+        let path = output.display(MAPPING);
         let bad = |message: String| Error::Mapping {
             path: path.clone(),
             message,
         };
+        let text = match output.read(MAPPING) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(reg),
+            Err(Error::Output { source, .. }) => return Err(bad(source.to_string())),
+            Err(e) => return Err(e),
+        };
         let doc: Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+            serde_json::from_slice(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         let tables = doc
             .get("tables")
             .and_then(Value::as_object)
@@ -388,16 +394,16 @@ impl Registry {
         json!({"version": 1, "tables": tables})
     }
 
-    /// Writes the mapping file atomically (temporary name, then rename).
+    /// Writes the mapping file of a local folder atomically.
     pub fn save(&self, root: &Path) -> Result<()> {
-        let path = Self::mapping_path(root);
-        let dir = path.parent().expect("mapping path has a parent");
-        std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
-        let tmp = dir.join(".events.json.tmp");
+        self.save_to(&Output::Local(root.to_path_buf()))
+    }
+
+    /// Writes the mapping file atomically (a rename locally, one put on a store).
+    pub(crate) fn save_to(&self, output: &Output) -> Result<()> {
         let mut text = serde_json::to_string_pretty(&self.to_json()).expect("mapping serializes");
         text.push('\n');
-        std::fs::write(&tmp, text).map_err(|e| Error::output(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::output(&path, e))
+        output.write(MAPPING, text.as_bytes())
     }
 }
 

@@ -11,7 +11,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{WindowStore, COMPLETE, MANIFEST};
+use std::io::Write;
+
+use super::{DataSink, WindowStore, COMPLETE, MANIFEST};
 use crate::error::{Error, Result};
 use crate::options::{Layout, WriteMode};
 use crate::window::WindowKey;
@@ -93,13 +95,6 @@ impl LocalStore {
         self.make_parents(&dir)?;
         make_dir(&dir)?;
         Ok(dir)
-    }
-
-    /// Where a row group's spill goes.
-    pub fn spill_path(&self, table: u32, window: WindowKey, index: u32) -> PathBuf {
-        self.staging
-            .join("spill")
-            .join(format!("{table}-{window}-{index:05}"))
     }
 
     fn window_rel(&self, table: Option<&str>, window: WindowKey) -> PathBuf {
@@ -264,13 +259,39 @@ fn next_part_number(dir: &Path) -> Result<u32> {
     Ok(next)
 }
 
-impl WindowStore for LocalStore {
-    fn stage(&self, table: Option<&str>, window: WindowKey) -> Result<PathBuf> {
-        self.make_staged_dir(table, window)
+/// A window's data file in its staged folder.
+struct StagedFile(PathBuf);
+
+impl DataSink for StagedFile {
+    fn adopt(&self, file: &Path) -> Result<()> {
+        fs::rename(file, &self.0).map_err(|e| Error::output(&self.0, e))
     }
 
-    fn part_name(&self, n: u32) -> String {
-        LocalStore::part_name(self, n)
+    fn write(&self, fill: &mut dyn FnMut(&mut (dyn Write + Send)) -> Result<()>) -> Result<()> {
+        let mut file = fs::File::create(&self.0).map_err(|e| Error::output(&self.0, e))?;
+        fill(&mut file)?;
+        file.flush().map_err(|e| Error::output(&self.0, e))
+    }
+
+    fn name(&self) -> PathBuf {
+        self.0.clone()
+    }
+}
+
+impl WindowStore for LocalStore {
+    fn spill_path(&self, table: u32, window: WindowKey, index: u32) -> PathBuf {
+        self.staging
+            .join("spill")
+            .join(format!("{table}-{window}-{index:05}"))
+    }
+
+    fn data<'s>(
+        &'s self,
+        table: Option<&str>,
+        window: WindowKey,
+    ) -> Result<Box<dyn DataSink + 's>> {
+        let dir = self.make_staged_dir(table, window)?;
+        Ok(Box::new(StagedFile(dir.join(self.part_name(0)))))
     }
 
     fn folder(&self, table: Option<&str>, window: WindowKey) -> String {
@@ -378,8 +399,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         for (mode, parts) in [(WriteMode::Replace, 1), (WriteMode::Append, 2)] {
             let store = store(tmp.path(), mode);
-            let dir = store.stage(Some("t"), day(3)).unwrap();
-            fs::write(dir.join(store.part_name(0)), b"data").unwrap();
+            let data = store.data(Some("t"), day(3)).unwrap();
+            data.write(&mut |w| {
+                w.write_all(b"data").unwrap();
+                Ok(())
+            })
+            .unwrap();
             let manifest = format!("{mode:?}");
             store
                 .commit(Some("t"), day(3), Some(manifest.as_bytes()))

@@ -1,19 +1,25 @@
 //! Where committed windows go, behind one commit contract: a window's data files are
 //! staged first, then its manifest, then its `complete` marker; a window without
 //! `complete` is not committed, and readers see the old window or the new one, never a
-//! mix. The local folder ([`LocalStore`]) is today's store; object stores come next.
-//! Rejected lines go to the rejects file ([`RejectsWriter`]).
+//! mix. The local folder ([`LocalStore`]) commits by renames; object stores
+//! ([`object`]) by the order of their objects. [`Output`] is the output root of a run
+//! on either. Rejected lines go to the rejects file ([`RejectsWriter`]).
 
 mod local;
+pub(crate) mod object;
+mod output;
 mod rejects;
 mod root;
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::window::WindowKey;
 
 pub(crate) use local::{list_parts, staging_path, LocalStore};
+pub use object::ObjectTarget;
+pub(crate) use output::{Output, OutputLock};
 pub(crate) use rejects::RejectsWriter;
 pub use root::RootLock;
 pub(crate) use root::STATE_DIR;
@@ -27,11 +33,12 @@ pub(crate) const MANIFEST: &str = "manifest.json";
 /// A destination of committed windows. `table` is `None` for raw output, whose windows
 /// are not per table.
 pub(crate) trait WindowStore: Sync {
-    /// A fresh staged folder for a table's window, where its data files are written.
-    fn stage(&self, table: Option<&str>, window: WindowKey) -> Result<PathBuf>;
+    /// The local file where a row group's spill goes (staging, removed with the store).
+    fn spill_path(&self, table: u32, window: WindowKey, index: u32) -> PathBuf;
 
-    /// The name of a window's `n`-th data file.
-    fn part_name(&self, n: u32) -> String;
+    /// Where the data file of a table's window goes (not yet committed).
+    fn data<'s>(&'s self, table: Option<&str>, window: WindowKey)
+        -> Result<Box<dyn DataSink + 's>>;
 
     /// The folder of a table's window below the root.
     fn folder(&self, table: Option<&str>, window: WindowKey) -> String;
@@ -44,4 +51,16 @@ pub(crate) trait WindowStore: Sync {
     /// Replace mode: removes a table's committed window that this run replaced but
     /// produced no rows for.
     fn remove(&self, table: Option<&str>, window: WindowKey) -> Result<()>;
+}
+
+/// Where one data file of a window goes before its commit.
+pub(crate) trait DataSink {
+    /// Takes a finished local file as the data file (moved or uploaded as it is).
+    fn adopt(&self, file: &Path) -> Result<()>;
+
+    /// Writes the data file through `fill`; the file is whole once this returns.
+    fn write(&self, fill: &mut dyn FnMut(&mut (dyn Write + Send)) -> Result<()>) -> Result<()>;
+
+    /// The file's path or URL, for messages.
+    fn name(&self) -> PathBuf;
 }

@@ -2,18 +2,20 @@
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tidewater_event::Reject;
 
+use super::Output;
 use crate::error::{Error, Result};
 
 /// Writes rejected lines to `<root>/_rejects/rejects-<NNNNN>.jsonl` (M2), creating the
-/// file at the first reject. The file is written under a temporary name and moved into
-/// place by [`RejectsWriter::commit`], together with the windows it belongs to, so that
-/// a run that is interrupted and started again never lists a reject twice.
+/// file at the first reject. The file is written under a temporary name (on an object
+/// store, in the local staging folder) and moved or uploaded into place by
+/// [`RejectsWriter::commit`], together with the windows it belongs to, so that a run
+/// that is interrupted and started again never lists a reject twice.
 pub struct RejectsWriter {
-    dir: PathBuf,
+    output: Output,
     file: Option<OpenRejects>,
     /// Input names, by input number.
     inputs: Vec<String>,
@@ -21,15 +23,18 @@ pub struct RejectsWriter {
 
 struct OpenRejects {
     temp: PathBuf,
-    path: PathBuf,
+    rel: String,
     writer: BufWriter<File>,
 }
 
+/// The folder of the rejects files below the root.
+const REJECTS: &str = "_rejects";
+
 impl RejectsWriter {
     /// A writer for an output root.
-    pub fn new(root: &Path, inputs: Vec<String>) -> Self {
+    pub(crate) fn new(output: &Output, inputs: Vec<String>) -> Self {
         RejectsWriter {
-            dir: root.join("_rejects"),
+            output: output.clone(),
             file: None,
             inputs,
         }
@@ -38,14 +43,13 @@ impl RejectsWriter {
     /// Appends one reject.
     pub fn write(&mut self, r: &Reject) -> Result<()> {
         if self.file.is_none() {
-            fs::create_dir_all(&self.dir).map_err(|e| Error::output(&self.dir, e))?;
-            let n = next_numbered(&self.dir, "rejects-")?;
-            let name = format!("rejects-{n:05}.jsonl");
-            let temp = self.dir.join(format!(".{name}.tmp"));
+            let n = next_numbered(&self.output.names_in(REJECTS)?, "rejects-");
+            let rel = format!("{REJECTS}/rejects-{n:05}.jsonl");
+            let temp = self.output.temporary(&rel)?;
             let f = File::create(&temp).map_err(|e| Error::output(&temp, e))?;
             self.file = Some(OpenRejects {
                 temp,
-                path: self.dir.join(name),
+                rel,
                 writer: BufWriter::new(f),
             });
         }
@@ -58,15 +62,14 @@ impl RejectsWriter {
             .map_err(|e| Error::output(&f.temp, e))
     }
 
-    /// Moves the rejects written so far into place; returns the file's path if any
-    /// reject was written. Later rejects go to a new file.
+    /// Moves the rejects written so far into place; returns the file's path (or URL)
+    /// if any reject was written. Later rejects go to a new file.
     pub fn commit(&mut self) -> Result<Option<PathBuf>> {
         let Some(mut f) = self.file.take() else {
             return Ok(None);
         };
         f.writer.flush().map_err(|e| Error::output(&f.temp, e))?;
-        fs::rename(&f.temp, &f.path).map_err(|e| Error::output(&f.path, e))?;
-        Ok(Some(f.path))
+        self.output.publish(&f.temp, &f.rel).map(Some)
     }
 }
 
@@ -98,23 +101,14 @@ fn reject_record(source: &str, r: &Reject) -> serde_json::Value {
     record
 }
 
-fn next_numbered(dir: &Path, prefix: &str) -> Result<u32> {
-    let mut next = 0;
-    for e in fs::read_dir(dir).map_err(|e| Error::output(dir, e))? {
-        let name = e
-            .map_err(|e| Error::output(dir, e))?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if let Some(n) = name
-            .strip_prefix(prefix)
-            .and_then(|r| r.get(..5))
-            .and_then(|d| d.parse::<u32>().ok())
-        {
-            next = next.max(n + 1);
-        }
-    }
-    Ok(next)
+/// The number after the highest of the files `<prefix>NNNNN…` among `names`.
+fn next_numbered(names: &[String], prefix: &str) -> u32 {
+    names
+        .iter()
+        .filter_map(|name| name.strip_prefix(prefix)?.get(..5)?.parse::<u32>().ok())
+        .map(|n| n + 1)
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

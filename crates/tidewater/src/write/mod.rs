@@ -8,7 +8,6 @@ pub(crate) mod parquet;
 pub use parquet::properties as parquet_properties;
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ::parquet::file::properties::WriterPropertiesPtr;
@@ -17,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::merge::RowGroup;
 use crate::options::{Format, RunOptions, SchemaMode};
 use crate::schema::registry::ColumnInfo;
+use crate::store::DataSink;
 
 /// One encoded row group on disk.
 #[derive(Debug, Clone)]
@@ -91,13 +91,14 @@ impl Encoder {
         }
     }
 
-    /// Writes the final file `dest` from the spills of one (table, window), in order.
-    pub fn finish(
+    /// Writes the final file of one (table, window) from its spills, in order, to
+    /// `dest`.
+    pub(crate) fn finish(
         &self,
         spills: &[Spill],
         columns: &[ColumnInfo],
         fixed: usize,
-        dest: &Path,
+        dest: &dyn DataSink,
     ) -> Result<()> {
         // A lone spill already is the final file: a Parquet spill holds exactly the
         // columns the final file would, a JSON spill is one gzip member. Moving it
@@ -105,20 +106,20 @@ impl Encoder {
         // multischema runs was a sixth of the workers' time (most tables of a day fit
         // in one row group).
         if let [only] = spills {
-            return std::fs::rename(&only.path, dest).map_err(|e| Error::output(dest, e));
+            return dest.adopt(&only.path);
         }
-        match self {
-            Encoder::Parquet(props) => parquet::finish_file(spills, columns, fixed, props, dest)
-                .map_err(|e| parquet_error(e, dest, dest.display().to_string())),
+        let name = dest.name();
+        dest.write(&mut |out| match self {
+            Encoder::Parquet(props) => parquet::finish_file(spills, columns, fixed, props, out)
+                .map_err(|e| parquet_error(e, &name, name.display().to_string())),
             Encoder::Json { .. } | Encoder::Raw => {
-                let mut out = File::create(dest).map_err(|e| Error::output(dest, e))?;
                 for s in spills {
                     let mut f = File::open(&s.path).map_err(|e| Error::output(&s.path, e))?;
-                    std::io::copy(&mut f, &mut out).map_err(|e| Error::output(dest, e))?;
+                    std::io::copy(&mut f, out).map_err(|e| Error::output(&name, e))?;
                 }
-                out.flush().map_err(|e| Error::output(dest, e))
+                Ok(())
             }
-        }
+        })
     }
 }
 

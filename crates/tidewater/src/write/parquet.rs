@@ -5,7 +5,7 @@
 //! and memory never holds more than one row group (DESIGN.md, "Memory and time").
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -75,19 +75,21 @@ fn schema_of(columns: &[ColumnInfo], present: &[u32]) -> SchemaRef {
 /// calls for a 1M-event convert (strace).
 const FILE_BUFFER_BYTES: usize = 1 << 20;
 
-fn writer_for(
-    path: &Path,
+fn writer_for<W: Write + Send>(
+    out: W,
     schema: &SchemaRef,
     props: &WriterPropertiesPtr,
-) -> Result<SerializedFileWriter<BufWriter<File>>, ParquetError> {
+) -> Result<SerializedFileWriter<BufWriter<W>>, ParquetError> {
     let parquet_schema = ArrowSchemaConverter::new().convert(schema)?;
-    let file = BufWriter::with_capacity(FILE_BUFFER_BYTES, File::create(path)?);
-    SerializedFileWriter::new(file, parquet_schema.root_schema_ptr(), props.clone())
+    let out = BufWriter::with_capacity(FILE_BUFFER_BYTES, out);
+    SerializedFileWriter::new(out, parquet_schema.root_schema_ptr(), props.clone())
 }
 
 /// Writes the footer and flushes the file, so that write errors are reported rather
 /// than lost when the buffer is dropped.
-fn close_file(writer: SerializedFileWriter<BufWriter<File>>) -> Result<(), ParquetError> {
+fn close_file<W: Write + Send>(
+    writer: SerializedFileWriter<BufWriter<W>>,
+) -> Result<(), ParquetError> {
     writer
         .into_inner()?
         .into_inner()
@@ -149,7 +151,7 @@ pub fn encode_row_group(
     let columns = &group.columns[..];
     let present = present_columns(group, fixed);
     let schema = schema_of(columns, &present);
-    let mut writer = writer_for(path, &schema, props)?;
+    let mut writer = writer_for(File::create(path)?, &schema, props)?;
     let descriptors = writer.schema_descr();
     // The columns of large row groups encode in parallel (on the caller's rayon pool)
     // and are appended in order, so the file is the same at any thread count. A
@@ -272,7 +274,7 @@ pub fn finish_file(
     columns: &[ColumnInfo],
     fixed: usize,
     props: &WriterPropertiesPtr,
-    dest: &Path,
+    dest: &mut (dyn Write + Send),
 ) -> Result<(), ParquetError> {
     let mut present: Vec<u32> = spills
         .iter()

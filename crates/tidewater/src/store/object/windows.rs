@@ -1,0 +1,333 @@
+//! Committing windows on an object store, where nothing can be renamed: the order of
+//! the objects is the commit (C1, C2).
+//!
+//! 1. Data objects are uploaded under their final keys while they are encoded.
+//! 2. The manifest (`manifest.json`) is put, listing the folder's data objects in
+//!    `files` (an export's manifest gains the list; a convert writes one only when the
+//!    folder held objects before).
+//! 3. The empty `complete` marker is put last: the window is committed.
+//! 4. Replaced objects are deleted.
+//!
+//! A folder with a manifest that lists `files` consists of those files; a folder
+//! without one consists of all its data objects (a fresh commit, where nothing else was
+//! ever uploaded). A replacement into a committed folder that has no such manifest
+//! first writes one listing the old files, then uploads the new ones under new names.
+//! So a reader that follows `complete` and the manifest sees the old window or the new
+//! one, never a mix, and a crash at any step leaves the committed window as it was:
+//! the next run's objects replace what the crashed one left.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::{LeaseLock, ObjectRoot, Upload};
+use crate::error::{Error, Result};
+use crate::options::{Layout, WriteMode};
+use crate::store::{DataSink, WindowStore, COMPLETE, MANIFEST};
+use crate::window::WindowKey;
+
+/// What a window folder held when the run started, and what this run puts there.
+#[derive(Debug, Clone, Default)]
+struct Folder {
+    /// Data objects that make up the committed window now.
+    live: Vec<String>,
+    /// Data objects of no committed window (left by a run that crashed).
+    leftovers: Vec<String>,
+    committed: bool,
+    /// The manifest there, when it lists `files`.
+    governed: bool,
+    /// The name of this run's data object.
+    new_name: Option<String>,
+}
+
+/// The window store of an object-storage output.
+pub(crate) struct ObjectWindows {
+    root: Arc<ObjectRoot>,
+    lease: Option<Arc<LeaseLock>>,
+    layout: Layout,
+    mode: WriteMode,
+    raw: bool,
+    extension: &'static str,
+    /// Every folder's objects when the run started (one listing of the root), then
+    /// this run's decisions.
+    folders: Mutex<HashMap<String, Folder>>,
+    /// Local folder of this run's spills.
+    spills: PathBuf,
+}
+
+impl ObjectWindows {
+    /// The store for `root`, whose objects are listed once here.
+    pub(crate) fn open(
+        root: Arc<ObjectRoot>,
+        lease: Option<Arc<LeaseLock>>,
+        layout: Layout,
+        mode: WriteMode,
+        raw: bool,
+        extension: &'static str,
+    ) -> Result<Self> {
+        let mut names: HashMap<String, Vec<String>> = HashMap::new();
+        for rel in root.list("")? {
+            if let Some((folder, name)) = rel.rsplit_once('/') {
+                names
+                    .entry(folder.to_string())
+                    .or_default()
+                    .push(name.to_string());
+            }
+        }
+        let mut folders = HashMap::new();
+        for (folder, names) in names {
+            let state = read_folder(&root, &folder, &names)?;
+            folders.insert(folder, state);
+        }
+        let spills = root.scratch().join(format!("spill-{}", std::process::id()));
+        std::fs::create_dir_all(&spills).map_err(|e| Error::output_root(&spills, e))?;
+        Ok(ObjectWindows {
+            spills,
+            root,
+            lease,
+            layout,
+            mode,
+            raw,
+            extension,
+            folders: Mutex::new(folders),
+        })
+    }
+
+    fn rel(&self, table: Option<&str>, window: WindowKey) -> String {
+        let folder = window.folder(self.layout, self.raw);
+        match table {
+            Some(t) => format!("{t}/{folder}"),
+            None => folder,
+        }
+    }
+
+    fn part_name(&self, n: u32) -> String {
+        let stem = if self.raw { "export" } else { "part" };
+        format!("{stem}-{n:05}.{}", self.extension)
+    }
+
+    /// Decides the name of this run's data object in `folder`: the first number in a
+    /// folder without a committed window, the next free one in a committed folder
+    /// (whose files stay readable until the commit), which is first pinned by a
+    /// manifest when it has none.
+    fn plan(&self, folder: &str) -> Result<String> {
+        let mut folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+        let state = folders.entry(folder.to_string()).or_default();
+        if let Some(name) = &state.new_name {
+            return Ok(name.clone());
+        }
+        let name = if !state.committed {
+            self.part_name(0)
+        } else {
+            if !state.governed {
+                let pin = manifest_with_files(None, &state.live);
+                self.root.write(&format!("{folder}/{MANIFEST}"), pin)?;
+                state.governed = true;
+            }
+            let next = state
+                .live
+                .iter()
+                .chain(&state.leftovers)
+                .filter_map(|n| part_number(n))
+                .max()
+                .map_or(0, |n| n + 1);
+            self.part_name(next)
+        };
+        state.new_name = Some(name.clone());
+        Ok(name)
+    }
+
+    fn check_lease(&self) -> Result<()> {
+        self.lease.as_ref().map_or(Ok(()), |l| l.check())
+    }
+}
+
+/// Reads what a folder holds: its data objects, `complete`, and whether its manifest
+/// lists the files.
+fn read_folder(root: &ObjectRoot, folder: &str, names: &[String]) -> Result<Folder> {
+    let parts: Vec<String> = names.iter().filter(|n| is_data(n)).cloned().collect();
+    let committed = names.iter().any(|n| n == COMPLETE);
+    let listed = if names.iter().any(|n| n == MANIFEST) {
+        root.read(&format!("{folder}/{MANIFEST}"))?
+            .and_then(|b| files_of(&b))
+    } else {
+        None
+    };
+    let (live, leftovers) = match (&listed, committed) {
+        (_, false) => (Vec::new(), parts),
+        (None, true) => (parts, Vec::new()),
+        (Some(files), true) => parts.into_iter().partition(|p| files.contains(p)),
+    };
+    Ok(Folder {
+        live,
+        leftovers,
+        committed,
+        governed: listed.is_some() && committed,
+        new_name: None,
+    })
+}
+
+fn is_data(name: &str) -> bool {
+    name.starts_with("part-") || name.starts_with("export-")
+}
+
+fn part_number(name: &str) -> Option<u32> {
+    let digits: String = name
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// The `files` a manifest lists, if it lists them.
+fn files_of(manifest: &[u8]) -> Option<BTreeSet<String>> {
+    let value: serde_json::Value = serde_json::from_slice(manifest).ok()?;
+    let files = value.get("files")?.as_array()?;
+    Some(
+        files
+            .iter()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// `manifest` (an export's, or none) with the list of the folder's data files.
+fn manifest_with_files(manifest: Option<&[u8]>, files: &[String]) -> Bytes {
+    let mut value = manifest
+        .and_then(|m| serde_json::from_slice::<serde_json::Value>(m).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    value["files"] = serde_json::json!(files);
+    let mut text = serde_json::to_vec_pretty(&value).expect("a manifest serializes");
+    text.push(b'\n');
+    Bytes::from(text)
+}
+
+/// Where one data object goes.
+struct ObjectData<'s> {
+    root: &'s ObjectRoot,
+    rel: String,
+}
+
+impl DataSink for ObjectData<'_> {
+    fn adopt(&self, file: &Path) -> Result<()> {
+        Upload::file(self.root, file, &self.rel)?;
+        let _ = std::fs::remove_file(file);
+        Ok(())
+    }
+
+    fn write(&self, fill: &mut dyn FnMut(&mut (dyn Write + Send)) -> Result<()>) -> Result<()> {
+        let mut upload = Upload::new(self.root, &self.rel);
+        fill(&mut upload)?;
+        upload.close().map(|_| ())
+    }
+
+    fn name(&self) -> PathBuf {
+        self.root.url_of(&self.rel)
+    }
+}
+
+impl WindowStore for ObjectWindows {
+    fn spill_path(&self, table: u32, window: WindowKey, index: u32) -> PathBuf {
+        self.spills.join(format!("{table}-{window}-{index:05}"))
+    }
+
+    fn data<'s>(
+        &'s self,
+        table: Option<&str>,
+        window: WindowKey,
+    ) -> Result<Box<dyn DataSink + 's>> {
+        self.check_lease()?;
+        let folder = self.rel(table, window);
+        let name = self.plan(&folder)?;
+        Ok(Box::new(ObjectData {
+            root: &self.root,
+            rel: format!("{folder}/{name}"),
+        }))
+    }
+
+    fn folder(&self, table: Option<&str>, window: WindowKey) -> String {
+        self.rel(table, window)
+    }
+
+    fn commit(
+        &self,
+        table: Option<&str>,
+        window: WindowKey,
+        manifest: Option<&[u8]>,
+    ) -> Result<()> {
+        self.check_lease()?;
+        let folder = self.rel(table, window);
+        let state = {
+            let folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+            folders.get(&folder).cloned().unwrap_or_default()
+        };
+        let new = state
+            .new_name
+            .clone()
+            .expect("a window's data object is written before its commit");
+        let appending = self.mode == WriteMode::Append && state.committed;
+        let mut files: Vec<String> = if appending {
+            state.live.clone()
+        } else {
+            Vec::new()
+        };
+        files.push(new.clone());
+        // A fresh folder needs no list (all its data objects are the window) unless it
+        // is an export's, whose manifest always says what it committed.
+        let had_objects = state.committed || !state.leftovers.is_empty();
+        if manifest.is_some() || had_objects {
+            self.root.write(
+                &format!("{folder}/{MANIFEST}"),
+                manifest_with_files(manifest, &files),
+            )?;
+        }
+        if !state.committed {
+            self.root
+                .write(&format!("{folder}/{COMPLETE}"), Bytes::new())?;
+        }
+        let mut gone: Vec<&String> = state.leftovers.iter().filter(|n| **n != new).collect();
+        if !appending {
+            gone.extend(state.live.iter().filter(|n| **n != new));
+        }
+        for name in gone {
+            self.root.delete(&format!("{folder}/{name}"))?;
+        }
+        let mut folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+        folders.insert(
+            folder,
+            Folder {
+                live: files,
+                leftovers: Vec::new(),
+                committed: true,
+                governed: manifest.is_some() || had_objects,
+                new_name: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove(&self, table: Option<&str>, window: WindowKey) -> Result<()> {
+        self.check_lease()?;
+        let folder = self.rel(table, window);
+        let Some(state) = self
+            .folders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&folder)
+        else {
+            return Ok(());
+        };
+        // Uncommitted first, so that no reader follows a marker to missing files.
+        self.root.delete(&format!("{folder}/{COMPLETE}"))?;
+        self.root.delete(&format!("{folder}/{MANIFEST}"))?;
+        for name in state.live.iter().chain(&state.leftovers) {
+            self.root.delete(&format!("{folder}/{name}"))?;
+        }
+        Ok(())
+    }
+}
