@@ -67,6 +67,10 @@ pub(crate) struct OutputArgs {
     /// renewed; after a crash the next run takes the output over once it has passed.
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(3..))]
     lock_lease: u64,
+    /// Object-store output: retries of one request (timeouts, 5xx, throttling, with
+    /// exponential backoff) before the run fails.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    store_retries: usize,
     /// Print the run summary as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,
@@ -183,6 +187,7 @@ impl OutputArgs {
             row_group_rows: self.row_group_rows,
             block_bytes: self.block_size as usize,
             lock_lease: std::time::Duration::from_secs(self.lock_lease),
+            store_retries: self.store_retries,
             ..RunOptions::default()
         }
     }

@@ -888,7 +888,7 @@ fn xc4_a_cancelled_export_commits_nothing_further_and_resumes() {
 }
 
 /// `export_command` for other days than its own.
-fn export_days(out: &Path, url: &str, from: &str, to: &str, extra: &[&str]) -> Command {
+pub(crate) fn export_days(out: &Path, url: &str, from: &str, to: &str, extra: &[&str]) -> Command {
     let base = export_command(out, url, extra);
     let mut args: Vec<String> = base
         .get_args()

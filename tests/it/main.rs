@@ -7,6 +7,7 @@ mod extremes;
 mod integrity;
 mod interop;
 mod library;
+mod object_store;
 mod serve;
 mod service;
 mod util;

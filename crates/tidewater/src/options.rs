@@ -120,6 +120,9 @@ pub struct RunOptions {
     /// How long a run's lock on an object-store output lasts unless renewed: after a
     /// crash, the next run can take the output over once this has passed.
     pub lock_lease: std::time::Duration,
+    /// Retries of one object-store request (timeouts, 5xx, throttling) before the run
+    /// fails.
+    pub store_retries: usize,
 }
 
 impl Default for RunOptions {
@@ -146,6 +149,7 @@ impl Default for RunOptions {
             max_line_bytes: 64 << 20,
             object_store: None,
             lock_lease: std::time::Duration::from_secs(60),
+            store_retries: crate::store::object::DEFAULT_RETRIES,
         }
     }
 }

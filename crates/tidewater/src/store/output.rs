@@ -44,7 +44,7 @@ impl Output {
             None => {
                 let out = o.out.to_string_lossy();
                 super::object::is_url(&out)
-                    .then(|| ObjectTarget::from_url(&out))
+                    .then(|| ObjectTarget::from_url_retrying(&out, o.store_retries))
                     .transpose()?
             }
         };

@@ -239,6 +239,9 @@ pub(crate) fn redact(text: &str) -> String {
 /// run fails: `object_store`'s own retry loop, with its exponential backoff.
 pub(crate) const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Retries of one store request before the run fails.
+pub const DEFAULT_RETRIES: usize = 10;
+
 #[cfg(test)]
 mod tests {
     use super::*;

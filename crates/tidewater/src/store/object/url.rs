@@ -6,7 +6,7 @@ use std::sync::Arc;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreScheme, RetryConfig};
 
-use super::DEFAULT_RETRY_TIMEOUT;
+use super::{DEFAULT_RETRIES, DEFAULT_RETRY_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::field::Field;
 
@@ -53,6 +53,12 @@ impl ObjectTarget {
     /// custom endpoints and `AWS_ALLOW_HTTP`/`AZURE_STORAGE_USE_EMULATOR` for
     /// emulators). Credentials never come from the URL.
     pub fn from_url(url: &str) -> Result<Self> {
+        Self::from_url_retrying(url, DEFAULT_RETRIES)
+    }
+
+    /// [`ObjectTarget::from_url`], with a request retried at most `retries` times
+    /// (timeouts, 5xx, throttling; with exponential backoff) before the run fails.
+    pub fn from_url_retrying(url: &str, retries: usize) -> Result<Self> {
         // reqwest's rustls takes its crypto from the process default (as the export
         // client does).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -68,6 +74,7 @@ impl ObjectTarget {
             .map_err(|e| bad(format!("{url} names no object store Tidewater knows: {e}")))?;
         let retry = RetryConfig {
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
+            max_retries: retries,
             ..Default::default()
         };
         let built: object_store::Result<Arc<dyn ObjectStore>> = match scheme {

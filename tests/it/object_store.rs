@@ -1,0 +1,736 @@
+//! Object-storage outputs against real emulators started here on loopback: S3 on
+//! `moto_server` (PyPI `moto[server]`) and Azure Blob on Azurite (npm `azurite`), both
+//! installed by `.ci/run`. Each test starts its own emulator on a free port and stops
+//! it by its PID.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::export::{export_days, generated, mock};
+use crate::util::*;
+
+const S3_KEY_ID: &str = "tidewater-test-key-id";
+const S3_SECRET: &str = "S3-s3cret-never-printed-7f1d";
+const AZURE_ACCOUNT: &str = "devstoreaccount1";
+/// Azurite's well-known development key.
+const AZURE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// An emulator process, stopped by its PID when dropped.
+struct Emulator {
+    child: Child,
+    port: u16,
+    /// The environment a `tidewater` process needs to reach it.
+    env: Vec<(&'static str, String)>,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(child: &mut Child, port: u16, what: &str) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited at start ({status})");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn moto() -> Emulator {
+    let port = free_port();
+    let mut child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server must be installed: pip install 'moto[server]' (.ci/run does)");
+    wait_listening(&mut child, port, "moto_server");
+    Emulator {
+        child,
+        port,
+        env: s3_env(port),
+    }
+}
+
+fn s3_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", S3_KEY_ID.into()),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET.into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ENDPOINT", format!("http://127.0.0.1:{port}")),
+        ("AWS_ALLOW_HTTP", "true".into()),
+    ]
+}
+
+fn azurite() -> Emulator {
+    let port = free_port();
+    let bin = std::env::var("AZURITE_BLOB").unwrap_or_else(|_| "azurite-blob".into());
+    let mut child = Command::new(&bin)
+        .args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--inMemoryPersistence",
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--silent",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{bin} must be installed: npm install -g azurite (.ci/run does): {e}")
+        });
+    wait_listening(&mut child, port, "azurite-blob");
+    Emulator {
+        child,
+        port,
+        env: vec![
+            ("AZURE_STORAGE_ACCOUNT_NAME", AZURE_ACCOUNT.into()),
+            ("AZURE_STORAGE_ACCOUNT_KEY", AZURE_KEY.into()),
+            ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+            (
+                "AZURITE_BLOB_STORAGE_URL",
+                format!("http://127.0.0.1:{port}"),
+            ),
+        ],
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the status and body.
+fn http(port: u16, method: &str, target: &str, headers: &[(String, String)]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn make_bucket(s3: &Emulator, bucket: &str) {
+    let (status, body) = http(s3.port, "PUT", &format!("/{bucket}"), &[]);
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Creates a container through Azurite's REST API, signed with the account key
+/// (SharedKey).
+fn make_container(az: &Emulator, container: &str) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let date = httpdate_now();
+    let version = "2021-08-06";
+    let to_sign = format!(
+        "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURE_ACCOUNT}/{AZURE_ACCOUNT}/{container}\nrestype:container"
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &b64.decode(AZURE_KEY).unwrap());
+    let signature = b64.encode(ring::hmac::sign(&key, to_sign.as_bytes()).as_ref());
+    let headers = [
+        ("x-ms-date".to_string(), date),
+        ("x-ms-version".to_string(), version.to_string()),
+        (
+            "Authorization".to_string(),
+            format!("SharedKey {AZURE_ACCOUNT}:{signature}"),
+        ),
+    ];
+    let target = format!("/{AZURE_ACCOUNT}/{container}?restype=container");
+    let (status, body) = http(az.port, "PUT", &target, &headers);
+    assert_eq!(status, 201, "{body}");
+}
+
+fn httpdate_now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+/// A client of the emulator's store for reading what a run wrote.
+fn s3_store(s3: &Emulator, bucket: &str) -> Arc<dyn ObjectStore> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_endpoint(format!("http://127.0.0.1:{}", s3.port))
+            .with_allow_http(true)
+            .with_access_key_id(S3_KEY_ID)
+            .with_secret_access_key(S3_SECRET)
+            .build()
+            .unwrap(),
+    )
+}
+
+fn azure_store(az: &Emulator, container: &str) -> Arc<dyn ObjectStore> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Arc::new(
+        object_store::azure::MicrosoftAzureBuilder::new()
+            .with_account(AZURE_ACCOUNT)
+            .with_access_key(AZURE_KEY)
+            .with_container_name(container)
+            .with_endpoint(format!("http://127.0.0.1:{}/{AZURE_ACCOUNT}", az.port))
+            .with_allow_http(true)
+            .build()
+            .unwrap(),
+    )
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Every object below `prefix`, copied into `dir` (then read as [`tree`] does, without
+/// `.tidewater/`, which holds only the released lock and the export ledger).
+fn download(store: &Arc<dyn ObjectStore>, prefix: &str, dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::create_dir_all(dir).unwrap();
+    block_on(async {
+        let prefix = Key::from(prefix);
+        let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+        for meta in objects {
+            let rel: Vec<String> = meta
+                .location
+                .prefix_match(&prefix)
+                .unwrap()
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            let path = dir.join(rel.join("/"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let bytes = store
+                .get(&meta.location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+    });
+    without_state(tree(dir))
+}
+
+/// What a reader that follows each folder's manifest sees: the files it lists, in
+/// order, under the names a fresh commit gives them, and no convert manifest.
+fn reader_view(t: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let listed: BTreeMap<String, Vec<String>> = t
+        .iter()
+        .filter_map(|(k, v)| {
+            let folder = k.strip_suffix("/manifest.json")?;
+            let m: serde_json::Value = serde_json::from_slice(v).ok()?;
+            let files = m["files"].as_array()?;
+            Some((
+                folder.to_string(),
+                files
+                    .iter()
+                    .map(|f| f.as_str().unwrap().to_string())
+                    .collect(),
+            ))
+        })
+        .collect();
+    for (k, v) in &t {
+        let (folder, name) = k.rsplit_once('/').unwrap_or(("", k));
+        match listed.get(folder) {
+            None => {
+                out.insert(k.clone(), v.clone());
+            }
+            Some(files) => {
+                if let Some(i) = files
+                    .iter()
+                    .position(|f| f.strip_suffix(".gz").unwrap_or(f) == name)
+                {
+                    let ext = name.split_once('.').map_or("", |(_, e)| e);
+                    out.insert(format!("{folder}/part-{i:05}.{ext}"), v.clone());
+                } else if name == "complete" {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn without_state(t: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    t.into_iter()
+        .filter(|(k, _)| !k.starts_with(".tidewater/"))
+        .collect()
+}
+
+/// Multipart uploads still open in a bucket (moto answers unsigned requests).
+fn open_uploads(s3: &Emulator, bucket: &str) -> usize {
+    let (status, body) = http(s3.port, "GET", &format!("/{bucket}?uploads"), &[]);
+    assert_eq!(status, 200, "{body}");
+    body.matches("<Upload>").count()
+}
+
+/// Runs `tidewater ARGS` with the emulator's environment; requires exit `code`.
+fn run_with(em: &Emulator, cwd: &Path, args: &[&str], code: i32) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .current_dir(cwd)
+        .args(args)
+        .envs(em.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "tidewater {args:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    for text in [&stdout, &stderr] {
+        assert!(
+            !text.contains(S3_SECRET) && !text.contains(AZURE_KEY),
+            "{text}"
+        );
+    }
+    (stdout, stderr)
+}
+
+/// Inputs with rejects, type conflicts and many tables, and a generated file whose
+/// days hold several row groups (so that final files are assembled from spills).
+fn inputs(dir: &Path) -> Vec<String> {
+    let bad = write(
+        dir,
+        "bad.jsonl",
+        "{\"event\": \"a\", \"properties\": {\"time\": 1704067200}}\nnot json\n",
+    );
+    let data = generated(dir, 6000, 3);
+    vec![
+        fixtures()
+            .join("events-sample.jsonl.gz")
+            .display()
+            .to_string(),
+        fixtures()
+            .join("nasty/collisions.jsonl")
+            .display()
+            .to_string(),
+        bad.display().to_string(),
+        data.display().to_string(),
+    ]
+}
+
+/// `convert` to the store gives exactly the objects (keys and bytes) of the same
+/// convert into a local folder, in both schema modes and both formats.
+fn convert_matches_local(em: &Emulator, store: &Arc<dyn ObjectStore>, scheme_root: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = inputs(dir.path());
+    let cases: [&[&str]; 3] = [
+        &["--schema", "multischema", "--row-group-rows", "700"],
+        &[
+            "--schema",
+            "monoschema",
+            "--format",
+            "json",
+            "--row-group-rows",
+            "700",
+        ],
+        &["--schema", "raw", "--partition", "hourly"],
+    ];
+    for (i, extra) in cases.iter().enumerate() {
+        let local = dir.path().join(format!("local-{i}"));
+        let url = format!("{scheme_root}/convert-{i}");
+        for out in [local.to_str().unwrap(), url.as_str()] {
+            let mut args = vec!["convert"];
+            args.extend(inputs.iter().map(String::as_str));
+            args.extend(["--out", out, "--quiet"]);
+            args.extend_from_slice(extra);
+            run_with(em, dir.path(), &args, 0);
+        }
+        let remote = download(
+            store,
+            &format!("convert-{i}"),
+            &dir.path().join(format!("got-{i}")),
+        );
+        assert!(
+            remote.keys().any(|k| k.starts_with("_rejects/")),
+            "{extra:?}"
+        );
+        assert_eq!(
+            remote.keys().collect::<Vec<_>>(),
+            without_state(tree(&local)).keys().collect::<Vec<_>>(),
+            "{extra:?}"
+        );
+        assert!(
+            remote == without_state(tree(&local)),
+            "{extra:?}: bytes differ"
+        );
+    }
+}
+
+#[test]
+fn s3_convert_and_export_write_the_objects_of_a_local_run() {
+    let s3 = moto();
+    make_bucket(&s3, "out");
+    let store = s3_store(&s3, "out");
+    convert_matches_local(&s3, &store, "s3://out");
+
+    // Export: the data of every window as a local export has it; each window's
+    // manifest lists its files.
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 4000, 4);
+    let server = mock(&data, |_| {});
+    let local = dir.path().join("local");
+    let extra = ["--schema", "multischema", "--quiet"];
+    let export = |out: &Path| export_days(out, server.url(), "2024-01-01", "2024-01-04", &extra);
+    assert!(export(&local).status().unwrap().success());
+    let mut remote_export = export(Path::new("s3://out/export"));
+    remote_export.envs(s3.env.iter().map(|(k, v)| (*k, v.as_str())));
+    assert!(remote_export.status().unwrap().success());
+    let remote = download(&store, "export", &dir.path().join("got"));
+    let data_only = |t: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        t.into_iter()
+            .filter(|(k, _)| !k.ends_with("manifest.json"))
+            .collect()
+    };
+    assert!(data_only(remote.clone()) == data_only(without_state(tree(&local))));
+    let manifests: Vec<_> = remote
+        .iter()
+        .filter(|(k, _)| k.ends_with("manifest.json"))
+        .collect();
+    assert!(!manifests.is_empty());
+    for (key, bytes) in manifests {
+        let m: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(
+            m["files"],
+            serde_json::json!(["part-00000.parquet"]),
+            "{key}"
+        );
+        assert_eq!(m["version"], 2, "{key}");
+    }
+    // A second export skips every window: the ledger lives in the store (XC4).
+    let mut again = export(Path::new("s3://out/export"));
+    again
+        .envs(s3.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .arg("--json");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&again.output().unwrap().stdout).unwrap();
+    assert_eq!(summary["windows_skipped"], 4, "{summary}");
+    assert_eq!(open_uploads(&s3, "out"), 0);
+}
+
+/// A replacement uploads new files under new names, commits them through the manifest
+/// and only then deletes the old ones; a reader following the manifest reads exactly
+/// the new window. pyarrow reads the table in place from the store.
+#[test]
+fn s3_replace_commits_new_files_before_deleting_old_ones_and_pyarrow_reads_in_place() {
+    let s3 = moto();
+    make_bucket(&s3, "out");
+    let store = s3_store(&s3, "out");
+    let dir = tempfile::tempdir().unwrap();
+    let first = generated(dir.path(), 3000, 2);
+    let second_dir = dir.path().join("second");
+    std::fs::create_dir(&second_dir).unwrap();
+    let second = generated(&second_dir, 5000, 2);
+    let url = "s3://out/table";
+    for input in [&first, &second] {
+        let args = ["convert", input.to_str().unwrap(), "--out", url, "--quiet"];
+        run_with(&s3, dir.path(), &args, 0);
+    }
+    let local = dir.path().join("local");
+    convert_quietly(dir.path(), &second, &local, &[]);
+    let remote = download(&store, "table", &dir.path().join("got"));
+    for day in ["01", "02"] {
+        let folder = format!("mp_master_event/2024/01/{day}");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&remote[&format!("{folder}/manifest.json")]).unwrap();
+        assert_eq!(manifest["files"], serde_json::json!(["part-00001.parquet"]));
+        // The old file is gone, and the new one is the local run's file.
+        assert!(!remote.contains_key(&format!("{folder}/part-00000.parquet")));
+        assert!(
+            remote[&format!("{folder}/part-00001.parquet")]
+                == tree(&local)[&format!("{folder}/part-00000.parquet")]
+        );
+        assert!(remote.contains_key(&format!("{folder}/complete")));
+    }
+    let script = format!(
+        r#"
+import pyarrow.dataset as ds, pyarrow.fs as fs
+s3 = fs.S3FileSystem(access_key="{S3_KEY_ID}", secret_key="{S3_SECRET}", endpoint_override="127.0.0.1:{port}", scheme="http", region="us-east-1")
+t = ds.dataset("out/table/mp_master_event", filesystem=s3, format="parquet", exclude_invalid_files=True).to_table()
+print("rows", t.num_rows)
+"#,
+        port = s3.port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("rows 5000"), "{text}");
+}
+
+#[test]
+fn azure_convert_writes_the_objects_of_a_local_run() {
+    let az = azurite();
+    make_container(&az, "out");
+    let store = azure_store(&az, "out");
+    convert_matches_local(&az, &store, "az://out");
+}
+
+/// A proxy in front of the emulator that fails every part upload after the first
+/// while `failing` is set (a store failing mid-window); one request per connection.
+fn failing_proxy(upstream: u16, failing: Arc<AtomicBool>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let failing = failing.clone();
+            std::thread::spawn(move || proxy_one(client, upstream, &failing));
+        }
+    });
+    port
+}
+
+fn proxy_one(mut client: TcpStream, upstream: u16, failing: &AtomicBool) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte).unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let length: usize = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if client.read_exact(&mut body).is_err() {
+        return;
+    }
+    let first_line = text.lines().next().unwrap_or("");
+    let part_after_first = first_line.starts_with("PUT")
+        && first_line.contains("partNumber=")
+        && !first_line.contains("partNumber=1&")
+        && !first_line.contains("partNumber=1 ");
+    if failing.load(Ordering::SeqCst) && part_after_first {
+        let _ = client
+            .write_all(b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    }
+    let head: String = text
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
+        .map(|l| format!("{l}\r\n"))
+        .collect::<String>()
+        + "Connection: close\r\n\r\n";
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let _ = up.write_all(head.as_bytes());
+    let _ = up.write_all(&body);
+    let mut answer = Vec::new();
+    let _ = up.read_to_end(&mut answer);
+    let _ = client.write_all(&answer);
+}
+
+/// The store failing in the middle of a window's upload: the run fails naming the
+/// object, the window is not committed, no multipart upload is left open, and a re-run
+/// completes it with the objects of a local run.
+#[test]
+fn s3_a_store_failing_mid_upload_commits_nothing_and_a_rerun_completes() {
+    let s3 = moto();
+    make_bucket(&s3, "out");
+    let store = s3_store(&s3, "out");
+    let dir = tempfile::tempdir().unwrap();
+    // One day whose uncompressed Parquet file takes several 8 MiB parts.
+    let data = generated(dir.path(), 60_000, 1);
+    let failing = Arc::new(AtomicBool::new(true));
+    let proxy = failing_proxy(s3.port, failing.clone());
+    let through_proxy = Emulator {
+        child: Command::new("sleep").arg("600").spawn().unwrap(),
+        port: proxy,
+        env: s3_env(proxy),
+    };
+    let args = [
+        "convert",
+        data.to_str().unwrap(),
+        "--out",
+        "s3://out/faulty",
+        "--compression",
+        "none",
+        "--store-retries",
+        "1",
+        "--quiet",
+    ];
+    let (_, stderr) = run_with(&through_proxy, dir.path(), &args, 1);
+    assert!(
+        stderr.contains("s3://out/faulty/mp_master_event/2024/01/01/part-00000.parquet"),
+        "{stderr}"
+    );
+    let left = download(&store, "faulty", &dir.path().join("left"));
+    assert!(
+        !left.keys().any(|k| k.ends_with("complete")),
+        "{:?}",
+        left.keys()
+    );
+    assert_eq!(
+        open_uploads(&s3, "out"),
+        0,
+        "a multipart upload was left open"
+    );
+    run_with(&s3, dir.path(), &args, 0);
+    let local = dir.path().join("local");
+    convert_quietly(dir.path(), &data, &local, &["--compression", "none"]);
+    let got = download(&store, "faulty", &dir.path().join("got"));
+    assert!(got == without_state(tree(&local)));
+    assert_eq!(open_uploads(&s3, "out"), 0);
+}
+
+/// Two runs into one prefix: the second is refused while the first holds the lease;
+/// after a run is killed, its lease is taken over once it expires.
+#[test]
+fn s3_one_run_per_prefix_and_a_crashed_runs_lease_is_taken_over() {
+    let s3 = moto();
+    make_bucket(&s3, "out");
+    let store = s3_store(&s3, "out");
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 60_000, 3);
+    let url = "s3://out/locked";
+    let args = |lease: &'static str| {
+        vec![
+            "convert".to_string(),
+            data.display().to_string(),
+            "--out".into(),
+            url.into(),
+            "--lock-lease".into(),
+            lease.into(),
+            "--threads".into(),
+            "1".into(),
+            "--quiet".into(),
+        ]
+    };
+    let lock = Key::from("locked/.tidewater/lock");
+    let wait_for_lock = || {
+        let start = Instant::now();
+        while block_on(store.head(&lock)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no lock appeared"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let spawn = |lease| {
+        Command::new(env!("CARGO_BIN_EXE_tidewater"))
+            .args(args(lease))
+            .envs(s3.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // A second run while the first holds the prefix is refused at once.
+    let mut first = spawn("3");
+    wait_for_lock();
+    let a: Vec<String> = args("3");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (_, stderr) = run_with(&s3, dir.path(), &a, 1);
+    assert!(stderr.contains("in use by another run"), "{stderr}");
+    assert!(stderr.contains("s3://out/locked"), "{stderr}");
+    // The first run renews its 3 s lease for as long as it runs.
+    assert!(first.wait().unwrap().success());
+    assert!(
+        block_on(store.head(&lock)).is_err(),
+        "the lock was not released"
+    );
+
+    // A run killed with its lease held: refused until the lease expires, then taken
+    // over; the output is that of a clean run.
+    let mut crashed = spawn("3");
+    wait_for_lock();
+    crashed.kill().unwrap();
+    crashed.wait().unwrap();
+    let (_, stderr) = run_with(&s3, dir.path(), &a, 1);
+    assert!(stderr.contains("lease expires in"), "{stderr}");
+    std::thread::sleep(Duration::from_secs(4));
+    run_with(&s3, dir.path(), &a, 0);
+    let local = dir.path().join("local");
+    convert_quietly(dir.path(), &data, &local, &[]);
+    // Windows the killed run committed were replaced (new names, listed by the
+    // manifest); a reader following the manifests sees the clean run's files.
+    let got = reader_view(download(&store, "locked", &dir.path().join("got")));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        without_state(tree(&local)).keys().collect::<Vec<_>>()
+    );
+    assert!(got == without_state(tree(&local)));
+}
+
+/// A bucket that does not exist: exit 2 or 1 with a message naming the bucket and
+/// what to check, and no credential in it.
+#[test]
+fn s3_a_missing_bucket_is_named() {
+    let s3 = moto();
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixtures().join("events-sample.jsonl.gz");
+    let a = [
+        "convert",
+        input.to_str().unwrap(),
+        "--out",
+        "s3://no-such-bucket/p",
+        "--quiet",
+        "--store-retries",
+        "0",
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .current_dir(dir.path())
+        .args(a)
+        .envs(s3.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("s3://no-such-bucket/p"), "{stderr}");
+    assert!(stderr.contains("bucket"), "{stderr}");
+    assert!(!stderr.contains(S3_SECRET), "{stderr}");
+}
