@@ -734,3 +734,100 @@ fn s3_a_missing_bucket_is_named() {
     assert!(stderr.contains("bucket"), "{stderr}");
     assert!(!stderr.contains(S3_SECRET), "{stderr}");
 }
+
+/// Pipelines with object-storage types (P32) on `tidewater serve`: a wrong bucket and
+/// an unsupported `s3_role` are 400s at create; an `aws` pipeline writes its days under
+/// `<s3_prefix>/<project_id>/`, each the data of a local export of that day.
+#[test]
+fn p32_an_aws_pipeline_writes_its_days_to_s3_and_a_wrong_bucket_is_refused_at_create() {
+    use crate::serve::{make_key, rest, runs, serve_with_env, wait_until};
+    use tidewater_mock::{MockAuth, MockConfig, MockServer};
+    let s3 = moto();
+    make_bucket(&s3, "pipes");
+    let store = s3_store(&s3, "pipes");
+    let dir = tempfile::tempdir().unwrap();
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let first = today.checked_sub(jiff::Span::new().days(3)).unwrap();
+    let last = today.yesterday().unwrap();
+    let data = dir.path().join("data.jsonl.gz");
+    let gen = tidewater::synth::GenConfig {
+        events: 3000,
+        days: 5,
+        seed: 5,
+        start: today.checked_sub(jiff::Span::new().days(4)).unwrap(),
+    };
+    tidewater::synth::generate_file(&gen, &data).unwrap();
+    let mock = MockServer::start(MockConfig {
+        data: vec![data.clone()],
+        auth: MockAuth::Secret(crate::service::SECRET.into()),
+        limits: Vec::new(),
+        ..Default::default()
+    })
+    .unwrap();
+    let state = dir.path().join("state.db");
+    let key = make_key(&state);
+    let (mut server, url, log) = serve_with_env(&state, mock.url(), &[], &s3.env);
+    let create = |destination: serde_json::Value| {
+        rest(
+            &url,
+            &key,
+            "POST",
+            "/v1/pipelines",
+            Some(serde_json::json!({
+                "project_id": 77, "type": "aws", "from_date": first.to_string(),
+                "schema_type": "monoschema", "data_format": "parquet",
+                "destination": destination,
+                "credentials": {"api_secret": crate::service::SECRET},
+            })),
+        )
+    };
+    let (status, body) =
+        create(serde_json::json!({"s3_bucket": "no-such-bucket", "s3_region": "us-east-1"}));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("s3://no-such-bucket"), "{body}");
+    let (status, body) = create(serde_json::json!({
+        "s3_bucket": "pipes", "s3_region": "us-east-1", "s3_role": "arn:aws:iam::1:role/r"
+    }));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("s3_role"), "{body}");
+    let (status, body) = create(serde_json::json!({
+        "s3_bucket": "pipes", "s3_region": "us-east-1", "s3_prefix": "mixpanel", "s3_encryption": "aes"
+    }));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["destination"]["url"], "s3://pipes/mixpanel", "{body}");
+    let days = (last - first).get_days() as usize + 1;
+    wait_until("every day committed", Duration::from_secs(60), || {
+        let runs = runs(&url, &key);
+        runs.iter().filter(|r| r["state"] == "succeeded").count() >= days
+    });
+    let got = download(&store, "mixpanel/77", &dir.path().join("got"));
+    let local = dir.path().join("local");
+    let status = export_days(
+        &local,
+        mock.url(),
+        &first.to_string(),
+        &last.to_string(),
+        &["--quiet"],
+    )
+    .status()
+    .unwrap();
+    assert!(status.success());
+    let data_only = |t: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        t.into_iter()
+            .filter(|(k, _)| !k.ends_with("manifest.json"))
+            .collect()
+    };
+    assert_eq!(
+        data_only(got.clone()).keys().collect::<Vec<_>>(),
+        data_only(without_state(tree(&local)))
+            .keys()
+            .collect::<Vec<_>>()
+    );
+    assert!(data_only(got) == data_only(without_state(tree(&local))));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let log = log.lock().unwrap().join("\n");
+    assert!(!log.contains(S3_SECRET), "{log}");
+}

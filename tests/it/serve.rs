@@ -21,6 +21,16 @@ type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 /// Starts `tidewater serve`; returns the child, its base URL once it listens, and its
 /// log lines as they come.
 fn serve(state: &Path, mock: &str, extra: &[&str]) -> (Child, String, Log) {
+    serve_with_env(state, mock, extra, &[])
+}
+
+/// [`serve`] with more environment variables (an object store's).
+pub(crate) fn serve_with_env(
+    state: &Path,
+    mock: &str,
+    extra: &[&str],
+    env: &[(&'static str, String)],
+) -> (Child, String, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
         .args(["serve", "--listen", "127.0.0.1:0", "--state"])
         .arg(state)
@@ -36,6 +46,7 @@ fn serve(state: &Path, mock: &str, extra: &[&str]) -> (Child, String, Log) {
         ])
         .args(extra)
         .env("TIDEWATER_SECRET_KEY", KEY)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -62,7 +73,7 @@ fn serve(state: &Path, mock: &str, extra: &[&str]) -> (Child, String, Log) {
 }
 
 /// `tidewater serve keys create` on `state`: the key it prints once.
-fn make_key(state: &Path) -> String {
+pub(crate) fn make_key(state: &Path) -> String {
     let made = Command::new(env!("CARGO_BIN_EXE_tidewater"))
         .args(["serve", "keys", "create", "--label", "ci", "--state"])
         .arg(state)
@@ -76,7 +87,13 @@ fn make_key(state: &Path) -> String {
     String::from_utf8(made.stdout).unwrap().trim().to_string()
 }
 
-fn rest(url: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) fn rest(
+    url: &str,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -100,7 +117,7 @@ fn rest(url: &str, key: &str, method: &str, path: &str, body: Option<Value>) -> 
     })
 }
 
-fn runs(url: &str, key: &str) -> Vec<Value> {
+pub(crate) fn runs(url: &str, key: &str) -> Vec<Value> {
     let (status, page) = rest(url, key, "GET", "/v1/pipelines/runs?limit=1000", None);
     assert_eq!(status, 200, "{page}");
     page["runs"].as_array().unwrap().clone()
@@ -120,7 +137,7 @@ fn runs_in(state: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < limit, "gave up waiting for {what}");

@@ -1005,13 +1005,13 @@ fn p25_p26_p29_bad_requests_and_credentials_get_clear_errors() {
                 "create",
                 &[
                     ("project_id", &project),
-                    ("type", "s3-raw"),
-                    ("s3_bucket", "b"),
+                    ("type", "bigquery"),
+                    ("bq_dataset_name", "d"),
                     ("from_date", "2024-01-01"),
                 ],
             ),
             400,
-            "type: s3-raw is not supported by this server yet",
+            "type: bigquery is not supported by this server yet",
         ),
         (
             h.nessie("POST", "create", &[("type", "local")]),

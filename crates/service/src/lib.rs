@@ -16,6 +16,7 @@
 
 pub mod api;
 mod clock;
+pub mod destination;
 pub mod model;
 mod ops;
 pub mod rules;

@@ -114,7 +114,7 @@ impl DestinationType {
 
     /// Whether this server can write it (P32: the others are refused at create).
     pub fn is_served(self) -> bool {
-        matches!(self, DestinationType::Local | DestinationType::LocalRaw)
+        !matches!(self, DestinationType::Bigquery | DestinationType::Snowflake)
     }
 }
 
@@ -171,6 +171,10 @@ pub struct PipelineSpec {
     pub kind: DestinationType,
     /// The folder of a local destination; the output is under `<path>/<project_id>/`.
     pub path: Option<PathBuf>,
+    /// The bucket of an object-storage destination; the output is under
+    /// `<prefix>/<project_id>/` in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<crate::destination::Bucket>,
     /// Events or people.
     pub data_source: DataSource,
     /// The table layout of a schematized type (`None` for raw types).

@@ -4,6 +4,7 @@
 
 use tidewater::export::Credentials;
 
+use crate::destination;
 use crate::model::{NewRun, Pipeline, PipelineState, RunKind, RunState};
 use crate::rules::{self, CreateRequest, Invalid};
 use crate::schedule::{Frequency, Schedule};
@@ -83,12 +84,27 @@ impl Service {
         credentials: &Credentials,
     ) -> Result<Vec<Pipeline>, ApiError> {
         let now = self.clock().now();
-        let specs = rules::check_create(req, now, &self.config().limits)?;
+        let mut specs = rules::check_create(req, now, &self.config().limits)?;
         let project = specs[0].project_id;
         self.check_upstream(project, &specs[0].tz, credentials)
             .await?;
         if let Some(path) = specs[0].path.as_deref() {
             check_destination(path)?;
+        }
+        if let Some(bucket) = specs[0].bucket.clone() {
+            let target = destination::target(&bucket, bucket.client_secret.as_deref())
+                .map_err(|e| ApiError::BadRequest(format!("type: {e}")))?;
+            destination::check(&target, project, &bucket.url())
+                .await
+                .map_err(ApiError::BadRequest)?;
+            if let Some(secret) = &bucket.client_secret {
+                let sealed = self.seal_destination_secret(project, secret)?;
+                for spec in &mut specs {
+                    if let Some(b) = &mut spec.bucket {
+                        b.client_secret = Some(sealed.clone());
+                    }
+                }
+            }
         }
         let sealed = self.seal_credentials(project, credentials)?;
         let limits = self.config().limits;

@@ -45,6 +45,8 @@ pub struct CreateRequest {
     pub path: Option<String>,
     /// `tz`: the project's time zone (Tidewater's; Mixpanel knows it from the project).
     pub tz: Option<String>,
+    /// The object-storage types' parameters (`s3_bucket`, `container_name`, ...).
+    pub destination: std::collections::BTreeMap<String, String>,
 }
 
 /// A request that breaks a rule: the parameter and what to do.
@@ -160,7 +162,9 @@ pub fn check_create(
     if !kind.is_served() {
         return Err(invalid(
             "type",
-            format!("{kind_name} is not supported by this server yet; use local or local-raw"),
+            format!(
+                "{kind_name} is not supported by this server yet; use local, local-raw or an object-storage type"
+            ),
         ));
     }
     let trial = req.trial.unwrap_or(false);
@@ -236,6 +240,7 @@ pub fn check_create(
         ));
     }
     let path = destination_path(kind, req.path.as_deref())?;
+    let bucket = crate::destination::bucket_of(kind, &req.destination)?;
     let (from_date, to_date, frequency) = if trial {
         check_trial(req, schema_type, sync)?;
         (today.yesterday().unwrap_or(today), None, Frequency::Daily)
@@ -249,6 +254,7 @@ pub fn check_create(
         name: String::new(),
         kind,
         path,
+        bucket,
         data_source,
         schema_type,
         data_format,
@@ -578,7 +584,9 @@ mod tests {
                 "path" => r.path = v,
                 "tz" => r.tz = v,
                 "name" => r.name = v,
-                _ => panic!("no parameter {k}"),
+                _ => {
+                    r.destination.insert(k.to_string(), v.unwrap_or_default());
+                }
             }
         }
         r
@@ -591,7 +599,21 @@ mod tests {
             (&[("project_id", "-")], "project_id: is required"),
             (&[("type", "-")], "type: is required; use one of local, local-raw, s3-raw"),
             (&[("type", "ftp")], "type: \"ftp\" is not a pipeline type"),
-            (&[("type", "s3-raw")], "type: s3-raw is not supported by this server yet"),
+            (&[("type", "s3-raw")], "s3_bucket: is required for type s3-raw"),
+            (&[("type", "aws"), ("s3_bucket", "b-1")], "s3_region: is required for type aws"),
+            (&[("type", "aws"), ("s3_bucket", "B_1"), ("s3_region", "us-east-1")], "s3_bucket: \"B_1\" is not a bucket name"),
+            (&[("type", "aws"), ("s3_bucket", "b-1"), ("s3_region", "us-east-1"), ("s3_role", "arn:aws:iam::1:role/x")], "s3_role: is not supported by this server"),
+            (&[("type", "aws"), ("s3_bucket", "b-1"), ("s3_region", "us-east-1"), ("use_glue", "true")], "use_glue: is not supported by this server"),
+            (&[("type", "aws"), ("s3_bucket", "b-1"), ("s3_region", "us-east-1"), ("s3_encryption", "des")], "s3_encryption: \"des\" is not one of none, aes, kms"),
+            (&[("type", "aws"), ("s3_bucket", "b-1"), ("s3_region", "us-east-1"), ("s3_encryption", "kms")], "s3_kms_key_id: is required with s3_encryption=kms"),
+            (&[("type", "aws"), ("s3_bucket", "b-1"), ("s3_region", "us-east-1"), ("s3_kms_key_id", "k")], "s3_kms_key_id: is only for s3_encryption=kms"),
+            (&[("type", "aws"), ("s3_bucket", "b-1"), ("s3_region", "us-east-1"), ("gcs_bucket", "g")], "type: aws takes no parameter gcs_bucket"),
+            (&[("type", "gcs-raw")], "gcs_bucket: is required for type gcs-raw"),
+            (&[("type", "azure-blob")], "storage_account: is required for type azure-blob"),
+            (&[("type", "azure-blob"), ("storage_account", "Bad-Name")], "storage_account: \"Bad-Name\" is not a storage account name"),
+            (&[("type", "azure-raw"), ("storage_account", "acct1")], "container_name: is required for type azure-raw"),
+            (&[("type", "azure-raw"), ("storage_account", "acct1"), ("container_name", "c-1"), ("client_id", "x")], "client_id: client_id, client_secret and tenant_id go together"),
+            (&[("s3_bucket", "b-1")], "type: local takes no parameter s3_bucket"),
             (&[("type", "bigquery")], "type: bigquery is not supported by this server yet"),
             (&[("data_source", "groups")], "data_source: \"groups\" is not allowed; use one of events, people"),
             (&[("type", "local-raw"), ("data_source", "people")], "data_source: raw types export events only"),

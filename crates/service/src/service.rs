@@ -213,6 +213,34 @@ impl Service {
         }
     }
 
+    /// Seals a destination's secret (an Azure client secret) of project `project`
+    /// (P40).
+    pub(crate) fn seal_destination_secret(
+        &self,
+        project: u64,
+        secret: &str,
+    ) -> Result<String, StoreError> {
+        self.inner
+            .secrets
+            .seal(secret.as_bytes(), &destination_context(project))
+            .map_err(StoreError::Secrets)
+    }
+
+    /// The destination secret sealed by [`Service::seal_destination_secret`].
+    pub(crate) fn open_destination_secret(
+        &self,
+        project: u64,
+        sealed: &str,
+    ) -> Result<String, StoreError> {
+        let bytes = self
+            .inner
+            .secrets
+            .open(sealed, &destination_context(project))
+            .map_err(StoreError::Secrets)?;
+        String::from_utf8(bytes)
+            .map_err(|_| StoreError::Secrets(crate::secrets::SecretError::WrongKey))
+    }
+
     /// Seals Mixpanel credentials for project `project` (P40).
     pub(crate) fn seal_credentials(
         &self,
@@ -280,6 +308,10 @@ fn credential_bytes(credentials: &Credentials) -> Vec<u8> {
 
 /// The context a project's credentials are sealed under: a sealed secret moved to
 /// another project's row does not open.
+fn destination_context(project: u64) -> String {
+    format!("destination-secret:{project}")
+}
+
 fn credentials_context(project: u64) -> String {
     format!("mixpanel-credentials:{project}")
 }

@@ -46,8 +46,22 @@ fn exporter_for(service: &Service, pipeline: &Pipeline, run: &Run) -> Result<Exp
     let credentials = service
         .open_credentials(spec.project_id, &sealed)
         .map_err(|e| e.to_string())?;
-    let path = spec.path.clone().ok_or("the pipeline has no destination")?;
+    let (out, object_store) = match (&spec.path, &spec.bucket) {
+        (Some(path), _) => (path.clone(), None),
+        (None, Some(bucket)) => {
+            let secret = bucket
+                .client_secret
+                .as_deref()
+                .map(|sealed| service.open_destination_secret(spec.project_id, sealed))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let target = crate::destination::target(bucket, secret.as_deref())?;
+            (bucket.url().into(), Some(target))
+        }
+        (None, None) => return Err("the pipeline has no destination".into()),
+    };
     let options = RunOptions {
+        object_store,
         schema: match spec.schema_type {
             None => SchemaMode::Raw,
             Some(SchemaType::Monoschema) => SchemaMode::Monoschema,
@@ -67,7 +81,7 @@ fn exporter_for(service: &Service, pipeline: &Pipeline, run: &Run) -> Result<Exp
         ..RunOptions::default()
     };
     let exporter = Exporter::new(
-        path,
+        out,
         credentials,
         &run.from_date.to_string(),
         &run.to_date.to_string(),

@@ -53,7 +53,7 @@ const OTHER_DESTINATION_PARAMS: &[&str] = &[
 
 const CREATE_PARAMS: &[(&str, &str)] = &[
     ("project_id", "the project (required by this server)"),
-    ("type", "local (a folder on the server) or local-raw; Mixpanel's cloud types are refused until supported"),
+    ("type", "local (a folder on the server), local-raw, s3-raw, aws, gcs-raw, gcs-schema, azure-raw or azure-blob; bigquery and snowflake are refused until supported"),
     ("trial", "true: a 30-day daily trial from yesterday"),
     ("data_source", "events (default); people is not supported yet"),
     ("schema_type", "monoschema (default) or multischema"),
@@ -149,6 +149,7 @@ async fn create(
                 data_format: p.one("data_format")?.map(str::to_string),
                 path: p.one("path")?.map(str::to_string),
                 tz: p.one("tz")?.map(str::to_string),
+                destination: destination_params(&p)?,
             };
             let created = s.create(&req, &credentials).await?;
             let names: Vec<&str> = created.iter().map(|p| p.spec.name.as_str()).collect();
@@ -156,6 +157,17 @@ async fn create(
         }
         .await,
     )
+}
+
+/// The object-storage parameters given (P32).
+fn destination_params(p: &Params) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in OTHER_DESTINATION_PARAMS {
+        if let Some(v) = p.one(name)? {
+            out.insert(name.to_string(), v.to_string());
+        }
+    }
+    Ok(out)
 }
 
 async fn edit(

@@ -42,6 +42,20 @@ fn sample_pipeline() -> Pipeline {
             name: "events-daily-local-monoschema".into(),
             kind: DestinationType::Local,
             path: Some("/srv/out".into()),
+            // Both kinds of destination, so that the schema shows both (a pipeline has
+            // one: the other is null).
+            bucket: Some(crate::destination::Bucket {
+                scheme: "s3".into(),
+                bucket: "bucket".into(),
+                prefix: "prefix".into(),
+                region: Some("us-east-1".into()),
+                encryption: Some(crate::destination::S3Encryption::Kms),
+                kms_key_id: Some("key".into()),
+                storage_account: Some("account".into()),
+                client_id: Some("id".into()),
+                tenant_id: Some("tenant".into()),
+                client_secret: Some("sealed".into()),
+            }),
             data_source: DataSource::Events,
             schema_type: Some(SchemaType::Monoschema),
             data_format: DataFormat::Parquet,
@@ -87,7 +101,14 @@ fn sample_run() -> Run {
 fn schemas() -> Map<String, Value> {
     let reference = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
     let mut pipeline = schema_of(&view::pipeline(&sample_pipeline()));
-    for nullable in ["path", "schema_type", "where", "to_date", "faulted_reason"] {
+    for nullable in [
+        "path",
+        "destination",
+        "schema_type",
+        "where",
+        "to_date",
+        "faulted_reason",
+    ] {
         pipeline["properties"][nullable]["nullable"] = json!(true);
     }
     let mut run = schema_of(&view::run(&sample_run()));

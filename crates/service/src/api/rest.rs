@@ -68,6 +68,9 @@ struct CreateBody {
     data_format: Option<String>,
     path: Option<String>,
     tz: Option<String>,
+    /// The object-storage types' parameters, as Mixpanel names them (`s3_bucket`, ...).
+    #[serde(default)]
+    destination: std::collections::BTreeMap<String, String>,
     credentials: CredentialsBody,
 }
 
@@ -142,6 +145,7 @@ async fn create(State(s): State<Service>, headers: HeaderMap, body: Body) -> Res
             data_format: b.data_format,
             path: b.path,
             tz: b.tz,
+            destination: b.destination,
         };
         let created = s.create(&req, &credentials).await?;
         Ok(view::pipeline(&created[0]))

@@ -54,6 +54,7 @@ pub(crate) fn pipeline(p: &Pipeline) -> Value {
         "name": s.name,
         "type": s.kind.as_str(),
         "path": s.path,
+        "destination": s.bucket.as_ref().map(destination),
         "data_source": s.data_source.as_str(),
         "schema_type": s.schema_type.map(|t| t.as_str()),
         "data_format": s.data_format.as_str(),
@@ -71,6 +72,21 @@ pub(crate) fn pipeline(p: &Pipeline) -> Value {
         "faulted_reason": p.reason,
         "created_at": p.created_at.to_string(),
         "credentials": "********",
+    })
+}
+
+/// An object-storage destination as shown: its URL and parameters, the client secret
+/// masked (P40).
+fn destination(b: &crate::destination::Bucket) -> Value {
+    json!({
+        "url": b.url(),
+        "region": b.region,
+        "encryption": b.encryption,
+        "kms_key_id": b.kms_key_id,
+        "storage_account": b.storage_account,
+        "client_id": b.client_id,
+        "tenant_id": b.tenant_id,
+        "client_secret": b.client_secret.as_ref().map(|_| "********"),
     })
 }
 

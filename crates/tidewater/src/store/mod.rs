@@ -19,6 +19,12 @@ use crate::window::WindowKey;
 
 pub(crate) use local::{list_parts, staging_path, LocalStore};
 pub use object::ObjectTarget;
+
+/// An object store's error message with the query of every URL in it (where a SAS
+/// token or a signature would be) cut out.
+pub fn redact_store_error(message: &str) -> String {
+    object::redact(message)
+}
 pub(crate) use output::{Output, OutputLock};
 pub(crate) use rejects::RejectsWriter;
 pub use root::RootLock;

@@ -48,6 +48,16 @@ impl ObjectTarget {
         }
     }
 
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The key prefix of the output in the store.
+    pub fn base(&self) -> &Key {
+        &self.base
+    }
+
     /// The store a URL names, configured from the environment: `AWS_*` for `s3://`,
     /// `GOOGLE_*` for `gs://`, `AZURE_*` for `az://` and `abfs[s]://` (including
     /// custom endpoints and `AWS_ALLOW_HTTP`/`AZURE_STORAGE_USE_EMULATOR` for
