@@ -69,16 +69,10 @@ pub(crate) fn execute_plan(
     driver.finish(started)
 }
 
-/// Final files uploaded at once to an object store.
-const UPLOADS_AT_ONCE: usize = 8;
-
 /// What a run sets up before reading: the worker pool, the encoder, the window store.
 struct Setup {
     threads: usize,
     pool: rayon::ThreadPool,
-    /// Threads that write final files when the store is remote: an upload waits on the
-    /// network, so more of them run at once than there are cores.
-    upload_pool: Option<rayon::ThreadPool>,
     encoder: Encoder,
     store: Option<Box<dyn WindowStore + Send>>,
     output: Output,
@@ -110,16 +104,6 @@ impl Setup {
         };
         Ok(Setup {
             threads,
-            upload_pool: match &output {
-                Output::Object(_) => Some(
-                    rayon::ThreadPoolBuilder::new()
-                        .num_threads(UPLOADS_AT_ONCE)
-                        .thread_name(|i| format!("tidewater-upload-{i}"))
-                        .build()
-                        .map_err(|e| Error::resource("the upload threads", e))?,
-                ),
-                Output::Local(_) => None,
-            },
             pool,
             encoder,
             store,
@@ -234,7 +218,7 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
         let finisher = setup.store.as_deref().map(|store| Finisher {
             store,
             encoder: &setup.encoder,
-            pool: setup.upload_pool.as_ref().unwrap_or(&setup.pool),
+            pool: &setup.pool,
             fixed: setup.fixed,
             raw: setup.raw,
             output: &setup.output,
