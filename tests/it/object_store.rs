@@ -79,6 +79,14 @@ fn moto() -> Emulator {
     }
 }
 
+/// A running moto with an empty bucket, and a client of the bucket.
+fn moto_with_bucket(bucket: &str) -> (Emulator, Arc<dyn ObjectStore>) {
+    let s3 = moto();
+    make_bucket(&s3, bucket);
+    let store = s3_store(&s3, bucket);
+    (s3, store)
+}
+
 fn s3_env(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ACCESS_KEY_ID", S3_KEY_ID.into()),
@@ -306,19 +314,7 @@ fn open_uploads(s3: &Emulator, bucket: &str) -> usize {
 
 /// Runs `tidewater ARGS` with the emulator's environment; requires exit `code`.
 fn run_with(em: &Emulator, cwd: &Path, args: &[&str], code: i32) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .current_dir(cwd)
-        .args(args)
-        .envs(em.env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "tidewater {args:?}\nstdout: {stdout}\nstderr: {stderr}"
-    );
+    let (stdout, stderr) = tidewater_env_ok(cwd, args, &em.env, code);
     for text in [&stdout, &stderr] {
         assert!(
             !text.contains(S3_SECRET) && !text.contains(AZURE_KEY),
@@ -401,9 +397,7 @@ fn convert_matches_local(em: &Emulator, store: &Arc<dyn ObjectStore>, scheme_roo
 
 #[test]
 fn s3_convert_and_export_write_the_objects_of_a_local_run() {
-    let s3 = moto();
-    make_bucket(&s3, "out");
-    let store = s3_store(&s3, "out");
+    let (s3, store) = moto_with_bucket("out");
     convert_matches_local(&s3, &store, "s3://out");
 
     // Export: the data of every window as a local export has it; each window's
@@ -455,9 +449,7 @@ fn s3_convert_and_export_write_the_objects_of_a_local_run() {
 /// the new window. pyarrow reads the table in place from the store.
 #[test]
 fn s3_replace_commits_new_files_before_deleting_old_ones_and_pyarrow_reads_in_place() {
-    let s3 = moto();
-    make_bucket(&s3, "out");
-    let store = s3_store(&s3, "out");
+    let (s3, store) = moto_with_bucket("out");
     let dir = tempfile::tempdir().unwrap();
     let first = generated(dir.path(), 3000, 2);
     let second_dir = dir.path().join("second");
@@ -578,9 +570,7 @@ fn proxy_one(mut client: TcpStream, upstream: u16, failing: &AtomicBool) {
 /// completes it with the objects of a local run.
 #[test]
 fn s3_a_store_failing_mid_upload_commits_nothing_and_a_rerun_completes() {
-    let s3 = moto();
-    make_bucket(&s3, "out");
-    let store = s3_store(&s3, "out");
+    let (s3, store) = moto_with_bucket("out");
     let dir = tempfile::tempdir().unwrap();
     // One day whose uncompressed Parquet file takes several 8 MiB parts.
     let data = generated(dir.path(), 60_000, 1);
@@ -630,9 +620,7 @@ fn s3_a_store_failing_mid_upload_commits_nothing_and_a_rerun_completes() {
 /// after a run is killed, its lease is taken over once it expires.
 #[test]
 fn s3_one_run_per_prefix_and_a_crashed_runs_lease_is_taken_over() {
-    let s3 = moto();
-    make_bucket(&s3, "out");
-    let store = s3_store(&s3, "out");
+    let (s3, store) = moto_with_bucket("out");
     let dir = tempfile::tempdir().unwrap();
     let data = generated(dir.path(), 60_000, 3);
     let url = "s3://out/locked";
@@ -742,9 +730,7 @@ fn s3_a_missing_bucket_is_named() {
 fn p32_an_aws_pipeline_writes_its_days_to_s3_and_a_wrong_bucket_is_refused_at_create() {
     use crate::serve::{make_key, rest, runs, serve_with_env, wait_until};
     use tidewater_mock::{MockAuth, MockConfig, MockServer};
-    let s3 = moto();
-    make_bucket(&s3, "pipes");
-    let store = s3_store(&s3, "pipes");
+    let (s3, store) = moto_with_bucket("pipes");
     let dir = tempfile::tempdir().unwrap();
     let today = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)

@@ -3,25 +3,31 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// The repository's fixtures folder.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// Runs `tidewater` with `args` in `cwd`.
-pub fn tidewater(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("run tidewater")
-}
-
 /// Runs and requires exit code `code`; returns stdout.
 pub fn tidewater_ok(cwd: &Path, args: &[&str], code: i32) -> (String, String) {
-    let out = tidewater(cwd, args);
+    tidewater_env_ok(cwd, args, &[], code)
+}
+
+/// [`tidewater_ok`] with more environment variables.
+pub fn tidewater_env_ok(
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+    code: i32,
+) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .current_dir(cwd)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run tidewater");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
