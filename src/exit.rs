@@ -49,13 +49,13 @@ fn flag(field: Field) -> &'static str {
 }
 
 /// The error and its causes joined by `: `, leaving out a cause whose text the message
-/// already ends with (library errors name their source in their own text, and anyhow's
+/// already holds (library errors name their source in their own text, and anyhow's
 /// `{:#}` printed it twice: "cannot read input x: No such file…: No such file…").
 fn chain_message(e: &anyhow::Error) -> String {
     let mut message = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if message.ends_with(&text) {
+        if message.contains(&text) {
             continue;
         }
         if !message.is_empty() {

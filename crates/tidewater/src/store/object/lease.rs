@@ -56,7 +56,7 @@ impl LeaseLock {
             {
                 take_over_expired(&root, record(&started))?
             }
-            Err(e) => return Err(lock_error(&root, e)),
+            Err(e) => return Err(lock_error(e)),
         };
         let shared = Arc::new(Shared {
             root,
@@ -202,22 +202,15 @@ fn take_over_expired(root: &ObjectRoot, record: Bytes) -> Result<UpdateVersion> 
                 holder: "another run that took over the expired lease at the same moment".into(),
             })
         }
-        Err(e) => Err(lock_error(root, e)),
+        Err(e) => Err(lock_error(e)),
     }
 }
 
-fn lock_error(root: &ObjectRoot, e: Error) -> Error {
+/// A failure to take the lock is the first request of a run to its store: a usage
+/// error (exit 2) naming the lock object.
+fn lock_error(e: Error) -> Error {
     match e {
-        Error::Output { path, source } => Error::output_root(
-            path,
-            std::io::Error::new(
-                source.kind(),
-                format!(
-                    "{source} (the lock needs conditional puts; {} must support them)",
-                    root.url()
-                ),
-            ),
-        ),
+        Error::Output { path, source } => Error::output_root(path, source),
         other => other,
     }
 }

@@ -205,6 +205,10 @@ pub(crate) fn store_io_error(e: &object_store::Error) -> std::io::Error {
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
             (ErrorKind::AlreadyExists, "")
         }
+        object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => (
+            ErrorKind::Unsupported,
+            "; the output's lock and commits need conditional puts, which this store does not offer",
+        ),
         _ => (ErrorKind::Other, ""),
     };
     std::io::Error::new(kind, format!("{}{hint}", redact(&e.to_string())))

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use object_store::PutMode;
 
 use super::{LeaseLock, ObjectRoot, Upload};
 use crate::error::{Error, Result};
@@ -287,8 +288,22 @@ impl WindowStore for ObjectWindows {
             )?;
         }
         if !state.committed {
-            self.root
-                .write(&format!("{folder}/{COMPLETE}"), Bytes::new())?;
+            // Create-if-absent: of two runs that both found the window uncommitted
+            // (whose leases overlapped), only one commits it.
+            let marker = format!("{folder}/{COMPLETE}");
+            match self.root.put(&marker, Bytes::new(), PutMode::Create) {
+                Err(Error::Output { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    return Err(Error::output(
+                        self.root.url_of(&marker),
+                        std::io::Error::other(
+                            "another run committed this window meanwhile; this run commits nothing more",
+                        ),
+                    ));
+                }
+                other => other?,
+            };
         }
         let mut gone: Vec<&String> = state.leftovers.iter().filter(|n| **n != new).collect();
         if !appending {
@@ -329,5 +344,135 @@ impl WindowStore for ObjectWindows {
             self.root.delete(&format!("{folder}/{name}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ObjectTarget;
+    use object_store::path::Path as Key;
+
+    fn root() -> Arc<ObjectRoot> {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let target = ObjectTarget::new(store, "memory:///out", Key::from("out"));
+        Arc::new(ObjectRoot::open(&target, &[]).unwrap())
+    }
+
+    fn windows(root: &Arc<ObjectRoot>, mode: WriteMode) -> ObjectWindows {
+        ObjectWindows::open(root.clone(), None, Layout::Mixpanel, mode, false, "parquet").unwrap()
+    }
+
+    fn day() -> WindowKey {
+        WindowKey {
+            year: 2024,
+            month: 1,
+            day: 2,
+            hour: None,
+        }
+    }
+
+    fn put(w: &ObjectWindows, bytes: &'static [u8]) {
+        w.data(Some("t"), day())
+            .unwrap()
+            .write(&mut |out| {
+                out.write_all(bytes).unwrap();
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn names(root: &ObjectRoot) -> Vec<String> {
+        let mut names = root.list("t").unwrap();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn c1_two_runs_that_found_a_window_uncommitted_cannot_both_commit_it() {
+        let root = root();
+        let (a, b) = (
+            windows(&root, WriteMode::Replace),
+            windows(&root, WriteMode::Replace),
+        );
+        put(&a, b"a");
+        put(&b, b"b");
+        a.commit(Some("t"), day(), None).unwrap();
+        let e = b.commit(Some("t"), day(), None).unwrap_err().to_string();
+        assert!(e.contains("another run committed this window"), "{e}");
+        assert!(e.contains("memory:///out/t/2024/01/02/complete"), "{e}");
+    }
+
+    #[test]
+    fn c2_a_replacement_pins_the_old_files_then_lists_the_new_ones_then_deletes_the_old() {
+        let root = root();
+        let first = windows(&root, WriteMode::Replace);
+        put(&first, b"old");
+        first.commit(Some("t"), day(), None).unwrap();
+        // A fresh commit: the data and the marker, no manifest.
+        assert_eq!(
+            names(&root),
+            ["t/2024/01/02/complete", "t/2024/01/02/part-00000.parquet"]
+        );
+        let second = windows(&root, WriteMode::Replace);
+        put(&second, b"new");
+        // Before the commit, a manifest lists the old file, which is still there.
+        let pinned = root.read("t/2024/01/02/manifest.json").unwrap().unwrap();
+        assert_eq!(
+            files_of(&pinned).unwrap(),
+            ["part-00000.parquet".to_string()].into()
+        );
+        assert!(names(&root).contains(&"t/2024/01/02/part-00001.parquet".to_string()));
+        second.commit(Some("t"), day(), None).unwrap();
+        let listed = root.read("t/2024/01/02/manifest.json").unwrap().unwrap();
+        assert_eq!(
+            files_of(&listed).unwrap(),
+            ["part-00001.parquet".to_string()].into()
+        );
+        assert_eq!(
+            names(&root),
+            [
+                "t/2024/01/02/complete",
+                "t/2024/01/02/manifest.json",
+                "t/2024/01/02/part-00001.parquet"
+            ]
+        );
+        // Append keeps the listed files and adds its own.
+        let third = windows(&root, WriteMode::Append);
+        put(&third, b"more");
+        third.commit(Some("t"), day(), None).unwrap();
+        let listed = root.read("t/2024/01/02/manifest.json").unwrap().unwrap();
+        assert_eq!(
+            files_of(&listed).unwrap(),
+            [
+                "part-00001.parquet".to_string(),
+                "part-00002.parquet".to_string()
+            ]
+            .into()
+        );
+    }
+
+    #[test]
+    fn c1_objects_a_crashed_run_left_in_an_uncommitted_window_are_replaced() {
+        let root = root();
+        root.write("t/2024/01/02/part-00000.parquet", b"stale".to_vec())
+            .unwrap();
+        root.write("t/2024/01/02/part-00003.parquet", b"stale".to_vec())
+            .unwrap();
+        let w = windows(&root, WriteMode::Replace);
+        put(&w, b"fresh");
+        w.commit(Some("t"), day(), None).unwrap();
+        assert_eq!(
+            root.read("t/2024/01/02/part-00000.parquet")
+                .unwrap()
+                .unwrap(),
+            Bytes::from_static(b"fresh")
+        );
+        let listed = root.read("t/2024/01/02/manifest.json").unwrap().unwrap();
+        assert_eq!(
+            files_of(&listed).unwrap(),
+            ["part-00000.parquet".to_string()].into()
+        );
+        assert!(!names(&root).contains(&"t/2024/01/02/part-00003.parquet".to_string()));
     }
 }
