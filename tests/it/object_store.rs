@@ -28,7 +28,8 @@ const AZURE_KEY: &str =
 
 /// An emulator process, stopped by its PID when dropped.
 struct Emulator {
-    child: Child,
+    /// `None` for an in-test stub.
+    child: Option<Child>,
     port: u16,
     /// The environment a `tidewater` process needs to reach it.
     env: Vec<(&'static str, String)>,
@@ -36,8 +37,10 @@ struct Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -73,7 +76,7 @@ fn moto() -> Emulator {
         .expect("moto_server must be installed: pip install 'moto[server]' (.ci/run does)");
     wait_listening(&mut child, port, "moto_server");
     Emulator {
-        child,
+        child: Some(child),
         port,
         env: s3_env(port),
     }
@@ -120,7 +123,7 @@ fn azurite() -> Emulator {
         });
     wait_listening(&mut child, port, "azurite-blob");
     Emulator {
-        child,
+        child: Some(child),
         port,
         env: vec![
             ("AZURE_STORAGE_ACCOUNT_NAME", AZURE_ACCOUNT.into()),
@@ -495,6 +498,40 @@ print("rows", t.num_rows)
     assert!(text.contains("rows 5000"), "{text}");
 }
 
+/// Google Cloud Storage: no local emulator takes `object_store`'s uploads (it speaks
+/// the XML API for every call, which fake-gcs-server lacks), so this stub serves the
+/// calls it makes on `gcs_base_url`: puts with generation preconditions, gets, heads,
+/// deletes, `list-type=2` listings and XML multipart uploads.
+#[test]
+fn gcs_convert_writes_the_objects_of_a_local_run_through_the_xml_api() {
+    let (gcs, stub) = gcs_stub("out");
+    let store = gcs_store(&gcs, "out");
+    convert_matches_local(&gcs, &store, "gs://out");
+    // A file of several parts goes up as an XML multipart upload.
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 60_000, 1);
+    let args = [
+        "convert",
+        data.to_str().unwrap(),
+        "--out",
+        "gs://out/big",
+        "--compression",
+        "none",
+        "--quiet",
+    ];
+    run_with(&gcs, dir.path(), &args, 0);
+    let local = dir.path().join("local");
+    convert_quietly(dir.path(), &data, &local, &["--compression", "none"]);
+    let got = download(&store, "big", &dir.path().join("got"));
+    assert!(got == without_state(tree(&local)));
+    let state = stub.lock().unwrap();
+    assert!(
+        state.completed_multipart > 0,
+        "no multipart upload was made"
+    );
+    assert!(state.uploads.is_empty(), "a multipart upload was left open");
+}
+
 #[test]
 fn azure_convert_writes_the_objects_of_a_local_run() {
     let az = azurite();
@@ -577,7 +614,7 @@ fn s3_a_store_failing_mid_upload_commits_nothing_and_a_rerun_completes() {
     let failing = Arc::new(AtomicBool::new(true));
     let proxy = failing_proxy(s3.port, failing.clone());
     let through_proxy = Emulator {
-        child: Command::new("sleep").arg("600").spawn().unwrap(),
+        child: None,
         port: proxy,
         env: s3_env(proxy),
     };
@@ -816,4 +853,247 @@ fn p32_an_aws_pipeline_writes_its_days_to_s3_and_a_wrong_bucket_is_refused_at_cr
     server.wait().unwrap();
     let log = log.lock().unwrap().join("\n");
     assert!(!log.contains(S3_SECRET), "{log}");
+}
+
+/// What the GCS stub holds.
+#[derive(Default)]
+struct GcsState {
+    /// Key → (bytes, generation).
+    objects: BTreeMap<String, (Vec<u8>, u64)>,
+    /// Open multipart uploads: id → (key, parts by number).
+    uploads: BTreeMap<String, (String, BTreeMap<u32, Vec<u8>>)>,
+    next: u64,
+    completed_multipart: u64,
+}
+
+type Gcs = Arc<std::sync::Mutex<GcsState>>;
+
+fn gcs_stub(bucket: &'static str) -> (Emulator, Gcs) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let state = Gcs::default();
+    let shared = state.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let state = shared.clone();
+            std::thread::spawn(move || gcs_serve(conn, bucket, &state));
+        }
+    });
+    let key = serde_json::json!({
+        "private_key": "unused", "private_key_id": "unused", "client_email": "stub@example.com",
+        "disable_oauth": true, "gcs_base_url": format!("http://127.0.0.1:{port}"),
+    });
+    let env = vec![("GOOGLE_SERVICE_ACCOUNT_KEY", key.to_string())];
+    (
+        Emulator {
+            child: None,
+            port,
+            env,
+        },
+        state,
+    )
+}
+
+fn gcs_store(gcs: &Emulator, bucket: &str) -> Arc<dyn ObjectStore> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Arc::new(
+        object_store::gcp::GoogleCloudStorageBuilder::new()
+            .with_bucket_name(bucket)
+            .with_service_account_key(&gcs.env[0].1)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// An HTTP request: method, target, headers (lowercase names), body.
+type Request = (String, String, BTreeMap<String, String>, Vec<u8>);
+
+/// Reads one HTTP request (head, then a body by length or in chunks).
+fn read_request(conn: &mut TcpStream) -> Option<Request> {
+    let mut reader = std::io::BufReader::new(conn);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    let mut body = Vec::new();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        loop {
+            let mut size = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = headers.get("content-length").and_then(|v| v.parse().ok()) {
+        body = vec![0; n];
+        reader.read_exact(&mut body).ok()?;
+    }
+    Some((method, target, headers, body))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else if bytes[i] == b'+' {
+            out.push(b' ');
+            i += 1;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn gcs_serve(mut conn: TcpStream, bucket: &str, state: &Gcs) {
+    let Some((method, target, headers, body)) = read_request(&mut conn) else {
+        return;
+    };
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let query: BTreeMap<String, String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), percent_decode(v))
+        })
+        .collect();
+    let rest = path.strip_prefix(&format!("/{bucket}")).unwrap_or("");
+    let key = percent_decode(rest.trim_start_matches('/'));
+    let precondition = headers
+        .get("x-goog-if-generation-match")
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut s = state.lock().unwrap();
+    let mut extra: Vec<(String, String)> = Vec::new();
+    let (status, reply): (u16, Vec<u8>) = match (method.as_str(), key.is_empty()) {
+        ("GET", true) => {
+            let prefix = query.get("prefix").cloned().unwrap_or_default();
+            let mut xml = String::from("<ListBucketResult><IsTruncated>false</IsTruncated>");
+            for (k, (bytes, generation)) in s.objects.range(prefix.clone()..) {
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                xml.push_str(&format!(
+                    "<Contents><Key>{}</Key><Size>{}</Size><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>\"{generation}\"</ETag></Contents>",
+                    xml_escape(k),
+                    bytes.len()
+                ));
+            }
+            xml.push_str("</ListBucketResult>");
+            (200, xml.into_bytes())
+        }
+        ("PUT", false) if query.contains_key("uploadId") => {
+            let upload = query["uploadId"].clone();
+            let n: u32 = query["partNumber"].parse().unwrap();
+            match s.uploads.get_mut(&upload) {
+                Some((_, parts)) => {
+                    parts.insert(n, body);
+                    extra.push(("ETag".into(), format!("\"p{n}\"")));
+                    (200, Vec::new())
+                }
+                None => (404, b"<Error><Code>NoSuchUpload</Code></Error>".to_vec()),
+            }
+        }
+        ("POST", false) if query.contains_key("uploads") => {
+            s.next += 1;
+            let id = format!("u{}", s.next);
+            s.uploads.insert(id.clone(), (key.clone(), BTreeMap::new()));
+            let xml = format!("<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{}</Key><UploadId>{id}</UploadId></InitiateMultipartUploadResult>", xml_escape(&key));
+            (200, xml.into_bytes())
+        }
+        ("POST", false) if query.contains_key("uploadId") => {
+            match s.uploads.remove(&query["uploadId"]) {
+                Some((k, parts)) => {
+                    s.next += 1;
+                    let generation = s.next;
+                    let bytes: Vec<u8> = parts.into_values().flatten().collect();
+                    s.objects.insert(k.clone(), (bytes, generation));
+                    s.completed_multipart += 1;
+                    extra.push(("x-goog-generation".into(), generation.to_string()));
+                    let xml = format!("<CompleteMultipartUploadResult><Location>x</Location><Bucket>{bucket}</Bucket><Key>{}</Key><ETag>\"{generation}\"</ETag></CompleteMultipartUploadResult>", xml_escape(&k));
+                    (200, xml.into_bytes())
+                }
+                None => (404, b"<Error><Code>NoSuchUpload</Code></Error>".to_vec()),
+            }
+        }
+        ("DELETE", false) if query.contains_key("uploadId") => {
+            s.uploads.remove(&query["uploadId"]);
+            (204, Vec::new())
+        }
+        ("PUT", false) => {
+            let current = s.objects.get(&key).map_or(0, |(_, g)| *g);
+            if precondition.is_some_and(|want| want != current) {
+                (
+                    412,
+                    b"<Error><Code>PreconditionFailed</Code></Error>".to_vec(),
+                )
+            } else {
+                s.next += 1;
+                let generation = s.next;
+                s.objects.insert(key.clone(), (body, generation));
+                extra.push(("ETag".into(), format!("\"{generation}\"")));
+                extra.push(("x-goog-generation".into(), generation.to_string()));
+                (200, Vec::new())
+            }
+        }
+        ("GET" | "HEAD", false) => match s.objects.get(&key) {
+            Some((bytes, generation)) => {
+                extra.push(("ETag".into(), format!("\"{generation}\"")));
+                extra.push(("x-goog-generation".into(), generation.to_string()));
+                extra.push((
+                    "Last-Modified".into(),
+                    "Mon, 01 Jan 2024 00:00:00 GMT".into(),
+                ));
+                (200, bytes.clone())
+            }
+            None => (404, b"<Error><Code>NoSuchKey</Code></Error>".to_vec()),
+        },
+        ("DELETE", false) => match s.objects.remove(&key) {
+            Some(_) => (204, Vec::new()),
+            None => (404, b"<Error><Code>NoSuchKey</Code></Error>".to_vec()),
+        },
+        _ => (400, Vec::new()),
+    };
+    drop(s);
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: {}\r\n",
+        reply.len()
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    if method != "HEAD" {
+        let _ = conn.write_all(&reply);
+    }
 }
