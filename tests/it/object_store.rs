@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -540,58 +539,41 @@ fn azure_convert_writes_the_objects_of_a_local_run() {
     convert_matches_local(&az, &store, "az://out");
 }
 
-/// A proxy in front of the emulator that fails every part upload after the first
-/// while `failing` is set (a store failing mid-window); one request per connection.
-fn failing_proxy(upstream: u16, failing: Arc<AtomicBool>) -> u16 {
+/// A proxy in front of the emulator that fails every part upload after the first (a
+/// store failing mid-window); one request per connection.
+fn failing_proxy(upstream: u16) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
-            let failing = failing.clone();
-            std::thread::spawn(move || proxy_one(client, upstream, &failing));
+            std::thread::spawn(move || proxy_one(client, upstream));
         }
     });
     port
 }
 
-fn proxy_one(mut client: TcpStream, upstream: u16, failing: &AtomicBool) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if client.read(&mut byte).unwrap_or(0) == 0 {
-            return;
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let length: usize = text
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    if client.read_exact(&mut body).is_err() {
+fn proxy_one(mut client: TcpStream, upstream: u16) {
+    let Some((method, target, headers, body)) = read_request(&mut client) else {
         return;
-    }
-    let first_line = text.lines().next().unwrap_or("");
-    let part_after_first = first_line.starts_with("PUT")
-        && first_line.contains("partNumber=")
-        && !first_line.contains("partNumber=1&")
-        && !first_line.contains("partNumber=1 ");
-    if failing.load(Ordering::SeqCst) && part_after_first {
+    };
+    let part = target
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("partNumber="));
+    if method == "PUT" && part.is_some_and(|n| n != "1") {
         let _ = client
             .write_all(b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
     }
-    let head: String = text
-        .split("\r\n")
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
-        .map(|l| format!("{l}\r\n"))
-        .collect::<String>()
-        + "Connection: close\r\n\r\n";
+    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    for (k, v) in &headers {
+        if !["connection", "content-length", "transfer-encoding"].contains(&k.as_str()) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
     let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
     };
@@ -611,8 +593,7 @@ fn s3_a_store_failing_mid_upload_commits_nothing_and_a_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     // One day whose uncompressed Parquet file takes several 8 MiB parts.
     let data = generated(dir.path(), 60_000, 1);
-    let failing = Arc::new(AtomicBool::new(true));
-    let proxy = failing_proxy(s3.port, failing.clone());
+    let proxy = failing_proxy(s3.port);
     let through_proxy = Emulator {
         child: None,
         port: proxy,
