@@ -448,9 +448,9 @@ fn s3_convert_and_export_write_the_objects_of_a_local_run() {
 
 /// A replacement uploads new files under new names, commits them through the manifest
 /// and only then deletes the old ones; a reader following the manifest reads exactly
-/// the new window. pyarrow reads the table in place from the store.
+/// the new window. pyarrow and Polars read the table in place from the store.
 #[test]
-fn s3_replace_commits_new_files_before_deleting_old_ones_and_pyarrow_reads_in_place() {
+fn s3_replace_commits_new_files_before_deleting_old_ones_and_readers_read_in_place() {
     let (s3, store) = moto_with_bucket("out");
     let dir = tempfile::tempdir().unwrap();
     let first = generated(dir.path(), 3000, 2);
@@ -484,6 +484,10 @@ import pyarrow.dataset as ds, pyarrow.fs as fs
 s3 = fs.S3FileSystem(access_key="{S3_KEY_ID}", secret_key="{S3_SECRET}", endpoint_override="127.0.0.1:{port}", scheme="http", region="us-east-1")
 t = ds.dataset("out/table/mp_master_event", filesystem=s3, format="parquet", exclude_invalid_files=True).to_table()
 print("rows", t.num_rows)
+import polars as pl
+opts = {{"aws_access_key_id": "{S3_KEY_ID}", "aws_secret_access_key": "{S3_SECRET}", "aws_endpoint_url": "http://127.0.0.1:{port}", "aws_region": "us-east-1", "aws_allow_http": "true"}}
+n = pl.scan_parquet("s3://out/table/mp_master_event/**/*.parquet", storage_options=opts, missing_columns="insert", extra_columns="ignore").select(pl.len()).collect().item()
+print("polars rows", n)
 "#,
         port = s3.port
     );
@@ -494,7 +498,11 @@ print("rows", t.num_rows)
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("rows 5000"), "{text}");
+    assert!(
+        text.contains("\nrows 5000") || text.starts_with("rows 5000"),
+        "{text}"
+    );
+    assert!(text.contains("polars rows 5000"), "{text}");
 }
 
 /// Google Cloud Storage: no local emulator takes `object_store`'s uploads (it speaks
