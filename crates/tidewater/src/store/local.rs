@@ -13,7 +13,10 @@ use std::sync::Mutex;
 
 use std::io::Write;
 
-use super::{DataSink, WindowStore, COMPLETE, MANIFEST};
+use super::{
+    is_data_file, part_name, part_number, spill_file, window_folder, DataSink, WindowStore,
+    COMPLETE, MANIFEST,
+};
 use crate::error::{Error, Result};
 use crate::options::{Layout, WriteMode};
 use crate::window::WindowKey;
@@ -98,11 +101,7 @@ impl LocalStore {
     }
 
     fn window_rel(&self, table: Option<&str>, window: WindowKey) -> PathBuf {
-        let folder = window.folder(self.layout, self.raw);
-        match table {
-            Some(t) => Path::new(t).join(folder),
-            None => PathBuf::from(folder),
-        }
+        PathBuf::from(window_folder(self.layout, self.raw, table, window))
     }
 
     /// The staged window folder of a table (or of raw output, `table = None`).
@@ -119,11 +118,7 @@ impl LocalStore {
 
     /// File name of the n-th part in a window folder.
     pub fn part_name(&self, n: u32) -> String {
-        if self.raw {
-            format!("export-{n:05}.{}", self.extension)
-        } else {
-            format!("part-{n:05}.{}", self.extension)
-        }
+        part_name(self.raw, self.extension, n)
     }
 
     /// Deletes the staging folder.
@@ -232,7 +227,7 @@ pub(crate) fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     for e in fs::read_dir(dir).map_err(|e| Error::output(dir, e))? {
         let e = e.map_err(|e| Error::output(dir, e))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("part-") || name.starts_with("export-") {
+        if is_data_file(&name) {
             out.push(e.path());
         }
     }
@@ -240,23 +235,12 @@ pub(crate) fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn next_part_number(dir: &Path) -> Result<u32> {
-    let mut next = 0;
-    for p in list_parts(dir)? {
-        let name = p
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let digits: String = name
-            .chars()
-            .skip_while(|c| !c.is_ascii_digit())
-            .take_while(|c| c.is_ascii_digit())
-            .collect();
-        if let Ok(n) = digits.parse::<u32>() {
-            next = next.max(n + 1);
-        }
-    }
-    Ok(next)
+    Ok(list_parts(dir)?
+        .iter()
+        .filter_map(|p| part_number(&p.file_name()?.to_string_lossy()))
+        .map(|n| n + 1)
+        .max()
+        .unwrap_or(0))
 }
 
 /// A window's data file in its staged folder.
@@ -280,9 +264,7 @@ impl DataSink for StagedFile {
 
 impl WindowStore for LocalStore {
     fn spill_path(&self, table: u32, window: WindowKey, index: u32) -> PathBuf {
-        self.staging
-            .join("spill")
-            .join(format!("{table}-{window}-{index:05}"))
+        spill_file(&self.staging.join("spill"), table, window, index)
     }
 
     fn data<'s>(

@@ -59,6 +59,47 @@ pub(crate) trait WindowStore: Sync {
     fn remove(&self, table: Option<&str>, window: WindowKey) -> Result<()>;
 }
 
+/// The name of a window folder's `n`-th data file (§5).
+pub(crate) fn part_name(raw: bool, extension: &str, n: u32) -> String {
+    let stem = if raw { "export" } else { "part" };
+    format!("{stem}-{n:05}.{extension}")
+}
+
+/// Whether a file of a window folder is one of its data files.
+pub(crate) fn is_data_file(name: &str) -> bool {
+    name.starts_with("part-") || name.starts_with("export-")
+}
+
+/// The number in a data file's name (`part-00003.parquet` → 3).
+pub(crate) fn part_number(name: &str) -> Option<u32> {
+    let digits: String = name
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// The folder of a table's window below the root (`<table>/2024/01/03`; raw output,
+/// `table = None`, has no table folder).
+pub(crate) fn window_folder(
+    layout: crate::options::Layout,
+    raw: bool,
+    table: Option<&str>,
+    window: WindowKey,
+) -> String {
+    let folder = window.folder(layout, raw);
+    match table {
+        Some(t) => format!("{t}/{folder}"),
+        None => folder,
+    }
+}
+
+/// The spill file of a table's row group in a staging folder.
+pub(crate) fn spill_file(dir: &Path, table: u32, window: WindowKey, index: u32) -> PathBuf {
+    dir.join(format!("{table}-{window}-{index:05}"))
+}
+
 /// Where one data file of a window goes before its commit.
 pub(crate) trait DataSink {
     /// Takes a finished local file as the data file (moved or uploaded as it is).

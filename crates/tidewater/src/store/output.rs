@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::object::{LeaseLock, ObjectRoot, ObjectTarget, ObjectWindows};
-use super::{list_parts, staging_path, LocalStore, RootLock, WindowStore, COMPLETE, MANIFEST};
+use super::{
+    is_data_file, list_parts, staging_path, LocalStore, RootLock, WindowStore, COMPLETE, MANIFEST,
+};
 use crate::error::{Error, Result};
 use crate::options::RunOptions;
 use crate::write::Encoder;
@@ -139,14 +141,10 @@ impl Output {
     /// Replaces the file `rel` below the root atomically.
     pub(crate) fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
         match self {
-            Output::Local(root) => {
-                let path = root.join(rel);
-                let dir = path.parent().expect("a file below the root has a parent");
-                std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
-                let name = path.file_name().unwrap_or_default().to_string_lossy();
-                let tmp = dir.join(format!(".{name}.tmp"));
+            Output::Local(_) => {
+                let tmp = self.temporary(rel)?;
                 std::fs::write(&tmp, bytes).map_err(|e| Error::output(&tmp, e))?;
-                std::fs::rename(&tmp, &path).map_err(|e| Error::output(&path, e))
+                self.publish(&tmp, rel).map(|_| ())
             }
             Output::Object(root) => root.write(rel, bytes.to_vec()),
         }
@@ -178,8 +176,7 @@ impl Output {
                 std::fs::rename(local, &dest).map_err(|e| Error::output(&dest, e))?;
             }
             Output::Object(root) => {
-                super::object::Upload::file(root, local, rel)?;
-                let _ = std::fs::remove_file(local);
+                super::object::Upload::move_file(root, local, rel)?;
             }
         }
         Ok(dest)
@@ -223,10 +220,7 @@ impl Output {
         Ok(FolderState {
             complete: names.iter().any(|n| n == COMPLETE),
             manifest: names.iter().any(|n| n == MANIFEST),
-            data_files: names
-                .iter()
-                .filter(|n| n.starts_with("part-") || n.starts_with("export-"))
-                .count() as u64,
+            data_files: names.iter().filter(|n| is_data_file(n)).count() as u64,
         })
     }
 }

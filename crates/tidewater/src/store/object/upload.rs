@@ -30,8 +30,6 @@ pub(crate) struct Upload<'r> {
     buffer: BytesMut,
     /// Started at the first full part; a smaller file is one put at close.
     multipart: Option<WriteMultipart>,
-    /// Bytes written so far.
-    written: u64,
 }
 
 impl<'r> Upload<'r> {
@@ -43,12 +41,12 @@ impl<'r> Upload<'r> {
             key: root.key(rel),
             buffer: BytesMut::new(),
             multipart: None,
-            written: 0,
         }
     }
 
-    /// Uploads a finished local file to `rel`, streaming it in parts.
-    pub(crate) fn file(root: &ObjectRoot, local: &Path, rel: &str) -> Result<u64> {
+    /// Moves a finished local file to `rel`: uploads it, streaming it in parts, then
+    /// removes it.
+    pub(crate) fn move_file(root: &ObjectRoot, local: &Path, rel: &str) -> Result<()> {
         let mut up = Upload::new(root, rel);
         let mut f = std::fs::File::open(local).map_err(|e| Error::output(local, e))?;
         let mut chunk = vec![0; 1 << 20];
@@ -60,7 +58,9 @@ impl<'r> Upload<'r> {
             up.write_all(&chunk[..n])
                 .map_err(|e| Error::output(root.url_of(rel), e))?;
         }
-        up.close()
+        up.close()?;
+        let _ = std::fs::remove_file(local);
+        Ok(())
     }
 
     fn send_full_parts(&mut self) -> io::Result<()> {
@@ -86,9 +86,9 @@ impl<'r> Upload<'r> {
         Ok(())
     }
 
-    /// Sends what is left and completes the object; returns its size. Until this
-    /// returns, the object does not exist under its key (or keeps its old content).
-    pub(crate) fn close(mut self) -> Result<u64> {
+    /// Sends what is left and completes the object. Until this returns, the object
+    /// does not exist under its key (or keeps its old content).
+    pub(crate) fn close(mut self) -> Result<()> {
         let rest = std::mem::take(&mut self.buffer).freeze();
         let (root, rel) = (self.root, self.rel.clone());
         let result = match self.multipart.take() {
@@ -103,15 +103,13 @@ impl<'r> Upload<'r> {
             }
         };
         // `finish` aborts the upload itself when it fails.
-        result.map_err(|e| root.error(&rel, e))?;
-        Ok(self.written)
+        result.map_err(|e| root.error(&rel, e))
     }
 }
 
 impl Write for Upload<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.buffer.extend_from_slice(buf);
-        self.written += buf.len() as u64;
         self.send_full_parts()?;
         Ok(buf.len())
     }

@@ -27,7 +27,10 @@ use object_store::PutMode;
 use super::{LeaseLock, ObjectRoot, Upload};
 use crate::error::{Error, Result};
 use crate::options::{Layout, WriteMode};
-use crate::store::{DataSink, WindowStore, COMPLETE, MANIFEST};
+use crate::store::{
+    is_data_file, part_name, part_number, spill_file, window_folder, DataSink, WindowStore,
+    COMPLETE, MANIFEST,
+};
 use crate::window::WindowKey;
 
 /// What a window folder held when the run started, and what this run puts there.
@@ -52,8 +55,10 @@ pub(crate) struct ObjectWindows {
     mode: WriteMode,
     raw: bool,
     extension: &'static str,
-    /// Every folder's objects when the run started (one listing of the root), then
-    /// this run's decisions.
+    /// Every folder's object names when the run started (one listing of the root).
+    names: HashMap<String, Vec<String>>,
+    /// What the folders this run touches hold (their manifests read at first touch),
+    /// then this run's decisions.
     folders: Mutex<HashMap<String, Folder>>,
     /// Local folder of this run's spills.
     spills: PathBuf,
@@ -78,11 +83,6 @@ impl ObjectWindows {
                     .push(name.to_string());
             }
         }
-        let mut folders = HashMap::new();
-        for (folder, names) in names {
-            let state = read_folder(&root, &folder, &names)?;
-            folders.insert(folder, state);
-        }
         let spills = root.scratch().join(format!("spill-{}", std::process::id()));
         std::fs::create_dir_all(&spills).map_err(|e| Error::output_root(&spills, e))?;
         Ok(ObjectWindows {
@@ -93,21 +93,30 @@ impl ObjectWindows {
             mode,
             raw,
             extension,
-            folders: Mutex::new(folders),
+            names,
+            folders: Mutex::default(),
         })
     }
 
     fn rel(&self, table: Option<&str>, window: WindowKey) -> String {
-        let folder = window.folder(self.layout, self.raw);
-        match table {
-            Some(t) => format!("{t}/{folder}"),
-            None => folder,
-        }
+        window_folder(self.layout, self.raw, table, window)
     }
 
     fn part_name(&self, n: u32) -> String {
-        let stem = if self.raw { "export" } else { "part" };
-        format!("{stem}-{n:05}.{}", self.extension)
+        part_name(self.raw, self.extension, n)
+    }
+
+    /// Runs `f` on what `folder` holds, reading it (its manifest) at the first touch.
+    fn with_folder<T>(&self, folder: &str, f: impl FnOnce(&mut Folder) -> Result<T>) -> Result<T> {
+        let mut folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
+        let state = match folders.entry(folder.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let names = self.names.get(folder).map_or(&[][..], Vec::as_slice);
+                e.insert(read_folder(&self.root, folder, names)?)
+            }
+        };
+        f(state)
     }
 
     /// Decides the name of this run's data object in `folder`: the first number in a
@@ -115,8 +124,10 @@ impl ObjectWindows {
     /// (whose files stay readable until the commit), which is first pinned by a
     /// manifest when it has none.
     fn plan(&self, folder: &str) -> Result<String> {
-        let mut folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
-        let state = folders.entry(folder.to_string()).or_default();
+        self.with_folder(folder, |state| self.plan_in(folder, state))
+    }
+
+    fn plan_in(&self, folder: &str, state: &mut Folder) -> Result<String> {
         if let Some(name) = &state.new_name {
             return Ok(name.clone());
         }
@@ -149,7 +160,7 @@ impl ObjectWindows {
 /// Reads what a folder holds: its data objects, `complete`, and whether its manifest
 /// lists the files.
 fn read_folder(root: &ObjectRoot, folder: &str, names: &[String]) -> Result<Folder> {
-    let parts: Vec<String> = names.iter().filter(|n| is_data(n)).cloned().collect();
+    let parts: Vec<String> = names.iter().filter(|n| is_data_file(n)).cloned().collect();
     let committed = names.iter().any(|n| n == COMPLETE);
     let listed = if names.iter().any(|n| n == MANIFEST) {
         root.read(&format!("{folder}/{MANIFEST}"))?
@@ -169,19 +180,6 @@ fn read_folder(root: &ObjectRoot, folder: &str, names: &[String]) -> Result<Fold
         governed: listed.is_some() && committed,
         new_name: None,
     })
-}
-
-fn is_data(name: &str) -> bool {
-    name.starts_with("part-") || name.starts_with("export-")
-}
-
-fn part_number(name: &str) -> Option<u32> {
-    let digits: String = name
-        .chars()
-        .skip_while(|c| !c.is_ascii_digit())
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok()
 }
 
 /// The `files` a manifest lists, if it lists them.
@@ -216,15 +214,13 @@ struct ObjectData<'s> {
 
 impl DataSink for ObjectData<'_> {
     fn adopt(&self, file: &Path) -> Result<()> {
-        Upload::file(self.root, file, &self.rel)?;
-        let _ = std::fs::remove_file(file);
-        Ok(())
+        Upload::move_file(self.root, file, &self.rel)
     }
 
     fn write(&self, fill: &mut dyn FnMut(&mut (dyn Write + Send)) -> Result<()>) -> Result<()> {
         let mut upload = Upload::new(self.root, &self.rel);
         fill(&mut upload)?;
-        upload.close().map(|_| ())
+        upload.close()
     }
 
     fn name(&self) -> PathBuf {
@@ -234,7 +230,7 @@ impl DataSink for ObjectData<'_> {
 
 impl WindowStore for ObjectWindows {
     fn spill_path(&self, table: u32, window: WindowKey, index: u32) -> PathBuf {
-        self.spills.join(format!("{table}-{window}-{index:05}"))
+        spill_file(&self.spills, table, window, index)
     }
 
     fn data<'s>(
@@ -263,10 +259,7 @@ impl WindowStore for ObjectWindows {
     ) -> Result<()> {
         self.check_lease()?;
         let folder = self.rel(table, window);
-        let state = {
-            let folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
-            folders.get(&folder).cloned().unwrap_or_default()
-        };
+        let state = self.with_folder(&folder, |state| Ok(state.clone()))?;
         let new = state
             .new_name
             .clone()
@@ -329,14 +322,16 @@ impl WindowStore for ObjectWindows {
     fn remove(&self, table: Option<&str>, window: WindowKey) -> Result<()> {
         self.check_lease()?;
         let folder = self.rel(table, window);
-        let Some(state) = self
+        let touched = self
             .folders
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&folder)
-        else {
-            return Ok(());
-        };
+            .contains_key(&folder);
+        if !touched && !self.names.contains_key(&folder) {
+            return Ok(()); // nothing there
+        }
+        // The folder is empty from here on, for this run's later windows too.
+        let state = self.with_folder(&folder, |state| Ok(std::mem::take(state)))?;
         // Uncommitted first, so that no reader follows a marker to missing files.
         self.root.delete(&format!("{folder}/{COMPLETE}"))?;
         self.root.delete(&format!("{folder}/{MANIFEST}"))?;
