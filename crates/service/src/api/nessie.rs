@@ -23,34 +23,6 @@ use crate::schedule::day_start;
 use crate::service::Service;
 use crate::store::RunFilter;
 
-/// The destination parameters of Mixpanel's other types: accepted as known, so that
-/// such a create is refused for its type (P32), not for an unknown parameter.
-const OTHER_DESTINATION_PARAMS: &[&str] = &[
-    "s3_bucket",
-    "s3_region",
-    "s3_role",
-    "s3_prefix",
-    "s3_encryption",
-    "s3_kms_key_id",
-    "use_glue",
-    "glue_database",
-    "glue_role",
-    "glue_table_prefix",
-    "gcs_bucket",
-    "gcs_prefix",
-    "gcs_region",
-    "storage_account",
-    "container_name",
-    "prefix",
-    "client_id",
-    "client_secret",
-    "tenant_id",
-    "bq_region",
-    "bq_prefix",
-    "gcp_project",
-    "bq_dataset_name",
-];
-
 const CREATE_PARAMS: &[(&str, &str)] = &[
     ("project_id", "the project (required by this server)"),
     ("type", "local (a folder on the server), local-raw, s3-raw, aws, gcs-raw, gcs-schema, azure-raw or azure-blob; bigquery and snowflake are refused until supported"),
@@ -130,7 +102,7 @@ async fn create(
     respond(
         async {
             let mut known = names(CREATE_PARAMS);
-            known.extend_from_slice(OTHER_DESTINATION_PARAMS);
+            known.extend(crate::destination::params());
             let p = params_of(q, body, &known)?;
             let credentials = basic_credentials(&headers)?;
             let req = CreateRequest {
@@ -162,7 +134,7 @@ async fn create(
 /// The object-storage parameters given (P32).
 fn destination_params(p: &Params) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
     let mut out = std::collections::BTreeMap::new();
-    for name in OTHER_DESTINATION_PARAMS {
+    for name in crate::destination::params() {
         if let Some(v) = p.one(name)? {
             out.insert(name.to_string(), v.to_string());
         }
