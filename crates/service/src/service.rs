@@ -213,6 +213,25 @@ impl Service {
         }
     }
 
+    /// Seals `secret` for `context` (P40).
+    fn seal(&self, secret: &[u8], context: &str) -> Result<String, StoreError> {
+        self.inner
+            .secrets
+            .seal(secret, context)
+            .map_err(StoreError::Secrets)
+    }
+
+    /// Opens text sealed for `context`.
+    fn open_text(&self, sealed: &str, context: &str) -> Result<String, StoreError> {
+        let bytes = self
+            .inner
+            .secrets
+            .open(sealed, context)
+            .map_err(StoreError::Secrets)?;
+        String::from_utf8(bytes)
+            .map_err(|_| StoreError::Secrets(crate::secrets::SecretError::WrongKey))
+    }
+
     /// Seals a destination's secret (an Azure client secret) of project `project`
     /// (P40).
     pub(crate) fn seal_destination_secret(
@@ -220,10 +239,7 @@ impl Service {
         project: u64,
         secret: &str,
     ) -> Result<String, StoreError> {
-        self.inner
-            .secrets
-            .seal(secret.as_bytes(), &destination_context(project))
-            .map_err(StoreError::Secrets)
+        self.seal(secret.as_bytes(), &destination_context(project))
     }
 
     /// The destination secret sealed by [`Service::seal_destination_secret`].
@@ -232,13 +248,7 @@ impl Service {
         project: u64,
         sealed: &str,
     ) -> Result<String, StoreError> {
-        let bytes = self
-            .inner
-            .secrets
-            .open(sealed, &destination_context(project))
-            .map_err(StoreError::Secrets)?;
-        String::from_utf8(bytes)
-            .map_err(|_| StoreError::Secrets(crate::secrets::SecretError::WrongKey))
+        self.open_text(sealed, &destination_context(project))
     }
 
     /// Seals Mixpanel credentials for project `project` (P40).
@@ -247,13 +257,10 @@ impl Service {
         project: u64,
         credentials: &Credentials,
     ) -> Result<String, StoreError> {
-        self.inner
-            .secrets
-            .seal(
-                &credential_bytes(credentials),
-                &credentials_context(project),
-            )
-            .map_err(StoreError::Secrets)
+        self.seal(
+            &credential_bytes(credentials),
+            &credentials_context(project),
+        )
     }
 
     /// Opens the sealed credentials of a pipeline of project `project`.
@@ -262,13 +269,7 @@ impl Service {
         project: u64,
         sealed: &str,
     ) -> Result<Credentials, StoreError> {
-        let bytes = self
-            .inner
-            .secrets
-            .open(sealed, &credentials_context(project))
-            .map_err(StoreError::Secrets)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| StoreError::Secrets(crate::secrets::SecretError::WrongKey))?;
+        let text = self.open_text(sealed, &credentials_context(project))?;
         Ok(match text.split_once('\n') {
             Some(("api_secret", secret)) => Credentials::ApiSecret(secret.to_string()),
             Some((username, secret)) => Credentials::ServiceAccount {
