@@ -5,7 +5,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use simd_json::value::tape::Node;
 use tidewater::stages::{
-    parquet_properties, BufferLimits, Encoder, Merger, Registry, RowGroup, Shaper,
+    parquet_properties, BufferLimits, Encoder, Fixed, Merger, Registry, RowGroup, Shaper,
 };
 use tidewater::synth::{generate, GenConfig};
 use tidewater::{
@@ -97,7 +97,12 @@ fn bench_stages(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spill");
     g.bench_function("parquet_encode_monoschema", |b| {
-        b.iter(|| encoder.encode(&groups[0], 3, &path).unwrap().rows)
+        b.iter(|| {
+            encoder
+                .encode(&groups[0], Fixed::Master, &path)
+                .unwrap()
+                .rows
+        })
     });
     g.finish();
 }

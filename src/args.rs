@@ -4,12 +4,18 @@
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use tidewater::{
-    Compression, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode, WriteMode,
+    Compression, DataSource, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode,
+    WriteMode,
 };
 
 /// Options shared by convert, export and bench.
 #[derive(Args, Clone)]
 pub(crate) struct OutputArgs {
+    /// What the input is: events, or user profiles (Engage API results, one
+    /// {"$distinct_id": …, "$properties": {…}} per line), which become the one table
+    /// mp_people_data, a snapshot that each run replaces.
+    #[arg(long, value_enum, default_value_t = DataSourceArg::Events)]
+    pub(crate) data_source: DataSourceArg,
     /// raw (lines as they are), monoschema (one table) or multischema (one table per event).
     #[arg(long, value_enum, default_value_t = SchemaArg::Monoschema)]
     schema: SchemaArg,
@@ -79,6 +85,11 @@ pub(crate) struct OutputArgs {
     pub(crate) quiet: bool,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DataSourceArg {
+    Events,
+    People,
+}
 #[derive(Clone, Copy, ValueEnum)]
 enum SchemaArg {
     Raw,
@@ -143,6 +154,10 @@ fn parse_size(s: &str) -> Result<u64, String> {
 impl OutputArgs {
     pub(crate) fn to_options(&self, out: PathBuf) -> RunOptions {
         RunOptions {
+            data_source: match self.data_source {
+                DataSourceArg::Events => DataSource::Events,
+                DataSourceArg::People => DataSource::People,
+            },
             schema: match self.schema {
                 SchemaArg::Raw => SchemaMode::Raw,
                 SchemaArg::Monoschema => SchemaMode::Monoschema,

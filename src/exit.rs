@@ -25,6 +25,7 @@ pub fn describe(e: &anyhow::Error) -> (u8, String) {
 fn flag(field: Field) -> &'static str {
     match field {
         Field::Input => "INPUT",
+        Field::DataSource => "--data-source",
         Field::Out => "--out",
         Field::Where => "--where",
         Field::Tz => "--tz",

@@ -25,6 +25,6 @@ pub use json_text::{
     decimal_digits, number_value, plain_decimal, write_compact, write_f64, write_json_string,
     write_number,
 };
-pub use line::{written_event_name, Event, LineParser};
+pub use line::{written_event_name, Event, LineKind, LineParser};
 pub use reject::{Reject, RejectReason, MAX_DEPTH};
 pub use tape::{hash_key, object_entries, span, EntryScratch};

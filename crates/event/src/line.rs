@@ -35,7 +35,18 @@ impl Default for LineParser {
     }
 }
 
-/// A parsed, valid event line: a view over the tape.
+/// What a line holds: an event of the export API, or a user profile of the Engage API
+/// (`{"$distinct_id": …, "$properties": {…}}`, one of a response's `results`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// An event line.
+    Event,
+    /// A profile line.
+    Profile,
+}
+
+/// A parsed, valid event line: a view over the tape. A profile is seen as an event
+/// without name or time whose properties are the profile's `$properties`.
 pub struct Event<'t, 'i> {
     /// The tape nodes of the whole line.
     pub nodes: &'t [Node<'i>],
@@ -46,11 +57,12 @@ pub struct Event<'t, 'i> {
     pub properties: &'t [(usize, usize)],
     /// [`hash_key`] of each property's key, aligned with `properties`.
     pub key_hashes: &'t [u64],
-    /// `properties.time` in milliseconds (IN3).
+    /// `properties.time` in milliseconds (IN3); 0 for a profile.
     pub time_ms: i64,
-    /// Node index of `properties.time`.
-    pub time_node: usize,
-    /// Node index of `properties.distinct_id`, if present (also when it is `null`).
+    /// Node index of `properties.time` (`None` for a profile, which has no time).
+    pub time_node: Option<usize>,
+    /// Node index of `properties.distinct_id` (of a profile's `$distinct_id`), if
+    /// present (also when it is `null`).
     pub distinct_id: Option<usize>,
     /// Node index just past the `properties` object.
     properties_end: usize,
@@ -201,6 +213,16 @@ impl LineParser {
         line: &[u8],
         f: impl FnOnce(&Event<'_, '_>) -> R,
     ) -> Result<R, RejectReason> {
+        self.parse_as(LineKind::Event, line, f)
+    }
+
+    /// Parses `line` as a line of `kind` (see [`LineParser::parse`]).
+    pub fn parse_as<R>(
+        &mut self,
+        kind: LineKind,
+        line: &[u8],
+        f: impl FnOnce(&Event<'_, '_>) -> R,
+    ) -> Result<R, RejectReason> {
         self.scratch.clear();
         self.scratch.extend_from_slice(line);
         self.scratch
@@ -220,6 +242,10 @@ impl LineParser {
             Err(e) => Err(RejectReason::InvalidJson(describe_invalid_json(line, &e))),
             Ok(()) => {
                 let nodes = &tape.0[..];
+                let validate = match kind {
+                    LineKind::Event => validate,
+                    LineKind::Profile => validate_profile,
+                };
                 match validate(
                     nodes,
                     line,
@@ -407,7 +433,7 @@ fn validate<'i>(
         name,
         leading,
         time_ms,
-        time_node: time.expect("checked above"),
+        time_node: time,
         distinct_id,
         properties_node: props,
     })
@@ -419,9 +445,56 @@ struct Fields<'i> {
     /// Entries before the properties proper (`time` and `distinct_id` when first).
     leading: usize,
     time_ms: i64,
-    time_node: usize,
+    time_node: Option<usize>,
     distinct_id: Option<usize>,
     properties_node: usize,
+}
+
+/// [`validate`] for a profile line: `$distinct_id` (required, not null) and the
+/// `$properties` object, whose entries all stay properties (a profile property named
+/// `time` or `distinct_id` is an ordinary property). Other keys, such as the
+/// `$last_seen` some clients lift out of `$properties`, are ignored like an event
+/// line's extra keys.
+fn validate_profile<'i>(
+    nodes: &[Node<'i>],
+    _line: &[u8],
+    _input_base: usize,
+    entries: &mut Vec<(usize, usize)>,
+    scratch: &mut EntryScratch,
+) -> Result<Fields<'i>, RejectReason> {
+    if nodes.len() > MAX_DEPTH && max_depth(nodes) > MAX_DEPTH {
+        return Err(RejectReason::TooDeep);
+    }
+    let Node::Object { len, .. } = nodes[0] else {
+        return Err(RejectReason::NotAnObject);
+    };
+    let (mut distinct_id, mut properties) = (None, None);
+    let mut i = 1;
+    for _ in 0..len {
+        let value = i + 1;
+        match nodes[i] {
+            // Repeated keys: the last value wins (IN2).
+            Node::String("$distinct_id") => distinct_id = Some(value),
+            Node::String("$properties") => properties = Some(value),
+            _ => {}
+        }
+        i = value + span(nodes, value);
+    }
+    let distinct_id = distinct_id
+        .filter(|&d| !matches!(nodes[d], Node::Static(StaticNode::Null)))
+        .ok_or(RejectReason::MissingProfileId)?;
+    let Some(props) = properties.filter(|&p| matches!(nodes[p], Node::Object { .. })) else {
+        return Err(RejectReason::MissingProfileProperties);
+    };
+    object_entries(nodes, props, entries, scratch);
+    Ok(Fields {
+        name: "",
+        leading: 0,
+        time_ms: 0,
+        time_node: None,
+        distinct_id: Some(distinct_id),
+        properties_node: props,
+    })
 }
 
 /// Deepest nesting of arrays and objects on the tape (the top-level value is depth 1).
@@ -549,6 +622,49 @@ mod tests {
                 .collect();
             (e.name.to_string(), e.time_ms, keys)
         })
+    }
+
+    fn parse_profile(line: &str) -> Result<(Option<String>, Vec<String>), RejectReason> {
+        LineParser::default().parse_as(LineKind::Profile, line.as_bytes(), |e| {
+            let id = e.distinct_id.map(|d| format!("{:?}", e.nodes[d]));
+            let keys = e.properties.iter().map(|&en| e.key(en).to_string());
+            (id, keys.collect())
+        })
+    }
+
+    #[test]
+    fn profiles_keep_every_property_and_need_an_id_and_properties() {
+        let (id, keys) = parse_profile(
+            r#"{"$distinct_id":"a","$distinct_id":"b","$properties":{"time":1,"distinct_id":"x","$email":"e"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            id.as_deref(),
+            Some(r#"String("b")"#),
+            "the last key wins (IN2)"
+        );
+        assert_eq!(keys, ["time", "distinct_id", "$email"]);
+        for (line, reason) in [
+            (r#"{"$properties":{}}"#, RejectReason::MissingProfileId),
+            (
+                r#"{"$distinct_id":null,"$properties":{}}"#,
+                RejectReason::MissingProfileId,
+            ),
+            (
+                r#"{"$distinct_id":"a"}"#,
+                RejectReason::MissingProfileProperties,
+            ),
+            (
+                r#"{"$distinct_id":"a","$properties":"x"}"#,
+                RejectReason::MissingProfileProperties,
+            ),
+            (r#"["a"]"#, RejectReason::NotAnObject),
+        ] {
+            assert_eq!(parse_profile(line).unwrap_err(), reason, "{line}");
+        }
+        // An event line is not a profile, and a profile is not an event.
+        assert!(parse_profile(r#"{"event":"a","properties":{"time":1}}"#).is_err());
+        assert!(parse(r#"{"$distinct_id":"a","$properties":{}}"#).is_err());
     }
 
     fn compact(json: &str) -> String {

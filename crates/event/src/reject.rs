@@ -29,6 +29,10 @@ pub enum RejectReason {
     NoWindow { time_ms: i64, tz: String },
     /// The line is longer than the configured limit.
     Oversized(u64),
+    /// A profile line has no `$distinct_id`, or it is null.
+    MissingProfileId,
+    /// A profile line's `$properties` is missing or not an object.
+    MissingProfileProperties,
 }
 
 impl std::fmt::Display for RejectReason {
@@ -51,6 +55,12 @@ impl std::fmt::Display for RejectReason {
             ),
             RejectReason::Oversized(n) => {
                 write!(f, "line of {n} bytes exceeds the maximum line length")
+            }
+            RejectReason::MissingProfileId => {
+                write!(f, "profile without \"$distinct_id\" (or it is null)")
+            }
+            RejectReason::MissingProfileProperties => {
+                write!(f, "profile with a missing or non-object \"$properties\"")
             }
         }
     }

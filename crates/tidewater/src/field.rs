@@ -7,6 +7,8 @@
 pub enum Field {
     /// The inputs of a conversion.
     Input,
+    /// [`RunOptions::data_source`].
+    DataSource,
     /// [`RunOptions::out`].
     Out,
     /// [`RunOptions::where_expr`].
@@ -50,6 +52,7 @@ impl Field {
     pub fn json_name(self) -> &'static str {
         match self {
             Field::Input => "inputs",
+            Field::DataSource => "data_source",
             Field::Out => "out",
             Field::Where => "where",
             Field::Tz => "tz",

@@ -45,7 +45,8 @@ pub use input::{
 };
 pub use lock::{FileLock, LockError};
 pub use options::{
-    Compression, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode, WriteMode,
+    Compression, DataSource, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode,
+    WriteMode,
 };
 pub use run::{Cancel, Converter, InputReport, TableBatch};
 pub use store::{redact_store_error, ObjectTarget, RootLock};
@@ -59,6 +60,7 @@ pub use window::{WindowKey, Windowing};
 pub mod stages {
     pub use crate::block::Shaper;
     pub use crate::merge::{BufferLimits, Merger, RowGroup};
+    pub use crate::schema::registry::Fixed;
     pub use crate::schema::Registry;
     pub use crate::write::{parquet_properties, Encoder};
 }

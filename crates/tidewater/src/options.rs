@@ -13,6 +13,17 @@ pub enum SchemaMode {
     Multischema,
 }
 
+/// What the input lines are (export-api §5): events, or user profiles, which become
+/// the one table `mp_people_data`, a full snapshot replaced by each run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DataSource {
+    /// Event lines of the export API.
+    #[default]
+    Events,
+    /// Profiles of the Engage API, one `{"$distinct_id": …, "$properties": {…}}` per line.
+    People,
+}
+
 /// Data file format for schematized output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -76,7 +87,9 @@ pub enum OnWhereError {
 /// Everything that decides what a run writes. Built by [`crate::Converter`].
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Schema mode.
+    /// What the input lines are.
+    pub data_source: DataSource,
+    /// Schema mode (people are always [`SchemaMode::Monoschema`]).
     pub schema: SchemaMode,
     /// Output format (ignored for raw, which is always gzip JSONL).
     pub format: Format,
@@ -128,6 +141,7 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
+            data_source: DataSource::Events,
             schema: SchemaMode::Monoschema,
             format: Format::Parquet,
             events: Vec::new(),

@@ -3,7 +3,7 @@
 use crate::block::EventFilter;
 use crate::error::{Error, Result};
 use crate::field::Field;
-use crate::options::RunOptions;
+use crate::options::{DataSource, RunOptions, SchemaMode, WriteMode};
 use crate::window::Windowing;
 
 /// Options that passed [`RunOptions::validate`], with what checking them produced.
@@ -47,7 +47,13 @@ impl RunOptions {
                 ));
             }
         }
-        let windowing = Windowing::new(&self.tz, self.partition)?;
+        let windowing = match self.data_source {
+            DataSource::Events => Windowing::new(&self.tz, self.partition)?,
+            DataSource::People => {
+                self.check_people()?;
+                Windowing::snapshot()
+            }
+        };
         let threads = if self.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -58,6 +64,33 @@ impl RunOptions {
             filter: self.filter()?,
             threads,
         })
+    }
+
+    /// People are one monoschema table without windows or event names.
+    fn check_people(&self) -> Result<()> {
+        if self.schema != SchemaMode::Monoschema {
+            return Err(Error::config(
+                Field::DataSource,
+                format!(
+                    "people profiles are always one monoschema table (mp_people_data), not {}; \
+                     leave the schema mode at its default",
+                    format!("{:?}", self.schema).to_lowercase()
+                ),
+            ));
+        }
+        if !self.events.is_empty() {
+            return Err(Error::config(
+                Field::DataSource,
+                "people profiles have no event names to select; filter them with `where` instead",
+            ));
+        }
+        if self.mode == WriteMode::Append {
+            return Err(Error::config(
+                Field::DataSource,
+                "people profiles are a full snapshot that replaces the previous one; append mode does not apply",
+            ));
+        }
+        Ok(())
     }
 
     /// The run's filter: the event whitelist and the compiled `where` (F1–F3). An empty

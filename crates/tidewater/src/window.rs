@@ -24,8 +24,27 @@ pub struct WindowKey {
 }
 
 impl WindowKey {
-    /// The window folder below a table folder (or the root, for raw output).
+    /// The one window of a people snapshot, which has no time: its files are in the
+    /// table folder itself (`mp_people_data/part-00000.parquet`), and each run replaces
+    /// it whole.
+    pub const SNAPSHOT: WindowKey = WindowKey {
+        year: i16::MIN,
+        month: 1,
+        day: 1,
+        hour: None,
+    };
+
+    /// Whether this is [`WindowKey::SNAPSHOT`].
+    pub fn is_snapshot(&self) -> bool {
+        *self == WindowKey::SNAPSHOT
+    }
+
+    /// The window folder below a table folder (or the root, for raw output); empty for
+    /// the snapshot.
     pub fn folder(&self, layout: Layout, raw: bool) -> String {
+        if self.is_snapshot() {
+            return String::new();
+        }
         let (y, m, d) = (self.year, self.month, self.day);
         match (layout, self.hour) {
             (Layout::Mixpanel, None) if raw => format!("{y:04}/{m:02}/{d:02}/full_day"),
@@ -40,6 +59,9 @@ impl WindowKey {
 
 impl fmt::Display for WindowKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_snapshot() {
+            return f.write_str("snapshot");
+        }
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)?;
         if let Some(h) = self.hour {
             write!(f, "T{h:02}")?;
@@ -54,6 +76,8 @@ impl fmt::Display for WindowKey {
 pub struct Windowing {
     tz: TimeZone,
     hourly: bool,
+    /// Every time maps to [`WindowKey::SNAPSHOT`] (people profiles).
+    snapshot: bool,
     /// `[start_ms, end_ms)` of the last window looked up, and that window.
     cached: Option<(i64, i64, WindowKey)>,
 }
@@ -67,8 +91,19 @@ impl Windowing {
         Ok(Windowing {
             tz: zone,
             hourly: partition == Partition::Hourly,
+            snapshot: false,
             cached: None,
         })
+    }
+
+    /// The windowing of people profiles: one snapshot, whatever the time.
+    pub fn snapshot() -> Self {
+        Windowing {
+            tz: TimeZone::UTC,
+            hourly: false,
+            snapshot: true,
+            cached: None,
+        }
     }
 
     /// The time zone's IANA name.
@@ -79,6 +114,9 @@ impl Windowing {
     /// The window of a time in milliseconds since the epoch. `None` when the time is out
     /// of the range the calendar supports (callers reject such events).
     pub fn window_of(&mut self, ms: i64) -> Option<WindowKey> {
+        if self.snapshot {
+            return Some(WindowKey::SNAPSHOT);
+        }
         if let Some((start, end, key)) = self.cached {
             if ms >= start && ms < end {
                 return Some(key);

@@ -43,7 +43,7 @@ impl<'a> EventRef<'a> {
             nodes: event.nodes,
             name: event.name,
             properties: event.properties,
-            time: Some(event.time_node),
+            time: event.time_node,
             distinct_id: event.distinct_id,
         }
     }
@@ -51,6 +51,8 @@ impl<'a> EventRef<'a> {
     /// `properties[key]` (V2, V2a).
     pub fn property(&self, key: &str, tz: &TimeZone) -> Value<'a> {
         match key {
+            // A profile has no time: its `time` is an ordinary property.
+            "time" if self.time.is_none() => self.plain_property(key),
             "time" => self.node_value(self.time),
             "distinct_id" => self.node_value(self.distinct_id),
             "$time" => {

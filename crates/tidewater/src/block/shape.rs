@@ -11,14 +11,47 @@ use crate::block::filter::EventFilter;
 use crate::block::Rows;
 use crate::columns::{SparseColumn, Strings, TypeClass, Values};
 use crate::input::frame::{is_blank, Block};
-use crate::options::{OnWhereError, SchemaMode};
+use crate::options::{DataSource, OnWhereError, SchemaMode};
 use crate::window::{WindowKey, Windowing};
-use tidewater_event::{Event, LineParser, Reject, RejectReason};
+use tidewater_event::{Event, LineKind, LineParser, Reject, RejectReason};
 use tidewater_where::Scratch;
+
+/// What a run's lines are and the tables they become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tables {
+    /// The schema mode.
+    pub schema: SchemaMode,
+    /// Events or profiles.
+    pub source: DataSource,
+}
+
+impl From<SchemaMode> for Tables {
+    /// Events in `schema` mode.
+    fn from(schema: SchemaMode) -> Tables {
+        Tables {
+            schema,
+            source: DataSource::Events,
+        }
+    }
+}
+
+impl Tables {
+    fn line_kind(self) -> LineKind {
+        match self.source {
+            DataSource::Events => LineKind::Event,
+            DataSource::People => LineKind::Profile,
+        }
+    }
+
+    /// Whether rows carry the event name (`mp_event_name`).
+    fn has_event_name(self) -> bool {
+        self.schema == SchemaMode::Monoschema && self.source == DataSource::Events
+    }
+}
 
 impl Rows {
     /// Empty rows of table `table_key`, with room for what its previous block held.
-    fn with_room(table_key: u64, schema: SchemaMode, sizes: &SizeHints) -> Rows {
+    fn with_room(table_key: u64, tables: Tables, sizes: &SizeHints) -> Rows {
         let (rows, columns) = sizes.table(table_key);
         let mut out = Rows {
             row_bytes: Vec::with_capacity(rows),
@@ -27,11 +60,11 @@ impl Rows {
             ..Rows::default()
         };
         let room = |key| sizes.column(SizeHints::column_key(table_key, key, TypeClass::String));
-        if schema != SchemaMode::Raw {
+        if tables.schema != SchemaMode::Raw {
             let (values, bytes) = room(DISTINCT_ID_KEY);
             out.distinct_id = SparseColumn::with_capacity(TypeClass::String, values, bytes);
         }
-        if schema == SchemaMode::Monoschema {
+        if tables.has_event_name() {
             let (values, bytes) = room(EVENT_NAME_KEY);
             out.event_name = Strings::with_capacity(values, bytes);
         }
@@ -322,7 +355,7 @@ fn text_size(s: &Strings) -> (u32, u32) {
 
 /// How a block's lines are judged: the run's settings.
 struct LineRules<'a> {
-    schema: SchemaMode,
+    tables: Tables,
     filter: &'a EventFilter,
     on_where_error: OnWhereError,
     /// What the input was requested for, and the part of it that is kept.
@@ -394,14 +427,14 @@ impl Shaper {
     pub fn shape(
         &mut self,
         block: &Block,
-        schema: SchemaMode,
+        tables: impl Into<Tables>,
         filter: &EventFilter,
         on_where_error: OnWhereError,
         windowing: &Windowing,
         owned_range: Option<((i64, i64), (i64, i64))>,
     ) -> ShapedBlock {
         let rules = LineRules {
-            schema,
+            tables: tables.into(),
             filter,
             on_where_error,
             owned_range,
@@ -428,7 +461,7 @@ impl Shaper {
             });
             return out;
         }
-        if rules.schema == SchemaMode::Multischema {
+        if rules.tables.schema == SchemaMode::Multischema {
             let mut state = BlockState::new(block, windowing);
             if let Some(out) = self.shape_grouped(block, rules, &mut state) {
                 return out;
@@ -586,7 +619,7 @@ impl Shaper {
             sizes,
             ..
         } = self;
-        let result = parser.parse(line, |event| {
+        let result = parser.parse_as(rules.tables.line_kind(), line, |event| {
             if !filter.lists(event.name) {
                 out.note_unlisted(event.name);
                 return Verdict::Filtered;
@@ -610,7 +643,7 @@ impl Shaper {
             let Some(window) = windowing.window_of(event.time_ms) else {
                 return Verdict::NoWindow(event.time_ms);
             };
-            let table = match rules.schema {
+            let table = match rules.tables.schema {
                 SchemaMode::Multischema => match table_of.get(event.name) {
                     Some(&t) => t,
                     None => {
@@ -629,7 +662,7 @@ impl Shaper {
                     0
                 }
             };
-            out.tables[table].add_event(event, line, window, rules.schema, text, sizes);
+            out.tables[table].add_event(event, line, window, rules.tables, text, sizes);
             Verdict::Kept(table)
         });
         match result {
@@ -700,7 +733,7 @@ impl BlockTable {
         event: &Event<'_, '_>,
         line: &[u8],
         window: WindowKey,
-        schema: SchemaMode,
+        tables: Tables,
         text: &mut Vec<u8>,
         sizes: &SizeHints,
     ) {
@@ -709,7 +742,7 @@ impl BlockTable {
             None => {
                 self.parts.push((
                     window,
-                    Rows::with_room(table_key(&self.event), schema, sizes),
+                    Rows::with_room(table_key(&self.event), tables, sizes),
                 ));
                 self.slots.push(Vec::new());
                 self.parts.len() - 1
@@ -720,7 +753,7 @@ impl BlockTable {
         rows.count += 1;
         rows.row_bytes.push(line.len() as u32);
         rows.time.push(event.time_ms);
-        if schema == SchemaMode::Raw {
+        if tables.schema == SchemaMode::Raw {
             rows.raw.push(line);
             return;
         }
@@ -729,13 +762,13 @@ impl BlockTable {
             .filter(|&d| !matches!(event.nodes[d], Node::Static(StaticNode::Null)));
         if let Some(d) = distinct_id {
             text.clear();
-            distinct_id_text(text, event.nodes, d, line);
+            distinct_id_text(text, event.nodes, d, line, tables.line_kind());
             rows.distinct_id.push_row(row);
             if let Values::Text(s) = &mut rows.distinct_id.values {
                 s.push(text);
             }
         }
-        if schema == SchemaMode::Monoschema {
+        if tables.has_event_name() {
             rows.event_name.push(event.name.as_bytes());
         }
         for (&(k, v), &hash) in event.properties.iter().zip(event.key_hashes) {
@@ -822,10 +855,10 @@ fn insert_id(event: &Event<'_, '_>) -> String {
 
 /// `distinct_id` as text (§4.3): strings as is, integers as written, other numbers in
 /// shortest plain decimal, booleans/lists/objects as compact JSON.
-fn distinct_id_text(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, line: &[u8]) {
+fn distinct_id_text(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, line: &[u8], kind: LineKind) {
     match &nodes[i] {
         Node::String(s) => out.extend_from_slice(s.as_bytes()),
-        Node::Static(StaticNode::F64(f)) => match integer_literal(line, *f) {
+        Node::Static(StaticNode::F64(f)) => match integer_literal(line, *f, kind) {
             Some(digits) => out.extend_from_slice(digits),
             None => out.extend_from_slice(tidewater_event::plain_decimal(*f).as_bytes()),
         },
@@ -837,13 +870,17 @@ fn distinct_id_text(out: &mut Vec<u8>, nodes: &[Node<'_>], i: usize, line: &[u8]
 }
 
 /// An integer literal too long for 64 bits parses as a double; §4.3 wants its digits as
-/// written. Finds the literal after a `"distinct_id"` key in the raw line whose value
-/// parses to the same double (rare path: only for integral doubles beyond ±2^63).
-fn integer_literal(line: &[u8], value: f64) -> Option<&[u8]> {
+/// written. Finds the literal after a `"distinct_id"` key (a profile's `"$distinct_id"`)
+/// in the raw line whose value parses to the same double (rare path: only for integral
+/// doubles beyond ±2^63).
+fn integer_literal(line: &[u8], value: f64, kind: LineKind) -> Option<&[u8]> {
     if value.fract() != 0.0 || value.abs() < 9.2e18 {
         return None;
     }
-    let key = b"\"distinct_id\"";
+    let key: &[u8] = match kind {
+        LineKind::Event => b"\"distinct_id\"",
+        LineKind::Profile => b"\"$distinct_id\"",
+    };
     let mut found = None;
     for pos in memchr::memmem::find_iter(line, key) {
         let rest = &line[pos + key.len()..];
@@ -902,7 +939,7 @@ mod tests {
         let block = block_of(data);
         let windowing = Windowing::new("UTC", Partition::Daily).unwrap();
         let rules = LineRules {
-            schema: SchemaMode::Multischema,
+            tables: SchemaMode::Multischema.into(),
             filter,
             on_where_error: policy,
             owned_range: None,

@@ -13,7 +13,7 @@ use super::plan::{InputReport, OwnedWindows};
 use crate::error::Result;
 use crate::merge::Merger;
 use crate::options::WriteMode;
-use crate::schema::registry::Registry;
+use crate::schema::registry::{Fixed, Registry};
 use crate::store::{Output, RejectsWriter, WindowStore};
 use crate::summary::{Progress, StageTimes};
 use crate::window::{WindowKey, Windowing};
@@ -24,7 +24,7 @@ pub(crate) struct Finisher<'a> {
     pub store: &'a (dyn WindowStore + Send),
     pub encoder: &'a Encoder,
     pub pool: &'a rayon::ThreadPool,
-    pub fixed: usize,
+    pub fixed: Fixed,
     pub raw: bool,
     pub output: &'a Output,
     pub mode: WriteMode,

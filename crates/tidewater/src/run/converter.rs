@@ -12,7 +12,9 @@ use super::Cancel;
 use crate::error::{Error, Result};
 use crate::field::Field;
 use crate::input::source::{self, Input};
-use crate::options::{Compression, Format, Layout, Partition, RunOptions, SchemaMode, WriteMode};
+use crate::options::{
+    Compression, DataSource, Format, Layout, Partition, RunOptions, SchemaMode, WriteMode,
+};
 use crate::summary::{Progress, RunSummary};
 use crate::validate::ValidOptions;
 use crate::window::WindowKey;
@@ -84,6 +86,13 @@ impl Converter {
     /// Adds several inputs.
     pub fn inputs<P: Into<PathBuf>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
         self.inputs.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// What the inputs are (default events). People profiles become the one table
+    /// `mp_people_data`, a snapshot that replaces the previous one.
+    pub fn data_source(mut self, source: DataSource) -> Self {
+        self.options.data_source = source;
         self
     }
 

@@ -18,12 +18,12 @@ use super::reader::{spawn_reader, ReaderItem};
 use super::warnings::nothing_kept;
 use super::Cancel;
 use crate::block::filter::EventFilter;
-use crate::block::shape::{ShapedBlock, Shaper};
+use crate::block::shape::{ShapedBlock, Shaper, Tables};
 use crate::error::{Error, Result};
 use crate::input::frame::{FrameConfig, InputEnd};
 use crate::merge::{BufferLimits, Merger};
 use crate::options::{OnWhereError, RunOptions, SchemaMode};
-use crate::schema::registry::{fixed_columns, Registry};
+use crate::schema::registry::{Fixed, Registry};
 use crate::store::{Output, RejectsWriter, WindowStore};
 use crate::summary::{peak_rss_bytes, Progress, RunSummary};
 use crate::validate::ValidOptions;
@@ -54,7 +54,7 @@ pub(crate) fn execute_plan(
         Destination::Files(root) => root.registry.take(),
         Destination::Batches(_) => None,
     }
-    .unwrap_or_else(|| Registry::new(options.schema));
+    .unwrap_or_else(|| Registry::for_source(options.schema, options.data_source));
     let mut driver = Driver::start(
         options,
         valid,
@@ -77,8 +77,8 @@ struct Setup {
     store: Option<Box<dyn WindowStore + Send>>,
     output: Output,
     raw: bool,
-    /// Leading fixed columns of every table (none for raw).
-    fixed: usize,
+    /// Leading fixed columns of every table (unused for raw).
+    fixed: Fixed,
 }
 
 impl Setup {
@@ -97,11 +97,7 @@ impl Setup {
             ),
             Destination::Batches(_) => (None, Output::Local(o.root())),
         };
-        let fixed = if raw {
-            0
-        } else {
-            fixed_columns(o.schema == SchemaMode::Monoschema)
-        };
+        let fixed = Fixed::of_run(o.schema, o.data_source);
         Ok(Setup {
             threads,
             pool,
@@ -122,7 +118,7 @@ enum Ordered {
 
 /// A run in progress.
 struct Driver<'s, 'p, 'd> {
-    schema: SchemaMode,
+    tables: Tables,
     on_where_error: OnWhereError,
     windowing: Windowing,
     filter: Arc<EventFilter>,
@@ -226,7 +222,10 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
             progress: progress.clone(),
         });
         Ok(Driver {
-            schema: o.schema,
+            tables: Tables {
+                schema: o.schema,
+                source: o.data_source,
+            },
             on_where_error: o.on_where_error,
             windowing: valid.windowing,
             filter: Arc::new(valid.filter),
@@ -398,12 +397,12 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
             .owned
             .as_ref()
             .map(|o| (o.requested[block.input], o.ranges[block.input]));
-        let (schema, on_where_error) = (self.schema, self.on_where_error);
+        let (tables, on_where_error) = (self.tables, self.on_where_error);
         self.pool.spawn(move || {
             let t = Instant::now();
             let shaped = SHAPER.with(|s| {
                 s.borrow_mut()
-                    .shape(&block, schema, &filter, on_where_error, &windowing, range)
+                    .shape(&block, tables, &filter, on_where_error, &windowing, range)
             });
             let _ = tx.send((seq, shaped, t.elapsed()));
         });

@@ -10,6 +10,7 @@ use super::plan::Destination;
 use super::TableBatch;
 use crate::error::{Error, Result};
 use crate::merge::RowGroup;
+use crate::schema::registry::Fixed;
 use crate::store::WindowStore;
 use crate::window::WindowKey;
 use crate::write::{Encoder, Spill};
@@ -28,7 +29,7 @@ pub(crate) struct Sink<'a, 'd> {
     pool: &'a rayon::ThreadPool,
     encoder: &'a Encoder,
     store: Option<&'a dyn WindowStore>,
-    fixed: usize,
+    fixed: Fixed,
     encoded_tx: Sender<EncodedGroup>,
     pub encoded_rx: Receiver<EncodedGroup>,
     pub encoding: usize,
@@ -45,7 +46,7 @@ impl<'a, 'd> Sink<'a, 'd> {
         pool: &'a rayon::ThreadPool,
         encoder: &'a Encoder,
         store: Option<&'a dyn WindowStore>,
-        fixed: usize,
+        fixed: Fixed,
         max_encoding: usize,
     ) -> Self {
         let (encoded_tx, encoded_rx) = crossbeam_channel::unbounded();

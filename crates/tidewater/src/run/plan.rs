@@ -92,7 +92,7 @@ impl OutputRoot {
         let lock = output.lock(o.lock_lease)?;
         let registry = match o.schema {
             SchemaMode::Raw => None,
-            schema => Some(Registry::load_from(&output, schema)?),
+            schema => Some(Registry::load_from(&output, schema, o.data_source)?),
         };
         Ok(OutputRoot {
             output,

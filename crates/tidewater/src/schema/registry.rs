@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::columns::TypeClass;
 use crate::error::{Error, Result};
-use crate::options::SchemaMode;
+use crate::options::{DataSource, SchemaMode};
 use crate::schema::naming::{clean_base, NameScope, RESERVED_COLUMNS, RESERVED_TABLES};
 use crate::store::Output;
 
@@ -18,8 +18,93 @@ pub const MAX_PROPERTY_COLUMNS: usize = 9500;
 /// The monoschema table.
 pub const MASTER_TABLE: &str = "mp_master_event";
 
-/// The mapping file below the output root (M1).
-const MAPPING: &str = "schema/events.json";
+/// The people table (export-api §5).
+pub const PEOPLE_TABLE: &str = "mp_people_data";
+
+/// The mapping file below the output root (M1), one per data source.
+fn mapping_file(source: DataSource) -> &'static str {
+    match source {
+        DataSource::Events => "schema/events.json",
+        DataSource::People => "schema/people.json",
+    }
+}
+
+/// The fixed columns a table starts with (§4.3), by the position each has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fixed {
+    /// A multischema table: `time`, `distinct_id`.
+    Event,
+    /// The monoschema table: `time`, `distinct_id`, `mp_event_name`.
+    Master,
+    /// The people table: `distinct_id` only (a profile has no time or event name).
+    Profile,
+}
+
+impl Fixed {
+    /// The fixed columns of a run's tables.
+    pub fn of_run(schema: SchemaMode, source: DataSource) -> Fixed {
+        match (source, schema) {
+            (DataSource::People, _) => Fixed::Profile,
+            (_, SchemaMode::Multischema) => Fixed::Event,
+            _ => Fixed::Master,
+        }
+    }
+
+    /// How many there are.
+    pub fn count(self) -> usize {
+        match self {
+            Fixed::Event => 2,
+            Fixed::Master => 3,
+            Fixed::Profile => 1,
+        }
+    }
+
+    /// The column of `time`, if the table has one.
+    pub fn time(self) -> Option<u32> {
+        (self != Fixed::Profile).then_some(0)
+    }
+
+    /// The column of `distinct_id`.
+    pub fn distinct_id(self) -> u32 {
+        match self {
+            Fixed::Profile => 0,
+            _ => 1,
+        }
+    }
+
+    /// The column of `mp_event_name`, if the table has one.
+    pub fn event_name(self) -> Option<u32> {
+        (self == Fixed::Master).then_some(2)
+    }
+
+    fn columns(self) -> Vec<ColumnInfo> {
+        let mut columns = Vec::with_capacity(self.count());
+        if self.time().is_some() {
+            columns.push(ColumnInfo {
+                name: "time".into(),
+                property: Some("time".into()),
+                ty: ColumnType::Timestamp,
+            });
+        }
+        let source = match self {
+            Fixed::Profile => "$distinct_id",
+            Fixed::Event | Fixed::Master => "distinct_id",
+        };
+        columns.push(ColumnInfo {
+            name: "distinct_id".into(),
+            property: Some(source.into()),
+            ty: ColumnType::Class(TypeClass::String),
+        });
+        if self.event_name().is_some() {
+            columns.push(ColumnInfo {
+                name: "mp_event_name".into(),
+                property: None,
+                ty: ColumnType::Class(TypeClass::String),
+            });
+        }
+        columns
+    }
+}
 
 /// Type of an output column, as written in the mapping file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,50 +165,17 @@ pub struct Table {
     overflow: Option<u32>,
 }
 
-/// Number of fixed columns in a table of the given kind.
-pub fn fixed_columns(monoschema: bool) -> usize {
-    if monoschema {
-        3
-    } else {
-        2
-    }
-}
-
 impl Table {
-    fn new(name: String, event: Option<String>) -> Self {
-        let mut columns = vec![
-            ColumnInfo {
-                name: "time".into(),
-                property: Some("time".into()),
-                ty: ColumnType::Timestamp,
-            },
-            ColumnInfo {
-                name: "distinct_id".into(),
-                property: Some("distinct_id".into()),
-                ty: ColumnType::Class(TypeClass::String),
-            },
-        ];
-        if event.is_none() {
-            columns.push(ColumnInfo {
-                name: "mp_event_name".into(),
-                property: None,
-                ty: ColumnType::Class(TypeClass::String),
-            });
-        }
+    fn new(name: String, event: Option<String>, fixed: Fixed) -> Self {
         Table {
             name,
             event,
-            columns,
+            columns: fixed.columns(),
             scope: NameScope::with_reserved(RESERVED_COLUMNS),
             properties: FxHashMap::default(),
             property_columns: 0,
             overflow: None,
         }
-    }
-
-    /// Whether this is the monoschema table (it has `mp_event_name`).
-    pub fn is_master(&self) -> bool {
-        self.event.is_none()
     }
 
     /// Resolves a property and type class to its column, creating it on first sight
@@ -217,6 +269,7 @@ impl Table {
 #[derive(Debug, Clone)]
 pub struct Registry {
     schema: SchemaMode,
+    source: DataSource,
     /// Tables in creation order.
     pub tables: Vec<Table>,
     by_event: FxHashMap<String, u32>,
@@ -226,22 +279,37 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// An empty registry for a schema mode.
+    /// An empty registry of events in a schema mode.
     pub fn new(schema: SchemaMode) -> Self {
+        Self::for_source(schema, DataSource::Events)
+    }
+
+    /// An empty registry of a data source in a schema mode.
+    pub fn for_source(schema: SchemaMode, source: DataSource) -> Self {
         let mut r = Registry {
             schema,
+            source,
             tables: Vec::new(),
             by_event: FxHashMap::default(),
             table_scope: NameScope::with_reserved(RESERVED_TABLES),
             loaded_size: 0,
         };
-        match schema {
-            SchemaMode::Monoschema => r.tables.push(Table::new(MASTER_TABLE.into(), None)),
-            // Raw output has no tables; one unnamed table carries its rows through merge.
-            SchemaMode::Raw => r.tables.push(Table::new(String::new(), None)),
-            SchemaMode::Multischema => {}
+        if let Some(table) = r.single_table() {
+            r.tables.push(table);
         }
         r
+    }
+
+    /// The one table of a run that has one table (all but multischema).
+    fn single_table(&self) -> Option<Table> {
+        let fixed = Fixed::of_run(self.schema, self.source);
+        match (self.source, self.schema) {
+            (DataSource::People, _) => Some(Table::new(PEOPLE_TABLE.into(), None, fixed)),
+            (_, SchemaMode::Monoschema) => Some(Table::new(MASTER_TABLE.into(), None, fixed)),
+            // Raw output has no tables; one unnamed table carries its rows through merge.
+            (_, SchemaMode::Raw) => Some(Table::new(String::new(), None, fixed)),
+            (_, SchemaMode::Multischema) => None,
+        }
     }
 
     /// The table of an event (multischema), or the master table; created on first sight.
@@ -253,7 +321,8 @@ impl Registry {
                 }
                 let name = self.table_scope.allocate(&clean_base(e), "");
                 let id = self.tables.len() as u32;
-                self.tables.push(Table::new(name, Some(e.to_string())));
+                self.tables
+                    .push(Table::new(name, Some(e.to_string()), Fixed::Event));
                 self.by_event.insert(e.to_string(), id);
                 id
             }
@@ -276,26 +345,36 @@ impl Registry {
         self.loaded_size = self.size();
     }
 
-    /// Path of the mapping file in an output root.
+    /// Path of the events mapping file in an output root.
     pub fn mapping_path(root: &Path) -> PathBuf {
-        root.join(MAPPING)
+        root.join(mapping_file(DataSource::Events))
     }
 
-    /// Loads the mapping file of the local folder `root` if it exists (T6), for a run
-    /// in `schema` mode.
+    /// Loads the events mapping file of the local folder `root` if it exists (T6), for
+    /// a run in `schema` mode.
     pub fn load(root: &Path, schema: SchemaMode) -> Result<Self> {
-        Self::load_from(&Output::Local(root.to_path_buf()), schema)
+        Self::load_from(
+            &Output::Local(root.to_path_buf()),
+            schema,
+            DataSource::Events,
+        )
     }
 
-    /// Loads the mapping file of `output` if it exists (T6), for a run in `schema` mode.
-    pub(crate) fn load_from(output: &Output, schema: SchemaMode) -> Result<Self> {
-        let mut reg = Registry::new(schema);
-        let path = output.display(MAPPING);
+    /// Loads the mapping file of `source` in `output` if it exists (T6), for a run in
+    /// `schema` mode.
+    pub(crate) fn load_from(
+        output: &Output,
+        schema: SchemaMode,
+        source: DataSource,
+    ) -> Result<Self> {
+        let mut reg = Registry::for_source(schema, source);
+        let mapping = mapping_file(source);
+        let path = output.display(mapping);
         let bad = |message: String| Error::Mapping {
             path: path.clone(),
             message,
         };
-        let text = match output.read(MAPPING) {
+        let text = match output.read(mapping) {
             Ok(Some(t)) => t,
             Ok(None) => return Ok(reg),
             Err(Error::Output { source, .. }) => return Err(bad(source.to_string())),
@@ -311,7 +390,13 @@ impl Registry {
         for (name, t) in tables {
             let event = t.get("event").and_then(Value::as_str).map(str::to_string);
             let is_master = name == MASTER_TABLE;
-            if is_master != (schema == SchemaMode::Monoschema) {
+            if source == DataSource::People {
+                if name != PEOPLE_TABLE {
+                    return Err(bad(format!(
+                        "it holds table {name:?}, and a people mapping holds only {PEOPLE_TABLE:?}"
+                    )));
+                }
+            } else if is_master != (schema == SchemaMode::Monoschema) {
                 let (old, new) = if is_master {
                     ("monoschema", "multischema")
                 } else {
@@ -322,7 +407,11 @@ impl Registry {
                      (--schema {old} would add to it)"
                 )));
             }
-            let mut table = Table::new(name.clone(), event.clone());
+            let fixed = match &event {
+                Some(_) => Fixed::Event,
+                None => Fixed::of_run(schema, source),
+            };
+            let mut table = Table::new(name.clone(), event.clone(), fixed);
             let fixed = table.columns.len();
             let columns = t
                 .get("columns")
@@ -370,8 +459,8 @@ impl Registry {
             }
             reg.tables.push(table);
         }
-        if schema == SchemaMode::Monoschema && reg.tables.is_empty() {
-            reg.tables.push(Table::new(MASTER_TABLE.into(), None));
+        if reg.tables.is_empty() {
+            reg.tables.extend(reg.single_table());
         }
         reg.loaded_size = reg.size();
         Ok(reg)
@@ -403,7 +492,7 @@ impl Registry {
     pub(crate) fn save_to(&self, output: &Output) -> Result<()> {
         let mut text = serde_json::to_string_pretty(&self.to_json()).expect("mapping serializes");
         text.push('\n');
-        output.write(MAPPING, text.as_bytes())
+        output.write(mapping_file(self.source), text.as_bytes())
     }
 }
 
@@ -518,5 +607,42 @@ mod tests {
         assert!(Registry::load(dir.path(), SchemaMode::Monoschema)
             .unwrap_err()
             .is_usage());
+    }
+
+    #[test]
+    fn people_table_has_distinct_id_only_and_its_own_mapping_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Output::Local(dir.path().to_path_buf());
+        let mut r = Registry::for_source(SchemaMode::Monoschema, DataSource::People);
+        let t = &mut r.tables[0];
+        assert_eq!(t.name, PEOPLE_TABLE);
+        assert_eq!(t.columns[0].property.as_deref(), Some("$distinct_id"));
+        // `time`, `distinct_id` and `mp_event_name` stay reserved (§4.3) although the
+        // people table has only `distinct_id`.
+        for p in ["$email", "time", "distinct_id", "mp_event_name"] {
+            t.resolve(p, TypeClass::String);
+        }
+        assert_eq!(
+            names(t),
+            [
+                "distinct_id",
+                "mp_email",
+                "time_1",
+                "distinct_id_1",
+                "mp_event_name_1"
+            ]
+        );
+        r.save_to(&output).unwrap();
+        assert!(dir.path().join("schema/people.json").is_file());
+        assert!(!dir.path().join("schema/events.json").exists());
+        let back =
+            Registry::load_from(&output, SchemaMode::Monoschema, DataSource::People).unwrap();
+        assert_eq!(back.to_json(), r.to_json());
+        // An events run in the same root starts its own mapping.
+        let events = Registry::load(dir.path(), SchemaMode::Monoschema).unwrap();
+        assert_eq!(
+            names(&events.tables[0]),
+            ["time", "distinct_id", "mp_event_name"]
+        );
     }
 }

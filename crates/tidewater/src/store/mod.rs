@@ -90,6 +90,7 @@ pub(crate) fn window_folder(
 ) -> String {
     let folder = window.folder(layout, raw);
     match table {
+        Some(t) if folder.is_empty() => t.to_string(),
         Some(t) => format!("{t}/{folder}"),
         None => folder,
     }

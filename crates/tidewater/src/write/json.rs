@@ -8,7 +8,7 @@ use flate2::write::GzEncoder;
 
 use crate::columns::{TypeClass, Values};
 use crate::merge::RowGroup;
-use crate::schema::registry::{ColumnInfo, ColumnType};
+use crate::schema::registry::{ColumnInfo, ColumnType, Fixed};
 use tidewater_event::write_json_string;
 
 /// Gzip level for JSON and raw output: a balance of speed and size.
@@ -41,7 +41,7 @@ pub fn raw_text(group: &RowGroup) -> Vec<u8> {
 pub fn json_text(
     group: &RowGroup,
     columns: &[ColumnInfo],
-    fixed: usize,
+    fixed: Fixed,
     time_in_ms: bool,
 ) -> Vec<u8> {
     let mut out = Vec::new();
@@ -49,19 +49,29 @@ pub fn json_text(
         let mut cursors = vec![0usize; chunk.columns.len()];
         let mut id_cursor = 0usize;
         for row in 0..chunk.count {
-            let ms = chunk.time[row as usize];
-            out.extend_from_slice(b"{\"time\":");
-            let t = if time_in_ms { ms } else { ms.div_euclid(1000) };
-            out.extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
+            // `{` opens the row; every later key is preceded by `,` (a profile's first
+            // key may be `distinct_id` or, without one, its first property).
+            let mut first = true;
+            let mut key = |out: &mut Vec<u8>, name: &[u8]| {
+                out.extend_from_slice(if first { b"{" } else { b"," });
+                first = false;
+                out.extend_from_slice(name);
+            };
+            if fixed.time().is_some() {
+                let ms = chunk.time[row as usize];
+                key(&mut out, b"\"time\":");
+                let t = if time_in_ms { ms } else { ms.div_euclid(1000) };
+                out.extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
+            }
             if chunk.distinct_id.row_of(id_cursor) == Some(row) {
-                out.extend_from_slice(b",\"distinct_id\":");
+                key(&mut out, b"\"distinct_id\":");
                 if let Values::Text(s) = &chunk.distinct_id.values {
                     write_json_string(&mut out, s.get(id_cursor));
                 }
                 id_cursor += 1;
             }
-            if fixed == 3 {
-                out.extend_from_slice(b",\"mp_event_name\":");
+            if fixed.event_name().is_some() {
+                key(&mut out, b"\"mp_event_name\":");
                 write_json_string(&mut out, chunk.event_name.get(row as usize));
             }
             for (k, (c, col)) in chunk.columns.iter().enumerate() {
@@ -71,7 +81,7 @@ pub fn json_text(
                 }
                 cursors[k] += 1;
                 let info = &columns[*c as usize];
-                out.push(b',');
+                key(&mut out, b"");
                 write_json_string(&mut out, &info.name);
                 out.push(b':');
                 match &col.values {
@@ -84,6 +94,9 @@ pub fn json_text(
                         out.extend_from_slice(if v[i] { b"true" } else { b"false" })
                     }
                 }
+            }
+            if first {
+                out.push(b'{');
             }
             out.extend_from_slice(b"}\n");
         }

@@ -15,7 +15,7 @@ use ::parquet::file::properties::WriterPropertiesPtr;
 use crate::error::{Error, Result};
 use crate::merge::RowGroup;
 use crate::options::{Format, RunOptions, SchemaMode};
-use crate::schema::registry::ColumnInfo;
+use crate::schema::registry::{ColumnInfo, Fixed};
 use crate::store::DataSink;
 
 /// One encoded row group on disk.
@@ -64,7 +64,7 @@ impl Encoder {
     }
 
     /// Encodes a row group into the spill file `path`.
-    pub fn encode(&self, group: &RowGroup, fixed: usize, path: &Path) -> Result<Spill> {
+    pub fn encode(&self, group: &RowGroup, fixed: Fixed, path: &Path) -> Result<Spill> {
         let what = || format!("row group {} of window {}", group.index, group.window);
         match self {
             Encoder::Parquet(props) => parquet::encode_row_group(group, fixed, props, path)
@@ -97,7 +97,7 @@ impl Encoder {
         &self,
         spills: &[Spill],
         columns: &[ColumnInfo],
-        fixed: usize,
+        fixed: Fixed,
         dest: &dyn DataSink,
     ) -> Result<()> {
         // A lone spill already is the final file: a Parquet spill holds exactly the

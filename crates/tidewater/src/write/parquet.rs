@@ -25,7 +25,7 @@ use parquet::file::writer::SerializedFileWriter;
 use crate::columns::{concat_strings, densify, SparseColumn, TypeClass};
 use crate::merge::RowGroup;
 use crate::options::Compression;
-use crate::schema::registry::{ColumnInfo, ColumnType};
+use crate::schema::registry::{ColumnInfo, ColumnType, Fixed};
 
 use super::chunk::{self, ColumnInput, ColumnValues};
 use super::Spill;
@@ -109,8 +109,8 @@ fn encode_column(
 }
 
 /// The fixed columns plus the property columns with a value in the group, in order.
-fn present_columns(group: &RowGroup, fixed: usize) -> Vec<u32> {
-    let mut present: Vec<u32> = (0..fixed as u32).collect();
+fn present_columns(group: &RowGroup, fixed: Fixed) -> Vec<u32> {
+    let mut present: Vec<u32> = (0..fixed.count() as u32).collect();
     let mut props_cols: Vec<u32> = group
         .chunks
         .iter()
@@ -125,7 +125,7 @@ fn present_columns(group: &RowGroup, fixed: usize) -> Vec<u32> {
 /// A row group as one Arrow batch (for the streaming API).
 pub fn record_batch(
     group: &RowGroup,
-    fixed: usize,
+    fixed: Fixed,
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
     let present = present_columns(group, fixed);
     let schema = schema_of(&group.columns, &present);
@@ -144,7 +144,7 @@ const PARALLEL_COLUMNS_MIN_ROWS: u32 = 4096;
 /// Encodes one row group into a spill file.
 pub fn encode_row_group(
     group: &RowGroup,
-    fixed: usize,
+    fixed: Fixed,
     props: &WriterPropertiesPtr,
     path: &Path,
 ) -> Result<Spill, ParquetError> {
@@ -191,23 +191,23 @@ pub fn encode_row_group(
 fn column_input<'g>(
     group: &'g RowGroup,
     column: u32,
-    fixed: usize,
+    fixed: Fixed,
     columns: &[ColumnInfo],
 ) -> ColumnInput<'g> {
     let rows = group.rows as usize;
     match column {
-        0 => ColumnInput {
+        c if fixed.time() == Some(c) => ColumnInput {
             rows,
             value_rows: None,
             values: ColumnValues::Times(group.chunks.iter().map(|c| &c.time[..]).collect()),
         },
-        2 if fixed == 3 => ColumnInput {
+        c if fixed.event_name() == Some(c) => ColumnInput {
             rows,
             value_rows: None,
             values: ColumnValues::Text(group.chunks.iter().map(|c| &c.event_name).collect()),
         },
         c => {
-            let parts = column_parts(group, c);
+            let parts = column_parts(group, c, fixed);
             let mut input = ColumnInput::sparse(&parts, rows);
             if parts.is_empty() {
                 // No values: the storage kind comes from the column's type.
@@ -223,10 +223,10 @@ fn column_input<'g>(
 }
 
 /// One column of a row group as a dense Arrow array.
-fn dense_column(group: &RowGroup, column: u32, fixed: usize, columns: &[ColumnInfo]) -> ArrayRef {
+fn dense_column(group: &RowGroup, column: u32, fixed: Fixed, columns: &[ColumnInfo]) -> ArrayRef {
     let rows = group.rows as usize;
     match column {
-        0 => {
+        c if fixed.time() == Some(c) => {
             let times: Vec<i64> = group
                 .chunks
                 .iter()
@@ -234,9 +234,11 @@ fn dense_column(group: &RowGroup, column: u32, fixed: usize, columns: &[ColumnIn
                 .collect();
             Arc::new(TimestampMillisecondArray::from(times).with_timezone("UTC"))
         }
-        2 if fixed == 3 => Arc::new(concat_strings(group.chunks.iter().map(|c| &c.event_name))),
+        c if fixed.event_name() == Some(c) => {
+            Arc::new(concat_strings(group.chunks.iter().map(|c| &c.event_name)))
+        }
         c => {
-            let parts = column_parts(group, c);
+            let parts = column_parts(group, c, fixed);
             if parts.is_empty() {
                 return new_null_array(field(&columns[c as usize]).data_type(), rows);
             }
@@ -245,13 +247,13 @@ fn dense_column(group: &RowGroup, column: u32, fixed: usize, columns: &[ColumnIn
     }
 }
 
-/// The non-empty parts of column `c` (1, `distinct_id`, or a property column) in a
-/// row group's chunks, each with the row offset of its chunk.
-fn column_parts(group: &RowGroup, c: u32) -> Vec<(u32, &SparseColumn)> {
+/// The non-empty parts of column `c` (`distinct_id` or a property column) in a row
+/// group's chunks, each with the row offset of its chunk.
+fn column_parts(group: &RowGroup, c: u32, fixed: Fixed) -> Vec<(u32, &SparseColumn)> {
     let mut parts = Vec::new();
     let mut offset = 0u32;
     for chunk in &group.chunks {
-        let col = if c == 1 {
+        let col = if c == fixed.distinct_id() {
             Some(&chunk.distinct_id)
         } else {
             chunk
@@ -272,7 +274,7 @@ fn column_parts(group: &RowGroup, c: u32) -> Vec<(u32, &SparseColumn)> {
 pub fn finish_file(
     spills: &[Spill],
     columns: &[ColumnInfo],
-    fixed: usize,
+    fixed: Fixed,
     props: &WriterPropertiesPtr,
     dest: &mut (dyn Write + Send),
 ) -> Result<(), ParquetError> {
@@ -282,7 +284,7 @@ pub fn finish_file(
         .collect();
     present.sort_unstable();
     present.dedup();
-    debug_assert!(present.len() >= fixed);
+    debug_assert!(present.len() >= fixed.count());
     let schema = schema_of(columns, &present);
     let mut writer = writer_for(dest, &schema, props)?;
     let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
