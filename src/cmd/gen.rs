@@ -1,4 +1,4 @@
-//! `tidewater gen`: deterministic, realistic Mixpanel-like events.
+//! `tidewater gen`: deterministic, realistic Mixpanel-like events or user profiles.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +13,10 @@ pub struct GenArgs {
     /// Number of events.
     #[arg(long = "events", default_value_t = 100_000)]
     events: u64,
+    /// Generate this many user profiles instead of events, one Engage result
+    /// ({"$distinct_id": …, "$properties": {…}}) per line.
+    #[arg(long, value_name = "N", conflicts_with_all = ["events", "days", "start"])]
+    profiles: Option<u64>,
     /// Days the events span.
     #[arg(long, default_value_t = 7)]
     days: u32,
@@ -34,6 +38,16 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
             args.start
         ))
     })?;
+    if let Some(profiles) = args.profiles {
+        let config = tidewater::synth::ProfileConfig {
+            profiles,
+            seed: args.seed,
+        };
+        let t = Instant::now();
+        let bytes = tidewater::synth::generate_profiles_file(&config, &args.out)?;
+        report(profiles, "profiles", bytes, t, &args.out);
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.days == 0 {
         return Err(usage("invalid option --days: must be at least 1".into()));
     }
@@ -45,12 +59,15 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
     };
     let t = Instant::now();
     let bytes = tidewater::synth::generate_file(&config, &args.out)?;
-    eprintln!(
-        "tidewater: generated {} events ({:.1} MB of JSON) in {:.1}s into {}",
-        args.events,
-        bytes as f64 / 1e6,
-        t.elapsed().as_secs_f64(),
-        args.out.display()
-    );
+    report(args.events, "events", bytes, t, &args.out);
     Ok(ExitCode::SUCCESS)
+}
+
+fn report(count: u64, what: &str, bytes: u64, started: Instant, out: &std::path::Path) {
+    eprintln!(
+        "tidewater: generated {count} {what} ({:.1} MB of JSON) in {:.1}s into {}",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
 }

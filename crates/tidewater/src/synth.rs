@@ -1,4 +1,4 @@
-//! Deterministic, realistic Mixpanel-like events (`tidewater gen`).
+//! Deterministic, realistic Mixpanel-like events and user profiles (`tidewater gen`).
 //!
 //! About 60 event names with Zipf-like frequencies (including `$` events, names with
 //! spaces and non-ASCII), Mixpanel's default properties, and 5–40 event-specific
@@ -525,13 +525,174 @@ fn write_value(out: &mut Vec<u8>, rng: &mut Rng, kind: Kind, depth: u32) {
 pub fn generate(config: &GenConfig, gzip: bool, out: &mut impl Write) -> std::io::Result<u64> {
     let specs = event_specs(config.seed);
     let weights = event_weights();
-    let chunks: Vec<(u64, u64)> = (0..config.events.div_ceil(CHUNK_EVENTS))
-        .map(|c| {
-            (
-                c * CHUNK_EVENTS,
-                ((c + 1) * CHUNK_EVENTS).min(config.events),
-            )
-        })
+    generate_chunks(config.events, gzip, out, |from, to| {
+        generate_chunk(config, &specs, &weights, from, to)
+    })
+}
+
+/// What to generate for `tidewater gen --profiles`.
+#[derive(Debug, Clone)]
+pub struct ProfileConfig {
+    /// Number of profiles.
+    pub profiles: u64,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// Generates user profiles as the Engage API returns them, one
+/// `{"$distinct_id": …, "$properties": {…}}` per line, and writes them to `out` (see
+/// [`generate`]). Profiles carry Mixpanel's reserved `$` properties (`$email`,
+/// `$created`, `$last_seen`, …), custom ones of every JSON type, lists and nested
+/// objects, occasional type conflicts and case-variant names, and unicode.
+pub fn generate_profiles(
+    config: &ProfileConfig,
+    gzip: bool,
+    out: &mut impl Write,
+) -> std::io::Result<u64> {
+    generate_chunks(config.profiles, gzip, out, |from, to| {
+        let mut rng = Rng::new(config.seed ^ from.wrapping_mul(0x6C8E_9CF5_7093_2BD5));
+        let mut out = Vec::with_capacity(((to - from) * 700) as usize);
+        for i in from..to {
+            write_profile(&mut out, &mut rng, i);
+        }
+        out
+    })
+}
+
+/// Generates profiles into a file, gzip when its name ends in `.gz`.
+pub fn generate_profiles_file(config: &ProfileConfig, path: &Path) -> crate::Result<u64> {
+    write_generated(path, |out, gzip| generate_profiles(config, gzip, out))
+}
+
+const FIRST_NAMES: &[&str] = &[
+    "Ada",
+    "Grace",
+    "Linus",
+    "Zoë",
+    "José",
+    "Chloé",
+    "Søren",
+    "Mehmet",
+    "Yuki",
+    "Priya",
+    "Олег",
+    "李",
+    "O'Brien",
+    "Anne-Marie",
+];
+const LAST_NAMES: &[&str] = &[
+    "Lovelace",
+    "Hopper",
+    "Müller",
+    "García",
+    "Øster",
+    "Yılmaz",
+    "Tanaka",
+    "Sharma",
+    "Иванов",
+    "王",
+    "Smith \"Smitty\"",
+    "de la Cruz",
+];
+const PLANS: &[&str] = &["free", "starter", "growth", "enterprise"];
+
+fn write_profile(out: &mut Vec<u8>, rng: &mut Rng, i: u64) {
+    let s = |out: &mut Vec<u8>, k: &str, v: &str| {
+        out.push(b',');
+        write_json_string(out, k);
+        out.push(b':');
+        write_json_string(out, v);
+    };
+    out.extend_from_slice(b"{\"$distinct_id\":");
+    // Most ids are strings; the docs' example has an integer.
+    if rng.chance(20) {
+        out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+    } else {
+        write_json_string(out, &format!("user-{i:07}"));
+    }
+    out.extend_from_slice(b",\"$properties\":{\"$created\":");
+    let created = 1_600_000_000 + rng.below(120_000_000) as i64;
+    let last_seen = created + rng.below(20_000_000) as i64;
+    write_json_string(out, &iso_local(created));
+    let (first, last) = (rng.pick(FIRST_NAMES), rng.pick(LAST_NAMES));
+    s(out, "$first_name", first);
+    s(out, "$last_name", last);
+    s(out, "$name", &format!("{first} {last}"));
+    s(out, "$email", &format!("user{i}@example.com"));
+    if rng.chance(300) {
+        s(out, "$phone", &format!("+1-555-{:04}", rng.below(10_000)));
+    }
+    let (city, region, country) = rng.pick(CITIES);
+    s(out, "$city", city);
+    s(out, "$region", region);
+    s(out, "$country_code", country);
+    s(
+        out,
+        "$timezone",
+        rng.pick(&["America/New_York", "Europe/Berlin", "Asia/Tokyo"]),
+    );
+    s(out, "$os", rng.pick(OSES));
+    s(out, "$browser", rng.pick(BROWSERS));
+    s(out, "plan", rng.pick(PLANS));
+    out.extend_from_slice(b",\"lifetime_value\":");
+    tidewater_event::write_f64(out, rng.below(1_000_000) as f64 / 100.0);
+    out.extend_from_slice(b",\"logins\":");
+    out.extend_from_slice(itoa::Buffer::new().format(rng.below(5_000)).as_bytes());
+    out.extend_from_slice(if rng.chance(300) {
+        b",\"is_paying\":true"
+    } else {
+        b",\"is_paying\":false"
+    });
+    if rng.chance(600) {
+        out.extend_from_slice(b",\"tags\":");
+        write_value(out, rng, Kind::List, 1);
+    }
+    if rng.chance(400) {
+        out.extend_from_slice(b",\"address\":");
+        write_value(out, rng, Kind::Object, 0);
+    }
+    // Type conflicts as profiles collect them over the years: `age` mostly a number.
+    if rng.chance(700) {
+        out.extend_from_slice(b",\"age\":");
+        let age = 18 + rng.below(70);
+        if rng.chance(30) {
+            write_json_string(out, &age.to_string());
+        } else {
+            out.extend_from_slice(itoa::Buffer::new().format(age).as_bytes());
+        }
+    }
+    // A case variant of a name set by another SDK, and an explicit null.
+    if rng.chance(50) {
+        s(out, "Plan", rng.pick(PLANS));
+    }
+    if rng.chance(100) {
+        out.extend_from_slice(b",\"referrer\":null");
+    }
+    if rng.chance(50) {
+        s(out, "bio", rng.pick(TEXTS));
+    }
+    out.extend_from_slice(b",\"$last_seen\":");
+    write_json_string(out, &iso_local(last_seen));
+    out.extend_from_slice(b"}}\n");
+}
+
+/// Seconds since the epoch as the ISO text without zone that Engage returns.
+fn iso_local(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// Writes the lines `chunk(from, to)` makes for `0..total`, chunk by chunk in parallel
+/// and in order (see [`generate`]). Returns the bytes of JSON produced.
+fn generate_chunks(
+    total: u64,
+    gzip: bool,
+    out: &mut impl Write,
+    chunk: impl Fn(u64, u64) -> Vec<u8> + Sync,
+) -> std::io::Result<u64> {
+    let chunks: Vec<(u64, u64)> = (0..total.div_ceil(CHUNK_EVENTS))
+        .map(|c| (c * CHUNK_EVENTS, ((c + 1) * CHUNK_EVENTS).min(total)))
         .collect();
     let mut total = 0u64;
     // Bounded batches keep memory flat for any number of events.
@@ -539,7 +700,7 @@ pub fn generate(config: &GenConfig, gzip: bool, out: &mut impl Write) -> std::io
         let parts: Vec<std::io::Result<(u64, Vec<u8>)>> = batch
             .par_iter()
             .map(|&(from, to)| {
-                let text = generate_chunk(config, &specs, &weights, from, to);
+                let text = chunk(from, to);
                 let len = text.len() as u64;
                 Ok((
                     len,
@@ -563,11 +724,18 @@ pub fn generate(config: &GenConfig, gzip: bool, out: &mut impl Write) -> std::io
 
 /// Generates into a file, gzip when its name ends in `.gz`.
 pub fn generate_file(config: &GenConfig, path: &Path) -> crate::Result<u64> {
+    write_generated(path, |out, gzip| generate(config, gzip, out))
+}
+
+fn write_generated(
+    path: &Path,
+    generate: impl FnOnce(&mut BufWriter<File>, bool) -> std::io::Result<u64>,
+) -> crate::Result<u64> {
     let gzip = path.extension().is_some_and(|e| e == "gz");
     // A file that cannot be made is the caller's to fix; a write that fails later (a
     // full disk) is not.
     let file = File::create(path).map_err(|e| crate::Error::output_root(path, e))?;
-    generate(config, gzip, &mut BufWriter::new(file)).map_err(|e| crate::Error::output(path, e))
+    generate(&mut BufWriter::new(file), gzip).map_err(|e| crate::Error::output(path, e))
 }
 
 #[cfg(test)]
@@ -581,6 +749,31 @@ mod tests {
             seed: 7,
             start: jiff::civil::date(2024, 1, 1),
         }
+    }
+
+    #[test]
+    fn profiles_are_deterministic_engage_results_with_unique_ids() {
+        let config = ProfileConfig {
+            profiles: 20_000,
+            seed: 3,
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        generate_profiles(&config, false, &mut a).unwrap();
+        generate_profiles(&config, false, &mut b).unwrap();
+        assert_eq!(a, b);
+        let mut ids = std::collections::HashSet::new();
+        let mut types = std::collections::HashSet::new();
+        for line in a.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            assert!(ids.insert(v["$distinct_id"].to_string()), "unique ids");
+            let props = v["$properties"].as_object().unwrap();
+            assert!(props["$email"].is_string() && props["$last_seen"].is_string());
+            if let Some(age) = props.get("age") {
+                types.insert(if age.is_string() { "string" } else { "number" });
+            }
+        }
+        assert_eq!(ids.len(), 20_000);
+        assert_eq!(types.len(), 2, "age arrives as a number and as a string");
     }
 
     #[test]
