@@ -16,8 +16,12 @@ use crate::exit::usage;
 #[derive(Args)]
 pub struct MockArgs {
     /// Event files or folders to serve.
-    #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
+    #[arg(long, required_unless_present = "profiles", num_args = 1.., value_name = "PATH")]
     data: Vec<PathBuf>,
+    /// Profile files or folders the Engage API serves (one Engage result,
+    /// {"$distinct_id": …, "$properties": {…}}, per line; `tidewater gen --profiles N`).
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    profiles: Vec<PathBuf>,
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     listen: SocketAddr,
@@ -42,6 +46,13 @@ pub struct MockArgs {
     /// Requests served at once before 429.
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_concurrent: usize,
+    /// Engage request limit N/DUR, repeatable (default 60/1h, the Query API's); `none`
+    /// for no limit.
+    #[arg(long = "engage-rate-limit", value_name = "N/DUR|none")]
+    engage_rate_limit: Vec<String>,
+    /// Engage requests served at once before 429.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    engage_max_concurrent: usize,
     /// Inject a fault (see below); repeatable.
     #[arg(long = "fault", value_name = "SPEC", value_parser = Fault::parse)]
     faults: Vec<Fault>,
@@ -64,16 +75,13 @@ pub fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => MockAuth::Open,
     };
-    let limits = if args.rate_limit.iter().any(|r| r == "none") {
-        Vec::new()
-    } else if args.rate_limit.is_empty() {
-        MockConfig::default().limits
-    } else {
-        args.rate_limit
-            .iter()
-            .map(|r| parse_rate(r).map_err(|e| usage(format!("invalid option --rate-limit: {e}"))))
-            .collect::<anyhow::Result<_>>()?
-    };
+    let defaults = MockConfig::default();
+    let limits = request_limits("--rate-limit", &args.rate_limit, defaults.limits)?;
+    let engage_limits = request_limits(
+        "--engage-rate-limit",
+        &args.engage_rate_limit,
+        defaults.engage_limits,
+    )?;
     let today = args
         .today
         .as_deref()
@@ -88,6 +96,7 @@ pub fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut server = MockServer::start(MockConfig {
         data: args.data,
+        profiles: args.profiles,
         listen: args.listen,
         project_id: args.project_id,
         auth,
@@ -95,13 +104,16 @@ pub fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
         tz: args.tz,
         limits,
         max_concurrent: args.max_concurrent,
+        engage_limits,
+        engage_max_concurrent: args.engage_max_concurrent,
         faults: args.faults,
         fault_seed: args.fault_seed,
     })?;
     println!("{}", server.url());
     std::io::stdout().flush()?;
     let days = server.days();
-    eprintln!(
+    if !days.is_empty() || server.profiles() == 0 {
+        eprintln!(
         "tidewater mock-server: serving {} days ({}..{}) at {}/api/2.0/export; loaded in {:.1}s{}; Ctrl-C stops",
         days.len(),
         days.first().map_or("-".into(), |d| d.to_string()),
@@ -114,6 +126,40 @@ pub fn run(args: MockArgs) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
+    }
+    if server.profiles() > 0 || server.unusable_profiles > 0 {
+        eprintln!(
+            "tidewater mock-server: serving {} profiles at {}/api/2.0/engage{}",
+            server.profiles(),
+            server.url(),
+            if server.unusable_profiles > 0 {
+                format!(
+                    "; {} lines that are not profiles are not served",
+                    server.unusable_profiles
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     server.wait();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Request limits as given (`N/DUR`, repeatable, or `none`), or the defaults.
+fn request_limits(
+    option: &str,
+    given: &[String],
+    defaults: Vec<(u32, std::time::Duration)>,
+) -> anyhow::Result<Vec<(u32, std::time::Duration)>> {
+    if given.iter().any(|r| r == "none") {
+        return Ok(Vec::new());
+    }
+    if given.is_empty() {
+        return Ok(defaults);
+    }
+    given
+        .iter()
+        .map(|r| parse_rate(r).map_err(|e| usage(format!("invalid option {option}: {e}"))))
+        .collect()
 }

@@ -39,6 +39,8 @@ impl std::fmt::Debug for MockAuth {
 pub struct MockConfig {
     /// Event files or folders (output-format IN6).
     pub data: Vec<PathBuf>,
+    /// Profile files or folders the Engage API serves (one Engage result per line).
+    pub profiles: Vec<PathBuf>,
     /// Address to listen on (port 0 picks a free one).
     pub listen: SocketAddr,
     /// The project's id; requests that name another project get 400.
@@ -53,6 +55,10 @@ pub struct MockConfig {
     pub limits: Vec<(u32, Duration)>,
     /// Requests served at once before 429.
     pub max_concurrent: usize,
+    /// Limits of the Engage API (the Query API's: 60 per hour by default).
+    pub engage_limits: Vec<(u32, Duration)>,
+    /// Engage requests served at once before 429 (5 by default).
+    pub engage_max_concurrent: usize,
     /// Injected faults.
     pub faults: Vec<Fault>,
     /// Seed of the generator behind probabilistic faults.
@@ -63,6 +69,7 @@ impl Default for MockConfig {
     fn default() -> Self {
         MockConfig {
             data: Vec::new(),
+            profiles: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             project_id: None,
             auth: MockAuth::Open,
@@ -70,6 +77,8 @@ impl Default for MockConfig {
             tz: "UTC".into(),
             limits: vec![(3, Duration::from_secs(1)), (60, Duration::from_secs(3600))],
             max_concurrent: 100,
+            engage_limits: vec![(60, Duration::from_secs(3600))],
+            engage_max_concurrent: 5,
             faults: Vec::new(),
             fault_seed: 1,
         }

@@ -42,13 +42,17 @@ pub struct Fault {
     pub kind: FaultKind,
     /// When.
     pub trigger: FaultTrigger,
+    /// Only on this page of Engage queries (none: on every request).
+    pub page: Option<u64>,
     /// The spec as written, for the request log.
     pub spec: String,
 }
 
 /// The syntax of `--fault`, also shown by `tidewater mock-server --help`.
 pub const FAULT_HELP: &str = "\
-KIND[,count=N | ,p=P]   (default count=1; faults are tried in order, one per request)
+KIND[,count=N | ,p=P][,page=N]
+  (default count=1; faults are tried in order, one per request; page=N aims a fault at
+  page N of Engage queries only; on Engage pages, line counts count profiles)
   429            429 without Retry-After      429=2s      429 with Retry-After: 2
   500, 503, 402, 403, status=NNN              that status with a JSON error body
   echo=NNN       that status, the request's headers echoed in the body (as some proxies do)
@@ -102,7 +106,12 @@ impl Fault {
             _ => return Err(bad("unknown fault kind")),
         };
         let mut trigger = FaultTrigger::Count(1);
+        let mut page = None;
         for p in parts {
+            if let Some(n) = p.trim().strip_prefix("page=") {
+                page = Some(n.parse().map_err(|_| bad("page must be a number"))?);
+                continue;
+            }
             trigger = match p.trim().split_once('=') {
                 Some(("count", n)) => {
                     FaultTrigger::Count(n.parse().map_err(|_| bad("count must be a number"))?)
@@ -113,12 +122,13 @@ impl Fault {
                         .filter(|p| (0.0..=1.0).contains(p))
                         .ok_or_else(|| bad("p must be between 0 and 1"))?,
                 ),
-                _ => return Err(bad("expected count=N or p=P after the kind")),
+                _ => return Err(bad("expected count=N, p=P or page=N after the kind")),
             };
         }
         Ok(Fault {
             kind,
             trigger,
+            page,
             spec: spec.to_string(),
         })
     }
@@ -144,6 +154,11 @@ mod tests {
             FaultKind::Status(402)
         );
         assert_eq!(Fault::parse("drop=10").unwrap().kind, FaultKind::Drop(10));
+        let aimed = Fault::parse("500,count=2,page=3").unwrap();
+        assert_eq!(
+            (aimed.trigger, aimed.page),
+            (FaultTrigger::Count(2), Some(3))
+        );
         assert_eq!(
             Fault::parse("stall=500ms@7").unwrap().kind,
             FaultKind::Stall(Duration::from_millis(500), 7)
@@ -157,6 +172,7 @@ mod tests {
             "stall=1s",
             "status=200",
             "cut=1,often",
+            "500,page=x",
         ] {
             assert!(Fault::parse(bad).is_err(), "{bad}");
         }

@@ -24,6 +24,26 @@ pub(crate) struct ExportQuery {
     pub(crate) time_in_ms: bool,
 }
 
+/// The request's `project_id` against the server's project (a service account must
+/// name one).
+pub(crate) fn check_project(
+    config: &MockConfig,
+    q: &HashMap<String, String>,
+) -> std::result::Result<(), String> {
+    if let (Some(p), Some(mine)) = (q.get("project_id"), config.project_id) {
+        if p.parse::<u64>().ok() != Some(mine) {
+            return Err(format!(
+                "project {p} is not accessible with these credentials"
+            ));
+        }
+    } else if matches!(config.auth, MockAuth::ServiceAccount { .. })
+        && q.get("project_id").is_none()
+    {
+        return Err("'project_id' is required when authenticating with a service account".into());
+    }
+    Ok(())
+}
+
 pub(crate) fn validate(
     config: &MockConfig,
     today: Option<Date>,
@@ -76,17 +96,7 @@ pub(crate) fn validate(
         Some("true") => true,
         Some(v) => return Err(format!("'time_in_ms' must be true or false, got {v:?}")),
     };
-    if let (Some(p), Some(mine)) = (q.get("project_id"), config.project_id) {
-        if p.parse::<u64>().ok() != Some(mine) {
-            return Err(format!(
-                "project {p} is not accessible with these credentials"
-            ));
-        }
-    } else if matches!(config.auth, MockAuth::ServiceAccount { .. })
-        && q.get("project_id").is_none()
-    {
-        return Err("'project_id' is required when authenticating with a service account".into());
-    }
+    check_project(config, q)?;
     let mut filter = EventFilter::new(&events);
     if let Some(expr) = q.get("where").filter(|w| !w.is_empty()) {
         let ctx = tidewater_where::Context::new(&config.tz)?;

@@ -19,6 +19,7 @@ use tidewater::{Error, Field, Result};
 use crate::body::{send_files, stream_lines, BodyWriter};
 use crate::config::{MockAuth, MockConfig};
 use crate::days::{load, AddedEvents, Days};
+use crate::engage::{engage, Profiles, Sessions};
 use crate::fault::{Fault, FaultKind, FaultTrigger};
 use crate::request::{json_error, validate};
 
@@ -50,6 +51,12 @@ pub(crate) struct MockState {
     pub(crate) in_flight: Arc<AtomicUsize>,
     pub(crate) fault_counts: Mutex<Vec<u64>>,
     pub(crate) rng: AtomicU64,
+    /// The profiles the Engage API serves, if the server has any.
+    pub(crate) profiles: Option<Arc<Profiles>>,
+    pub(crate) sessions: Sessions,
+    /// Engage requests have limits of their own (the Query API's).
+    pub(crate) engage_accepted: Mutex<Vec<Instant>>,
+    pub(crate) engage_in_flight: Arc<AtomicUsize>,
 }
 
 /// A running mock server. Dropping it stops the server.
@@ -60,6 +67,8 @@ pub struct MockServer {
     runtime: Option<tokio::runtime::Runtime>,
     /// Lines of the data that could not be served (no valid event or time).
     pub unusable_lines: u64,
+    /// Lines of the profiles that could not be served (not a profile).
+    pub unusable_profiles: u64,
 }
 
 impl MockServer {
@@ -73,6 +82,12 @@ impl MockServer {
             .map_err(|e| Error::resource("the mock server's runtime", e))?;
         let data = load(&config.data, &config.tz)?;
         let unusable_lines = data.unusable;
+        let profiles = if config.profiles.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Profiles::load(&config.profiles)?))
+        };
+        let unusable_profiles = profiles.as_ref().map_or(0, |p| p.unusable);
         let faults = config.faults.len();
         let state = MockState {
             rng: AtomicU64::new(config.fault_seed | 1),
@@ -84,6 +99,10 @@ impl MockServer {
             accepted: Mutex::new(Vec::new()),
             in_flight: Arc::new(AtomicUsize::new(0)),
             fault_counts: Mutex::new(vec![0; faults]),
+            profiles,
+            sessions: Sessions::default(),
+            engage_accepted: Mutex::new(Vec::new()),
+            engage_in_flight: Arc::new(AtomicUsize::new(0)),
         };
         let state = Arc::new(state);
         let listener = runtime
@@ -100,6 +119,8 @@ impl MockServer {
         let app = axum::Router::new()
             .route("/api/2.0/export", axum::routing::get(export))
             .route("/api/2.0/export/", axum::routing::get(export))
+            .route("/api/2.0/engage", axum::routing::get(engage).post(engage))
+            .route("/api/query/engage", axum::routing::get(engage).post(engage))
             .route("/_mock/requests", axum::routing::get(requests))
             .route("/_mock/today", axum::routing::post(set_today))
             .route("/_mock/events", axum::routing::post(add_events))
@@ -118,6 +139,7 @@ impl MockServer {
             shutdown: Some(tx),
             runtime: Some(runtime),
             unusable_lines,
+            unusable_profiles,
         })
     }
 
@@ -129,6 +151,11 @@ impl MockServer {
     /// The requests served so far.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state.log.lock().expect("log lock").clone()
+    }
+
+    /// Number of profiles the Engage API serves.
+    pub fn profiles(&self) -> usize {
+        self.state.profiles.as_ref().map_or(0, |p| p.len())
     }
 
     /// Days that hold data.
@@ -251,7 +278,13 @@ impl MockState {
         self.data.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, request: &str, accept_gzip: bool, status: StatusCode, fault: Option<&Fault>) {
+    pub(crate) fn record(
+        &self,
+        request: &str,
+        accept_gzip: bool,
+        status: StatusCode,
+        fault: Option<&Fault>,
+    ) {
         self.log.lock().expect("log lock").push(RequestRecord {
             at_ms: self.started.elapsed().as_millis() as u64,
             request: request.to_string(),
@@ -261,34 +294,24 @@ impl MockState {
         });
     }
 
-    /// Counts the request against the limits; false when it exceeds one (X8).
+    /// Counts an export request against the limits; false when it exceeds one (X8).
     fn admit(&self) -> bool {
-        let mut accepted = self.accepted.lock().expect("limits lock");
-        let now = Instant::now();
-        let horizon = self
-            .config
-            .limits
-            .iter()
-            .map(|l| l.1)
-            .max()
-            .unwrap_or_default();
-        accepted.retain(|t| now.duration_since(*t) < horizon);
-        for &(n, period) in &self.config.limits {
-            let recent = accepted
-                .iter()
-                .filter(|t| now.duration_since(**t) < period)
-                .count();
-            if recent >= n as usize {
-                return false;
-            }
-        }
-        accepted.push(now);
-        true
+        admit(&self.accepted, &self.config.limits)
     }
 
-    fn pick_fault(&self) -> Option<Fault> {
+    /// Counts an Engage request against the Query API's limits.
+    pub(crate) fn admit_engage(&self) -> bool {
+        admit(&self.engage_accepted, &self.config.engage_limits)
+    }
+
+    /// The next fault that fires for a request: an export request (`page` is `None`)
+    /// or the given page of an Engage query. A fault aimed at a page fires only there.
+    pub(crate) fn pick_fault(&self, page: Option<u64>) -> Option<Fault> {
         let mut counts = self.fault_counts.lock().expect("fault lock");
         for (i, f) in self.config.faults.iter().enumerate() {
+            if f.page.is_some() && f.page != page {
+                continue;
+            }
             let fire = match f.trigger {
                 FaultTrigger::Count(n) => counts[i] < n,
                 FaultTrigger::Probability(p) => {
@@ -309,8 +332,35 @@ impl MockState {
     }
 }
 
+/// Counts a request against `limits` (at most N accepted in any period); false when
+/// it exceeds one.
+fn admit(accepted: &Mutex<Vec<Instant>>, limits: &[(u32, std::time::Duration)]) -> bool {
+    let mut accepted = accepted.lock().expect("limits lock");
+    let now = Instant::now();
+    let horizon = limits.iter().map(|l| l.1).max().unwrap_or_default();
+    accepted.retain(|t| now.duration_since(*t) < horizon);
+    for &(n, period) in limits {
+        let recent = accepted
+            .iter()
+            .filter(|t| now.duration_since(**t) < period)
+            .count();
+        if recent >= n as usize {
+            return false;
+        }
+    }
+    accepted.push(now);
+    true
+}
+
 /// Decrements the in-flight count when a response body is done or dropped.
 pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Holds one of `count`'s requests (already counted) until dropped.
+    pub(crate) fn new(count: Arc<AtomicUsize>) -> InFlight {
+        InFlight(count)
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -353,52 +403,10 @@ pub(crate) async fn export(
             "too many export requests in progress for this project",
         );
     }
-    let fault = state.pick_fault();
-    match fault.as_ref().map(|f| &f.kind) {
-        Some(FaultKind::RateLimited(after)) => {
-            state.record(
-                &request,
-                accepts_gzip,
-                StatusCode::TOO_MANY_REQUESTS,
-                fault.as_ref(),
-            );
-            let mut r = json_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                &request,
-                "too many export requests in progress for this project",
-            );
-            if let Some(d) = after {
-                r.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    d.as_secs_f64()
-                        .ceil()
-                        .to_string()
-                        .parse()
-                        .expect("number header"),
-                );
-            }
-            return r;
-        }
-        Some(FaultKind::EchoHeaders(s)) => {
-            let status = StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_GATEWAY);
-            state.record(&request, accepts_gzip, status, fault.as_ref());
-            let echoed: Vec<String> = headers
-                .iter()
-                .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
-                .collect();
-            let body = format!("proxy error; your request was:\n{}", echoed.join("\n"));
-            return (status, body).into_response();
-        }
-        Some(FaultKind::Status(s)) => {
-            let status = StatusCode::from_u16(*s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            state.record(&request, accepts_gzip, status, fault.as_ref());
-            return json_error(
-                status,
-                &request,
-                &format!("injected fault: {}", fault.as_ref().expect("matched").spec),
-            );
-        }
-        _ => {}
+    let fault = state.pick_fault(None);
+    let asked = (request.as_str(), accepts_gzip);
+    if let Some(response) = fault_response(&state, asked, fault.as_ref(), &headers) {
+        return response;
     }
     state.record(&request, accepts_gzip, StatusCode::OK, fault.as_ref());
     if let Some(FaultKind::SlowFirstByte(d)) = fault.as_ref().map(|f| &f.kind) {
@@ -451,4 +459,61 @@ pub(crate) async fn export(
         );
     }
     response
+}
+
+/// The answer of a fault that replaces the response (a status, 429 or echoed
+/// headers), recorded; `None` for faults that act on the body.
+pub(crate) fn fault_response(
+    state: &MockState,
+    (request, accepts_gzip): (&str, bool),
+    fault: Option<&Fault>,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let fault = fault?;
+    match &fault.kind {
+        FaultKind::RateLimited(after) => {
+            state.record(
+                request,
+                accepts_gzip,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(fault),
+            );
+            let mut r = json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                request,
+                "too many export requests in progress for this project",
+            );
+            if let Some(d) = after {
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    d.as_secs_f64()
+                        .ceil()
+                        .to_string()
+                        .parse()
+                        .expect("number header"),
+                );
+            }
+            Some(r)
+        }
+        FaultKind::EchoHeaders(s) => {
+            let status = StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_GATEWAY);
+            state.record(request, accepts_gzip, status, Some(fault));
+            let echoed: Vec<String> = headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+                .collect();
+            let body = format!("proxy error; your request was:\n{}", echoed.join("\n"));
+            Some((status, body).into_response())
+        }
+        FaultKind::Status(s) => {
+            let status = StatusCode::from_u16(*s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            state.record(request, accepts_gzip, status, Some(fault));
+            Some(json_error(
+                status,
+                request,
+                &format!("injected fault: {}", fault.spec),
+            ))
+        }
+        _ => None,
+    }
 }
