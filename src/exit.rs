@@ -41,6 +41,7 @@ fn flag(field: Field) -> &'static str {
         Field::Concurrency => "--concurrency",
         Field::MaxAttempts => "--max-attempts",
         Field::Pace => "--pace",
+        Field::PageSize => "--page-size",
         Field::BaseUrl => "--base-url",
         Field::CredentialsFile => "--credentials-file",
         Field::Listen => "--listen",

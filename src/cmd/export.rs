@@ -7,21 +7,28 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use tidewater::export::{parse_duration, parse_rate};
-use tidewater::export::{Credentials, Exporter, Tuning};
+use tidewater::export::{Credentials, Exporter, PeopleExporter, Tuning};
 
-use crate::args::OutputArgs;
+use crate::args::{DataSourceArg, OutputArgs};
 use crate::exit::usage;
 use crate::progress::{run_with_progress, Meter};
 use crate::report::report_export;
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// First day, YYYY-MM-DD, in the project's time zone (--tz).
+    /// First day, YYYY-MM-DD, in the project's time zone (--tz). Events only.
     #[arg(long, value_name = "YYYY-MM-DD")]
-    from: String,
-    /// Last day, inclusive.
+    from: Option<String>,
+    /// Last day, inclusive. Events only.
     #[arg(long, value_name = "YYYY-MM-DD")]
-    to: String,
+    to: Option<String>,
+    /// People: profiles asked for per Engage page.
+    #[arg(long, default_value_t = tidewater::export::DEFAULT_PAGE_SIZE, value_name = "N")]
+    page_size: usize,
+    /// People: keep only this profile property (Engage's output_properties);
+    /// repeatable. Default: every property.
+    #[arg(long = "output-property", value_name = "NAME")]
+    output_properties: Vec<String>,
     /// Output folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -85,8 +92,11 @@ enum Region {
 }
 
 impl ExportArgs {
-    fn tuning(&self) -> Tuning {
-        let defaults = Tuning::default();
+    fn tuning(&self, people: bool) -> Tuning {
+        let mut defaults = Tuning::default();
+        if people {
+            defaults.pace = tidewater::export::engage_pace();
+        }
         Tuning {
             concurrency: self.concurrency,
             max_attempts: self.max_attempts,
@@ -112,7 +122,26 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     // 60 an hour is not spent to find a typo.
     let options = args.output.to_options(args.out.clone());
     options.validate()?;
-    tidewater::export::check_range(&args.from, &args.to)?;
+    let people = args.output.data_source == DataSourceArg::People;
+    let days = match (people, &args.from, &args.to) {
+        (false, Some(from), Some(to)) => {
+            tidewater::export::check_range(from, to)?;
+            Some((from.clone(), to.clone()))
+        }
+        (false, _, _) => {
+            return Err(usage(
+                "--from and --to are required: the first and last day to export".into(),
+            ))
+        }
+        (true, None, None) => None,
+        (true, _, _) => {
+            return Err(usage(
+                "invalid option --from/--to: profiles have no days; each people export \
+                 is a full snapshot"
+                    .into(),
+            ))
+        }
+    };
     let credentials = match &args.credentials_file {
         Some(path) => Credentials::from_file(path)?,
         None => Credentials::from_env().ok_or_else(|| {
@@ -124,26 +153,50 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             ))
         })?,
     };
+    let region = match args.region {
+        Region::Us => "us",
+        Region::Eu => "eu",
+        Region::In => "in",
+    };
+    let Some((from, to)) = days else {
+        let base_url = args.base_url.clone().unwrap_or_else(|| {
+            let url = tidewater::export::engage_base_url(region).expect("known region");
+            url.to_string()
+        });
+        let exporter = PeopleExporter::new(&args.out, credentials)
+            .with_options(options)
+            .base_url(base_url)
+            .page_size(args.page_size)
+            .output_properties(args.output_properties.clone())
+            .tuning(args.tuning(true));
+        let meter = Meter::Export(exporter.progress(), exporter.export_progress());
+        let result = run_with_progress(meter, args.output.quiet, || exporter.run());
+        return finish(result, &args);
+    };
     let base_url = match &args.base_url {
         Some(u) => u.clone(),
-        None => tidewater::export::region_base_url(match args.region {
-            Region::Us => "us",
-            Region::Eu => "eu",
-            Region::In => "in",
-        })
-        .expect("known region")
-        .to_string(),
+        None => tidewater::export::region_base_url(region)
+            .expect("known region")
+            .to_string(),
     };
-    let exporter = Exporter::new(&args.out, credentials, &args.from, &args.to)?
+    let exporter = Exporter::new(&args.out, credentials, &from, &to)?
         .with_options(options)
         .base_url(base_url)
         .window_days(args.window_days)
         .filter_locally(args.filter_locally)
         .refetch(args.refetch)
-        .tuning(args.tuning());
+        .tuning(args.tuning(false));
     let result = run_with_progress(Meter::export(&exporter), args.output.quiet, || {
         exporter.run()
     });
+    finish(result, &args)
+}
+
+/// Reports the run and turns what went wrong into the exit status.
+fn finish(
+    result: tidewater::Result<tidewater::export::ExportSummary>,
+    args: &ExportArgs,
+) -> anyhow::Result<ExitCode> {
     let summary = match result {
         Ok(summary) => summary,
         // Stopped part-way: the summary of what was done, then the cause.

@@ -39,6 +39,8 @@ pub enum Field {
     MaxAttempts,
     /// Export request limits.
     Pace,
+    /// Profiles per Engage page.
+    PageSize,
     /// The export API's base URL.
     BaseUrl,
     /// A file of export credentials.
@@ -68,6 +70,7 @@ impl Field {
             Field::Concurrency => "concurrency",
             Field::MaxAttempts => "max_attempts",
             Field::Pace => "pace",
+            Field::PageSize => "page_size",
             Field::BaseUrl => "base_url",
             Field::CredentialsFile => "credentials_file",
             Field::Listen => "listen",

@@ -49,11 +49,11 @@ pub(crate) struct Verified {
     pub gzip: bool,
 }
 
-/// How one window's download ended.
+/// How one window's download (or one Engage page) ended.
 #[derive(Debug)]
-pub(crate) enum Outcome {
+pub(crate) enum Outcome<T = Verified> {
     Ready {
-        verified: Verified,
+        verified: T,
         attempts: u32,
     },
     /// The server refused the request (400, 401, 402, 403, 404): the run stops.
@@ -77,7 +77,7 @@ pub(crate) enum Outcome {
 
 /// Why one attempt failed.
 #[derive(Debug)]
-enum AttemptError {
+pub(crate) enum AttemptError {
     Fatal {
         message: String,
         status: u16,
@@ -93,7 +93,7 @@ enum AttemptError {
     },
 }
 
-fn retry(reason: impl Into<String>) -> AttemptError {
+pub(crate) fn retry(reason: impl Into<String>) -> AttemptError {
     AttemptError::Retry {
         reason: reason.into(),
         retry_after: None,
@@ -114,11 +114,62 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// A client of the API at `url`, pacing its requests by `budget`.
+    pub(crate) fn build(
+        url: String,
+        credentials: Credentials,
+        tuning: &Tuning,
+        budget: Arc<dyn RateBudget>,
+        progress: Arc<ExportProgress>,
+    ) -> crate::Result<Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(tuning.concurrency)
+            .user_agent(concat!("tidewater/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::Error::resource("the HTTP client", e))?;
+        Ok(Client {
+            http,
+            url,
+            credentials,
+            tuning: tuning.clone(),
+            budget,
+            in_flight: tokio::sync::Semaphore::new(tuning.concurrency),
+            progress,
+        })
+    }
+
     /// Downloads one window into `spool`, retrying per XC3.
     pub(crate) async fn fetch_window(&self, req: &WindowRequest, spool: &Path) -> Outcome {
+        let seed = spool.as_os_str().as_encoded_bytes();
+        self.with_retries(&format!("window {}", req.label), seed, || async {
+            let result = self.fetch_once(req, spool).await;
+            if result.is_err() {
+                let _ = std::fs::remove_file(spool);
+            }
+            result
+        })
+        .await
+    }
+
+    /// Makes `attempt` until it succeeds, fails for good, or has been made
+    /// `max_attempts` times, with backoff between attempts (XC3). Each attempt takes a
+    /// concurrency slot and then a rate slot. `what` names the request in messages;
+    /// `seed` makes its backoff jitter differ from its neighbours'.
+    pub(crate) async fn with_retries<T, F, Fut>(
+        &self,
+        what: &str,
+        seed: &[u8],
+        mut attempt_once: F,
+    ) -> Outcome<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AttemptError>>,
+    {
         let t = &self.tuning;
         let mut last = String::new();
-        let mut rng = Jitter::new(spool);
+        let mut rng = Jitter::new(seed);
         for attempt in 1..=t.max_attempts {
             let result = {
                 // A concurrency slot first, then the rate slot: the rate budget stamps
@@ -135,7 +186,7 @@ impl Client {
                     .rate_limit_wait_ms
                     .fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
                 self.progress.requests.fetch_add(1, Ordering::Relaxed);
-                let result = self.fetch_once(req, spool).await;
+                let result = attempt_once().await;
                 if let Err(AttemptError::Local { .. }) = result {
                     // No further request, before this slot frees: the run stops.
                     self.in_flight.close();
@@ -151,7 +202,6 @@ impl Client {
                 }
                 Err(error) => error,
             };
-            let _ = std::fs::remove_file(spool);
             let (reason, retry_after, rate_limited) = match error {
                 AttemptError::Fatal { message, status } => {
                     return Outcome::Fatal { message, status }
@@ -174,16 +224,13 @@ impl Client {
                     (t.backoff_first, t.backoff_max)
                 };
                 let exp = first.saturating_mul(1u32 << (attempt - 1).min(20)).min(cap);
-                // Jitter between half and the whole delay, so that windows that failed
-                // together do not retry together.
                 exp.mul_f64(0.5 + 0.5 * rng.next_unit())
             });
             self.progress.retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                window = %req.label,
+                request = %what,
                 attempt,
-                "window {} attempt {attempt}/{} failed: {last}; retrying in {:.1}s",
-                req.label,
+                "{what} attempt {attempt}/{} failed: {last}; retrying in {:.1}s",
                 t.max_attempts,
                 delay.as_secs_f64()
             );
@@ -195,7 +242,6 @@ impl Client {
         }
     }
 
-    /// One attempt: the request, then its body verified into `spool`.
     async fn fetch_once(
         &self,
         req: &WindowRequest,
@@ -354,7 +400,7 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 /// What an error status means for the window: 429 and 5xx are retried (after
 /// `Retry-After` when the server gives one), anything else stops the run.
-async fn refusal(response: reqwest::Response, stall_timeout: Duration) -> AttemptError {
+pub(crate) async fn refusal(response: reqwest::Response, stall_timeout: Duration) -> AttemptError {
     let status = response.status();
     let retry_after = retry_after(response.headers());
     let body = read_error_body(response, stall_timeout).await;
@@ -376,7 +422,7 @@ async fn refusal(response: reqwest::Response, stall_timeout: Duration) -> Attemp
 
 /// The error text of a reqwest error with its causes (never holds credentials: they
 /// travel in a header, not in the URL).
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -432,9 +478,9 @@ impl Read for ChannelReader {
 struct Jitter(u64);
 
 impl Jitter {
-    fn new(seed: &Path) -> Self {
+    fn new(seed: &[u8]) -> Self {
         let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
-        for b in seed.as_os_str().as_encoded_bytes() {
+        for b in seed {
             h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01B3);
         }
         let nanos = std::time::SystemTime::now()

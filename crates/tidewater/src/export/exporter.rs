@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::civil::Date;
 
@@ -528,21 +527,12 @@ impl Exporter {
 
     /// The HTTP client every request of the run shares.
     fn client(&self, budget: Arc<dyn RateBudget>) -> Result<Client> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(self.tuning.concurrency)
-            .user_agent(concat!("tidewater/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::resource("the HTTP client", e))?;
-        Ok(Client {
-            http,
-            url: format!("{}/api/2.0/export", self.base_url.trim_end_matches('/')),
-            credentials: self.credentials.clone(),
-            tuning: self.tuning.clone(),
+        Client::build(
+            format!("{}/api/2.0/export", self.base_url.trim_end_matches('/')),
+            self.credentials.clone(),
+            &self.tuning,
             budget,
-            in_flight: tokio::sync::Semaphore::new(self.tuning.concurrency),
-            progress: self.export_progress.clone(),
-        })
+            self.export_progress.clone(),
+        )
     }
 }

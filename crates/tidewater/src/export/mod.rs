@@ -25,6 +25,7 @@ mod feed;
 mod ledger;
 mod owner;
 mod pace;
+mod people;
 mod summary;
 mod tuning;
 mod verify;
@@ -36,5 +37,6 @@ pub use ledger::{FileLedger, Ledger, Manifest, ManifestRequest};
 pub use pace::{
     budget_horizon, parse_duration, parse_rate, take_slot, wait_for_slot, Pacer, RateBudget,
 };
+pub use people::{engage_base_url, engage_pace, PeopleExporter, DEFAULT_PAGE_SIZE};
 pub use summary::{ExportProgress, ExportSummary, WindowResult, WindowStatus};
 pub use tuning::Tuning;

@@ -28,4 +28,4 @@ pub use converter::{Converter, TableBatch};
 pub(crate) use driver::execute_plan;
 pub use plan::InputReport;
 pub(crate) use plan::{Destination, OutputRoot, OwnedWindows, Plan, WindowOwner};
-pub(crate) use reader::{Feed, Opened};
+pub(crate) use reader::{Feed, LocalFeed, Opened};
