@@ -655,7 +655,7 @@ fn x3_credentials_echoed_by_a_server_are_redacted() {
 
 /// A GET over a plain socket, so that the test sees the response as sent: the status
 /// line and headers (lowercased) and the body with chunked transfer encoding removed.
-fn raw_get(url: &str, path_query: &str, accept_gzip: bool) -> (String, bool, Vec<u8>) {
+pub(crate) fn raw_get(url: &str, path_query: &str, accept_gzip: bool) -> (String, bool, Vec<u8>) {
     raw_request(url, "GET", path_query, accept_gzip, b"")
 }
 

@@ -8,6 +8,7 @@ mod integrity;
 mod interop;
 mod library;
 mod object_store;
+mod people;
 mod serve;
 mod service;
 mod util;

@@ -242,6 +242,18 @@ pub(crate) async fn engage(
         Ok(query) => query,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, &message),
     };
+    if let Some(id) = &query.session_id {
+        if !state
+            .sessions
+            .open
+            .lock()
+            .expect("sessions lock")
+            .contains_key(id)
+        {
+            let message = format!("unknown or expired 'session_id' {id:?}");
+            return refuse(StatusCode::BAD_REQUEST, &message);
+        }
+    }
     let in_flight = state.engage_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
     let guard = InFlight::new(state.engage_in_flight.clone());
     if in_flight > state.config.engage_max_concurrent || !state.admit_engage() {
