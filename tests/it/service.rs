@@ -26,6 +26,8 @@ const PROJECT: u64 = 4242;
 pub(crate) struct Harness {
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
+    /// The profiles the mock's Engage API serves.
+    pub profiles: PathBuf,
     pub mock: MockServer,
     pub clock: SimulatedClock,
     pub service: Service,
@@ -70,8 +72,16 @@ impl Harness {
     ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let data = generated(dir.path(), events, 30);
+        let profiles = dir.path().join("profiles.jsonl");
+        let people = tidewater::synth::ProfileConfig {
+            profiles: 50,
+            seed: 1,
+        };
+        tidewater::synth::generate_profiles_file(&people, &profiles).unwrap();
         let mut mock_config = MockConfig {
             data: vec![data.clone()],
+            profiles: vec![profiles.clone()],
+            engage_limits: Vec::new(),
             auth: MockAuth::Secret(SECRET.into()),
             today: Some(jiff::civil::date(2024, 12, 31)),
             limits: Vec::new(),
@@ -112,6 +122,7 @@ impl Harness {
         Harness {
             dir,
             data,
+            profiles,
             mock,
             clock,
             service,
@@ -885,7 +896,14 @@ fn p15_a_trial_exports_from_yesterday_once_per_project_and_expires_after_30_days
         assert_eq!(body["status"], "error");
     }
     let names = h.create(&[("trial", "true")]);
-    assert_eq!(names, ["trial-events-daily-local-monoschema"]);
+    assert_eq!(
+        names,
+        [
+            "trial-events-daily-local-monoschema",
+            "trial-people-daily-local"
+        ],
+        "a schematized trial exports events and people"
+    );
     let p = h
         .service
         .store()
@@ -898,14 +916,17 @@ fn p15_a_trial_exports_from_yesterday_once_per_project_and_expires_after_30_days
         "yesterday in project time"
     );
     h.wait_for("yesterday", |runs| {
-        runs.len() == 1 && runs[0].state == RunState::Succeeded
+        runs.len() == 2 && runs.iter().all(|r| r.state == RunState::Succeeded)
     });
-    let (status, _) = h.nessie(
-        "POST",
-        "cancel",
-        &[("project_id", &project), ("name", &names[0])],
-    );
-    assert_eq!(status, 200);
+    assert!(h.out.join("4242/mp_people_data/complete").is_file());
+    for name in &names {
+        let (status, _) = h.nessie(
+            "POST",
+            "cancel",
+            &[("project_id", &project), ("name", name)],
+        );
+        assert_eq!(status, 200);
+    }
     let (status, body) = h.nessie("POST", "create", &base);
     assert_eq!(status, 400, "one trial per project, ever: {body}");
     assert!(body["error"]
@@ -915,10 +936,23 @@ fn p15_a_trial_exports_from_yesterday_once_per_project_and_expires_after_30_days
 
     // Another project's trial runs 30 days and stops by itself.
     let other = Harness::start(1000, "2024-01-02T12:00:00Z", &[], |_| {});
-    let trial = &other.create(&[("trial", "true")])[0];
+    let trials = other.create(&[("trial", "true")]);
+    let trial = &trials[0];
+    let events_id = other
+        .service
+        .store()
+        .pipeline_named(PROJECT, trial)
+        .unwrap()
+        .unwrap()
+        .id;
+    let event_runs = |runs: &[tidewater_service::model::Run]| {
+        runs.iter().filter(|r| r.pipeline_id == events_id).count()
+    };
+    other.wait_for("the first day", |runs| runs.len() == 2);
     other.advance_to("2024-01-31T12:00:00Z");
+    // People take a snapshot of now: one more run for the latest day, not 29.
     other.wait_for("29 days", |runs| {
-        runs.len() == 30 && runs.iter().all(|r| r.state.is_final())
+        event_runs(runs) == 30 && runs.len() == 32 && runs.iter().all(|r| r.state.is_final())
     });
     let p = other
         .service
@@ -953,7 +987,7 @@ fn p15_a_trial_exports_from_yesterday_once_per_project_and_expires_after_30_days
     );
     assert_eq!(status, 422, "{body}");
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(other.runs().len(), 30, "no run after the expiry");
+    assert_eq!(other.runs().len(), 32, "no run after the expiry");
 }
 
 #[test]
@@ -1759,4 +1793,68 @@ fn e2e_three_pipelines_over_40_simulated_days_under_faults_match_convert_and_syn
         .any(|r| r.kind == tidewater_service::model::RunKind::Sync
             && r.changed == Some(true)
             && r.from_date.to_string() == "2024-01-05"));
+}
+
+/// The people snapshot and its mapping file below `root`.
+fn people_files(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    crate::util::tree(root)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("mp_people_data/") || k == "schema/people.json")
+        .collect()
+}
+
+#[test]
+fn p15_people_pipelines_take_a_daily_snapshot_that_replaces_the_previous_one() {
+    let h = Harness::start(500, "2024-01-05T12:00:00Z", &[], |_| {});
+    let names = h.create(&[
+        ("from_date", "2024-01-01"),
+        ("data_source", "people"),
+        ("data_format", "parquet"),
+    ]);
+    assert_eq!(names, ["people-daily-local"]);
+    h.wait_for("the first snapshot", |runs| {
+        runs.len() == 1 && runs[0].state == RunState::Succeeded
+    });
+    assert_eq!(
+        h.runs()[0].from_date.to_string(),
+        "2024-01-04",
+        "one snapshot, for the latest closed day, not one per day since from_date"
+    );
+    let root = h.out.join(PROJECT.to_string());
+    let reference = h.dir.path().join("reference");
+    let people = || tidewater::RunOptions {
+        data_source: tidewater::DataSource::People,
+        ..Default::default()
+    };
+    convert_all(std::slice::from_ref(&h.profiles), &reference, people());
+    assert_eq!(people_files(&root), people_files(&reference));
+
+    // Overnight the profiles change; the next day's snapshot replaces the first.
+    let changed = h.dir.path().join("changed.jsonl");
+    let config = tidewater::synth::ProfileConfig {
+        profiles: 80,
+        seed: 2,
+    };
+    tidewater::synth::generate_profiles_file(&config, &changed).unwrap();
+    h.mock.set_profiles(std::slice::from_ref(&changed)).unwrap();
+    h.advance_to("2024-01-06T12:00:00Z");
+    h.wait_for("the second snapshot", |runs| {
+        runs.len() == 2 && runs.iter().all(|r| r.state == RunState::Succeeded)
+    });
+    convert_all(std::slice::from_ref(&changed), &reference, people());
+    assert_eq!(people_files(&root), people_files(&reference));
+    let run = h.runs().pop().unwrap();
+    assert_eq!(run.from_date.to_string(), "2024-01-05");
+    let (_, timeline) = h.nessie(
+        "GET",
+        "timeline",
+        &[("project_id", &PROJECT.to_string()), ("name", &names[0])],
+    );
+    let days: Vec<&str> = timeline["day_syncs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(days, ["2024-01-04", "2024-01-05"], "{timeline}");
 }

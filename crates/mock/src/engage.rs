@@ -133,6 +133,8 @@ impl Profiles {
 /// A query's matching profiles, made by its first page and read by the later ones.
 #[derive(Clone)]
 pub(crate) struct Session {
+    /// The profiles as they were at the first page (the server's may be replaced).
+    profiles: Arc<Profiles>,
     matches: Arc<Vec<u32>>,
     output_properties: Option<Arc<Vec<String>>>,
 }
@@ -232,7 +234,7 @@ pub(crate) async fn engage(
     if !authorized(&state, &headers) {
         return refuse(StatusCode::UNAUTHORIZED, "Invalid credentials");
     }
-    let Some(profiles) = state.profiles.clone() else {
+    let Some(profiles) = state.profiles() else {
         return refuse(
             StatusCode::NOT_FOUND,
             "this mock server has no profiles (start it with --profiles FILE)",
@@ -293,7 +295,7 @@ pub(crate) async fn engage(
 /// The JSON of one page, and where each result starts in it.
 fn page_body(
     state: &MockState,
-    profiles: &Profiles,
+    profiles: &Arc<Profiles>,
     query: EngageQuery,
 ) -> std::result::Result<(Vec<u8>, Vec<usize>), String> {
     let io = |e: std::io::Error| format!("reading profiles: {e}");
@@ -310,6 +312,7 @@ fn page_body(
             let n = state.sessions.next.fetch_add(1, Ordering::Relaxed);
             let id = format!("{}-MOCK{n}", 1_700_000_000 + n);
             let session = Session {
+                profiles: profiles.clone(),
                 matches: Arc::new(profiles.matching(&query.filter).map_err(io)?),
                 output_properties: query.output_properties.map(Arc::new),
             };
@@ -340,7 +343,7 @@ fn page_body(
             body.push(b',');
         }
         starts.push(body.len());
-        let profile = profiles.read(i).map_err(io)?;
+        let profile = session.profiles.read(i).map_err(io)?;
         match &session.output_properties {
             None => body.extend_from_slice(&profile),
             Some(keep) => body.extend_from_slice(&only_properties(&profile, keep)),

@@ -52,7 +52,7 @@ pub(crate) struct MockState {
     pub(crate) fault_counts: Mutex<Vec<u64>>,
     pub(crate) rng: AtomicU64,
     /// The profiles the Engage API serves, if the server has any.
-    pub(crate) profiles: Option<Arc<Profiles>>,
+    profiles: RwLock<Option<Arc<Profiles>>>,
     pub(crate) sessions: Sessions,
     /// Engage requests have limits of their own (the Query API's).
     pub(crate) engage_accepted: Mutex<Vec<Instant>>,
@@ -99,7 +99,7 @@ impl MockServer {
             accepted: Mutex::new(Vec::new()),
             in_flight: Arc::new(AtomicUsize::new(0)),
             fault_counts: Mutex::new(vec![0; faults]),
-            profiles,
+            profiles: RwLock::new(profiles),
             sessions: Sessions::default(),
             engage_accepted: Mutex::new(Vec::new()),
             engage_in_flight: Arc::new(AtomicUsize::new(0)),
@@ -155,7 +155,19 @@ impl MockServer {
 
     /// Number of profiles the Engage API serves.
     pub fn profiles(&self) -> usize {
-        self.state.profiles.as_ref().map_or(0, |p| p.len())
+        self.state.profiles().map_or(0, |p| p.len())
+    }
+
+    /// Serves these profile files from now on instead (queries already paging keep
+    /// the profiles they started with): a test's "the profiles changed overnight".
+    pub fn set_profiles(&self, paths: &[PathBuf]) -> Result<()> {
+        let profiles = Profiles::load(paths)?;
+        *self
+            .state
+            .profiles
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(profiles));
+        Ok(())
     }
 
     /// Days that hold data.
@@ -274,6 +286,14 @@ pub(crate) fn authorized(state: &MockState, headers: &HeaderMap) -> bool {
 }
 
 impl MockState {
+    /// The profiles served now.
+    pub(crate) fn profiles(&self) -> Option<Arc<Profiles>> {
+        self.profiles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn data(&self) -> std::sync::RwLockReadGuard<'_, Days> {
         self.data.read().unwrap_or_else(|e| e.into_inner())
     }

@@ -204,6 +204,8 @@ pub fn check_create(
             ],
         )?),
         (None, true) => None,
+        // Profiles are one table, mp_people_data, whatever the schema type.
+        (None, false) if data_source == DataSource::People => None,
         (None, false) => Some(SchemaType::Monoschema),
     };
     let data_format = match req.data_format.as_deref() {
@@ -268,21 +270,26 @@ pub fn check_create(
         tz,
         automatic: true,
     };
-    if data_source == DataSource::People {
-        // Profiles come with the people source (Engage); until then, refused here
-        // rather than accepted and failed later (P32). For the same reason a
-        // schematized trial makes only its events pipeline for now (P15 asks for
-        // both).
-        return Err(invalid(
-            "data_source",
-            "people is not supported by this server yet; use events",
-        ));
-    }
     let name = match &req.name {
         Some(name) => check_name(name)?,
         None => name_of(&base),
     };
-    Ok(vec![PipelineSpec { name, ..base }])
+    // P15: a schematized trial exports people as well, as a pipeline of its own.
+    let people = (trial && !kind.is_raw() && data_source == DataSource::Events).then(|| {
+        let people = PipelineSpec {
+            data_source: DataSource::People,
+            schema_type: None,
+            ..base.clone()
+        };
+        let name = match &req.name {
+            Some(_) => format!("{name}-people"),
+            None => name_of(&people),
+        };
+        PipelineSpec { name, ..people }
+    });
+    Ok(std::iter::once(PipelineSpec { name, ..base })
+        .chain(people)
+        .collect())
 }
 
 fn destination_path(kind: DestinationType, path: Option<&str>) -> Result<Option<PathBuf>, Invalid> {
@@ -617,7 +624,6 @@ mod tests {
             (&[("type", "bigquery")], "type: bigquery is not supported by this server yet"),
             (&[("data_source", "groups")], "data_source: \"groups\" is not allowed; use one of events, people"),
             (&[("type", "local-raw"), ("data_source", "people")], "data_source: raw types export events only"),
-            (&[("data_source", "people")], "data_source: people is not supported by this server yet"),
             (&[("type", "local-raw"), ("schema_type", "monoschema")], "schema_type: raw types have no schema_type"),
             (&[("data_source", "people"), ("schema_type", "monoschema")], "schema_type: is not supported for data_source=people"),
             (&[("schema_type", "star")], "schema_type: \"star\" is not allowed; use one of monoschema, multischema"),
@@ -702,6 +708,33 @@ mod tests {
         let trial = spec(&[("trial", "true"), ("from_date", "-")]);
         assert_eq!(trial.name, "trial-events-daily-local-monoschema");
         assert_eq!(trial.from_date.to_string(), "2024-07-14");
+        assert_eq!(
+            spec(&[("data_source", "people")]).name,
+            "people-daily-local"
+        );
+        // P15: a schematized trial is two pipelines, events and people; a raw one is one.
+        let both = check_create(
+            &request(&[("trial", "true"), ("from_date", "-")]),
+            now(),
+            &Limits::default(),
+        )
+        .unwrap();
+        let names: Vec<&str> = both.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "trial-events-daily-local-monoschema",
+                "trial-people-daily-local"
+            ]
+        );
+        assert_eq!(both[1].data_source, DataSource::People);
+        assert_eq!((both[1].schema_type, both[1].trial), (None, true));
+        let raw = check_create(
+            &request(&[("trial", "true"), ("from_date", "-"), ("type", "local-raw")]),
+            now(),
+            &Limits::default(),
+        );
+        assert_eq!(raw.unwrap().len(), 1);
         let tokyo = spec(&[
             ("trial", "true"),
             ("from_date", "-"),

@@ -12,7 +12,7 @@ use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use tidewater::Cancel;
 
-use crate::model::{NewRun, Pipeline, PipelineState, Run, RunKind};
+use crate::model::{DataSource, NewRun, Pipeline, PipelineState, Run, RunKind};
 use crate::rules::today_in;
 use crate::schedule::{day_start, Frequency, Schedule};
 use crate::service::{Running, Service, StopReason};
@@ -160,11 +160,20 @@ impl Service {
         };
         let delay = self.config().delay;
         let cursor = pipeline.cursor.unwrap_or(schedule.start());
-        let due: Vec<_> = schedule
+        let mut due: Vec<_> = schedule
             .windows_from(cursor)
             .take_while(|w| w.end + delay <= now)
             .take(PLAN_BATCH)
             .collect();
+        if spec.data_source == DataSource::People {
+            // A snapshot of profiles is of now: days that passed are not snapshotted
+            // one by one, only the latest due one (found by walking to it).
+            let latest = schedule
+                .windows_from(cursor)
+                .take_while(|w| w.end + delay <= now)
+                .last();
+            due = latest.into_iter().collect();
+        }
         if let Some(last) = due.last() {
             let runs: Vec<NewRun> = due
                 .iter()
@@ -366,7 +375,11 @@ fn batch_from(pipeline: &Pipeline, runnable: &[(Run, u64)]) -> Vec<Run> {
     let batchable = |r: &Run| {
         matches!(r.kind, RunKind::Backfill | RunKind::Scheduled) && r.from_date == r.to_date
     };
-    if pipeline.spec.frequency != Frequency::Daily || !batchable(first) {
+    // A people run takes one snapshot: nothing to batch.
+    if pipeline.spec.frequency != Frequency::Daily
+        || pipeline.spec.data_source == DataSource::People
+        || !batchable(first)
+    {
         return batch;
     }
     for (run, _) in &runnable[1..] {

@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use std::sync::Mutex;
 
-use tidewater::export::{Exporter, Ledger, Manifest, WindowResult, WindowStatus};
+use tidewater::export::{
+    engage_pace, Credentials, ExportProgress, Exporter, Ledger, Manifest, PeopleExporter,
+    WindowResult, WindowStatus,
+};
 use tidewater::{Cancel, Error as EngineError, Format, Partition, RunOptions, SchemaMode};
 
 use crate::model::{
-    DataFormat, Pipeline, PipelineState, Run, RunKind, RunState, SchemaType, StepCounts,
+    DataFormat, DataSource, Pipeline, PipelineState, Run, RunKind, RunState, SchemaType, StepCounts,
 };
 use crate::schedule::Frequency;
 use crate::scheduler::log_state;
@@ -35,8 +38,12 @@ pub(crate) enum Attempt {
     Canceled,
 }
 
-/// The exporter for `run` of `pipeline`.
-fn exporter_for(service: &Service, pipeline: &Pipeline, run: &Run) -> Result<Exporter, String> {
+/// Where a pipeline's runs write, and how: the output folder or URL, the credentials
+/// and the engine's options.
+fn output_of(
+    service: &Service,
+    pipeline: &Pipeline,
+) -> Result<(std::path::PathBuf, Credentials, RunOptions), String> {
     let spec = &pipeline.spec;
     let sealed = service
         .store()
@@ -62,10 +69,15 @@ fn exporter_for(service: &Service, pipeline: &Pipeline, run: &Run) -> Result<Exp
     };
     let options = RunOptions {
         object_store,
-        schema: match spec.schema_type {
-            None => SchemaMode::Raw,
-            Some(SchemaType::Monoschema) => SchemaMode::Monoschema,
-            Some(SchemaType::Multischema) => SchemaMode::Multischema,
+        data_source: match spec.data_source {
+            DataSource::Events => tidewater::DataSource::Events,
+            DataSource::People => tidewater::DataSource::People,
+        },
+        schema: match (spec.schema_type, spec.data_source) {
+            (_, DataSource::People) => SchemaMode::Monoschema,
+            (None, _) => SchemaMode::Raw,
+            (Some(SchemaType::Monoschema), _) => SchemaMode::Monoschema,
+            (Some(SchemaType::Multischema), _) => SchemaMode::Multischema,
         },
         format: match spec.data_format {
             DataFormat::Json => Format::Json,
@@ -78,8 +90,16 @@ fn exporter_for(service: &Service, pipeline: &Pipeline, run: &Run) -> Result<Exp
             Frequency::Daily => Partition::Daily,
             Frequency::Hourly => Partition::Hourly,
         },
+        project_id: Some(spec.project_id),
         ..RunOptions::default()
     };
+    Ok((out, credentials, options))
+}
+
+/// The exporter for `run` of an events pipeline.
+fn exporter_for(service: &Service, pipeline: &Pipeline, run: &Run) -> Result<Exporter, String> {
+    let spec = &pipeline.spec;
+    let (out, credentials, options) = output_of(service, pipeline)?;
     let exporter = Exporter::new(
         out,
         credentials,
@@ -122,6 +142,9 @@ pub(crate) fn execute(
     runs: &[Run],
     cancel: Cancel,
 ) -> Vec<(usize, Attempt)> {
+    if pipeline.spec.data_source == DataSource::People {
+        return vec![(0, execute_people(service, pipeline, cancel))];
+    }
     let last = &runs[runs.len() - 1];
     let batch_span = Run {
         to_date: last.to_date,
@@ -149,7 +172,7 @@ pub(crate) fn execute(
         service.config().tuning.pace.clone(),
     ));
     let result = exporter.run_with(&ledger, budget);
-    count_transfer(service, &exporter);
+    count_transfer(service, &exporter.export_progress());
     let progress = ledger
         .progress
         .into_inner()
@@ -182,9 +205,47 @@ pub(crate) fn execute(
     }
 }
 
+/// A run of a people pipeline: a full snapshot of the profiles, which replaces the
+/// previous one (its window only names the day the snapshot is for). The Engage API
+/// has its own limits, so the project's people runs share a budget of their own.
+fn execute_people(service: &Service, pipeline: &Pipeline, cancel: Cancel) -> Attempt {
+    let (out, credentials, options) = match output_of(service, pipeline) {
+        Ok(output) => output,
+        Err(error) => {
+            let steps = StepCounts::default();
+            return Attempt::Failed { error, steps };
+        }
+    };
+    let tuning = tidewater::export::Tuning {
+        pace: engage_pace(),
+        ..service.config().tuning.clone()
+    };
+    let exporter = PeopleExporter::new(out, credentials)
+        .with_options(options)
+        .base_url(service.config().mixpanel_url.clone())
+        .tuning(tuning.clone())
+        .with_cancel(cancel);
+    let budget = Arc::new(ProjectBudget::new(
+        service.store().clone(),
+        format!("{}:engage", pipeline.spec.project_id),
+        tuning.pace,
+    ));
+    let result = exporter.run_with(budget);
+    count_transfer(service, &exporter.export_progress());
+    match result {
+        Ok(summary) => {
+            count_committed(service, &summary.windows.iter().collect::<Vec<_>>());
+            Attempt::Succeeded {
+                steps: steps_of(&summary.windows),
+                changed: None,
+            }
+        }
+        Err(e) => attempt_of_error(e),
+    }
+}
+
 /// The engine's transfer counters, into the service's metrics.
-fn count_transfer(service: &Service, exporter: &Exporter) {
-    let progress = exporter.export_progress();
+fn count_transfer(service: &Service, progress: &ExportProgress) {
     let m = service.metrics();
     m.bytes_exported.fetch_add(
         progress.bytes_received.load(Ordering::Relaxed),
@@ -244,18 +305,18 @@ fn attempt_of_windows(run: &Run, windows: &[WindowResult]) -> Attempt {
 fn attempt_of_error(e: EngineError) -> Attempt {
     match e {
         EngineError::Cancelled => Attempt::Canceled,
+        EngineError::Export {
+            status: Some(401 | 403),
+            message,
+            ..
+        } => refused(&message),
         EngineError::ExportStopped { source, summary } => match *source {
             EngineError::Cancelled => Attempt::Canceled,
             EngineError::Export {
                 status: Some(401 | 403),
                 message,
                 ..
-            } => Attempt::Refused {
-                error: format!(
-                    "Mixpanel refused the pipeline's credentials ({message}); edit or \
-                     re-create the pipeline with valid credentials, then resume it"
-                ),
-            },
+            } => refused(&message),
             source => Attempt::Failed {
                 error: source.to_string(),
                 steps: steps_of(
@@ -272,6 +333,16 @@ fn attempt_of_error(e: EngineError) -> Attempt {
             error: e.to_string(),
             steps: StepCounts::default(),
         },
+    }
+}
+
+/// Upstream refused the pipeline's credentials.
+fn refused(message: &str) -> Attempt {
+    Attempt::Refused {
+        error: format!(
+            "Mixpanel refused the pipeline's credentials ({message}); edit or re-create the \
+             pipeline with valid credentials, then resume it"
+        ),
     }
 }
 

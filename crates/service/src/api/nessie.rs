@@ -27,7 +27,7 @@ const CREATE_PARAMS: &[(&str, &str)] = &[
     ("project_id", "the project (required by this server)"),
     ("type", "local (a folder on the server), local-raw, s3-raw, aws, gcs-raw, gcs-schema, azure-raw or azure-blob; bigquery and snowflake are refused until supported"),
     ("trial", "true: a 30-day daily trial from yesterday"),
-    ("data_source", "events (default); people is not supported yet"),
+    ("data_source", "events (default) or people (profiles, a daily full snapshot)"),
     ("schema_type", "monoschema (default) or multischema"),
     ("sync", "true: re-export changed days of the last 10 days"),
     ("from_date", "YYYY-MM-DD, at most 6 months back; required unless trial"),
