@@ -30,8 +30,12 @@ pub fn report(summary: &RunSummary, json: bool, quiet: bool) -> anyhow::Result<(
 /// The counts of a run, and where its rejects are.
 fn counts(summary: &RunSummary) {
     let mb = summary.input_bytes_uncompressed as f64 / 1e6;
+    let what = match summary.data_source {
+        tidewater::DataSource::Events => "events",
+        tidewater::DataSource::People => "profiles",
+    };
     eprintln!(
-            "tidewater: {} events kept, {} filtered, {} rejected; {} windows committed, {} files; {:.1} MB in {:.2}s ({:.0} MB/s)",
+            "tidewater: {} {what} kept, {} filtered, {} rejected; {} windows committed, {} files; {:.1} MB in {:.2}s ({:.0} MB/s)",
             summary.events_kept,
             summary.events_filtered,
             summary.events_rejected,

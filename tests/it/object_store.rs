@@ -505,6 +505,45 @@ print("polars rows", n)
     assert!(text.contains("polars rows 5000"), "{text}");
 }
 
+#[test]
+fn s3_people_snapshots_replace_each_other_in_place() {
+    use crate::people::{engage_mock, export_people, profiles};
+    let (s3, store) = moto_with_bucket("out");
+    let dir = tempfile::tempdir().unwrap();
+    let first = profiles(dir.path(), "first.jsonl", 1500, 1);
+    let second = profiles(dir.path(), "second.jsonl", 2500, 2);
+    for data in [&first, &second] {
+        let server = engage_mock(data, &[]);
+        let output = export_people("s3://out/crm", server.url(), &["--quiet"])
+            .envs(s3.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(!stderr.contains(S3_SECRET), "{stderr}");
+    }
+    let local = dir.path().join("local");
+    for data in [&first, &second] {
+        convert_quietly(dir.path(), data, &local, &["--data-source", "people"]);
+    }
+    let remote = download(&store, "crm", &dir.path().join("got"));
+    // The second snapshot went up under a new name and the first one is gone.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&remote["mp_people_data/manifest.json"]).unwrap();
+    assert_eq!(manifest["files"], serde_json::json!(["part-00001.parquet"]));
+    assert!(!remote.contains_key("mp_people_data/part-00000.parquet"));
+    let ours = reader_view(remote);
+    let theirs = without_state(tree(&local));
+    for rel in [
+        "mp_people_data/part-00000.parquet",
+        "mp_people_data/complete",
+        "schema/people.json",
+    ] {
+        assert!(ours[rel] == theirs[rel], "{rel} differs from a local run");
+    }
+    assert_eq!(open_uploads(&s3, "out"), 0);
+}
+
 /// Google Cloud Storage: no local emulator takes `object_store`'s uploads (it speaks
 /// the XML API for every call, which fake-gcs-server lacks), so this stub serves the
 /// calls it makes on `gcs_base_url`: puts with generation preconditions, gets, heads,

@@ -12,14 +12,14 @@ use tidewater_mock::{Fault, MockAuth, MockConfig, MockServer};
 
 const SECRET: &str = "s3cret-Tidewater-people-41d7";
 
-fn profiles(dir: &Path, name: &str, n: u64, seed: u64) -> PathBuf {
+pub(crate) fn profiles(dir: &Path, name: &str, n: u64, seed: u64) -> PathBuf {
     let path = dir.join(name);
     let config = tidewater::synth::ProfileConfig { profiles: n, seed };
     tidewater::synth::generate_profiles_file(&config, &path).unwrap();
     path
 }
 
-fn engage_mock(profiles: &Path, faults: &[&str]) -> MockServer {
+pub(crate) fn engage_mock(profiles: &Path, faults: &[&str]) -> MockServer {
     MockServer::start(MockConfig {
         profiles: vec![profiles.to_path_buf()],
         auth: MockAuth::Secret(SECRET.into()),
@@ -30,31 +30,34 @@ fn engage_mock(profiles: &Path, faults: &[&str]) -> MockServer {
     .unwrap()
 }
 
-fn export_people(out: &Path, url: &str, extra: &[&str]) -> Command {
+/// `tidewater export --data-source people` into `out` (a folder or a URL) from the
+/// mock at `url`, with short waits.
+pub(crate) fn export_people(
+    out: impl AsRef<std::ffi::OsStr>,
+    url: &str,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidewater"));
-    cmd.args([
-        "export",
-        "--data-source",
-        "people",
-        "--out",
-        out.to_str().unwrap(),
-        "--base-url",
-        url,
-        "--pace",
-        "1000/1s",
-        "--backoff",
-        "20ms",
-        "--backoff-429",
-        "50ms",
-        "--stall-timeout",
-        "500ms",
-        "--timeout-first-byte",
-        "2s",
-    ])
-    .args(extra)
-    .env_remove("MIXPANEL_SERVICE_ACCOUNT_USERNAME")
-    .env_remove("MIXPANEL_SERVICE_ACCOUNT_SECRET")
-    .env("MIXPANEL_API_SECRET", SECRET);
+    cmd.args(["export", "--data-source", "people", "--out"])
+        .arg(out)
+        .args([
+            "--base-url",
+            url,
+            "--pace",
+            "1000/1s",
+            "--backoff",
+            "20ms",
+            "--backoff-429",
+            "50ms",
+            "--stall-timeout",
+            "500ms",
+            "--timeout-first-byte",
+            "2s",
+        ])
+        .args(extra)
+        .env_remove("MIXPANEL_SERVICE_ACCOUNT_USERNAME")
+        .env_remove("MIXPANEL_SERVICE_ACCOUNT_SECRET")
+        .env("MIXPANEL_API_SECRET", SECRET);
     cmd
 }
 

@@ -15,7 +15,8 @@ pub enum SchemaMode {
 
 /// What the input lines are (export-api §5): events, or user profiles, which become
 /// the one table `mp_people_data`, a full snapshot replaced by each run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DataSource {
     /// Event lines of the export API.
     #[default]

@@ -64,6 +64,9 @@ pub struct StageTimes {
 /// What a run did (M3).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunSummary {
+    /// What the lines were: events, or people profiles (then "events" below counts
+    /// profiles).
+    pub data_source: crate::options::DataSource,
     /// Bytes read from the inputs as stored.
     pub input_bytes_compressed: u64,
     /// Bytes after decompression.

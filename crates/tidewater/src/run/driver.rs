@@ -450,6 +450,7 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
                 .rejects_file
                 .get_or_insert(path.display().to_string());
         }
+        self.st.summary.data_source = self.tables.source;
         self.st.summary.warnings = nothing_kept(&self.st.summary, &self.filter, &self.st.unlisted);
         for warning in &self.st.summary.warnings {
             tracing::warn!("{warning}");
