@@ -93,6 +93,33 @@ pub(crate) enum AttemptError {
     },
 }
 
+/// Checks what every request of an API needs: the tuning, a project id with a service
+/// account, an http(s) base URL.
+pub(crate) fn check_api(
+    credentials: &Credentials,
+    project_id: Option<u64>,
+    base_url: &str,
+    tuning: &Tuning,
+) -> crate::Result<()> {
+    use crate::{Error, Field};
+    tuning.validate()?;
+    if credentials.is_service_account() && project_id.is_none() {
+        return Err(Error::config(
+            Field::ProjectId,
+            "required with service-account credentials",
+        ));
+    }
+    let url = reqwest::Url::parse(base_url)
+        .map_err(|e| Error::config(Field::BaseUrl, format!("{base_url:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::config(
+            Field::BaseUrl,
+            "must be an http or https URL",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn retry(reason: impl Into<String>) -> AttemptError {
     AttemptError::Retry {
         reason: reason.into(),
@@ -247,12 +274,17 @@ impl Client {
         req: &WindowRequest,
         spool: &Path,
     ) -> Result<Verified, AttemptError> {
-        let result = match self.send(req).await {
+        let result = match self.send_window(req).await {
             Ok(response) => self.receive(response, spool).await,
             Err(e) => Err(e),
         };
-        // A server or proxy may echo the request's headers back in an error body.
-        result.map_err(|e| match e {
+        result.map_err(|e| self.redacted(e))
+    }
+
+    /// `e` without the credentials: a server or proxy may echo the request's headers
+    /// back in an error body.
+    pub(crate) fn redacted(&self, e: AttemptError) -> AttemptError {
+        match e {
             AttemptError::Fatal { message, status } => AttemptError::Fatal {
                 message: self.credentials.redact(&message),
                 status,
@@ -267,13 +299,11 @@ impl Client {
                 rate_limited,
             },
             local @ AttemptError::Local { .. } => local,
-        })
+        }
     }
 
-    /// Sends the request and waits for the response headers; a refusal or an error
-    /// status is an attempt error.
-    async fn send(&self, req: &WindowRequest) -> Result<reqwest::Response, AttemptError> {
-        let t = &self.tuning;
+    /// Sends a window's request (see [`Client::send`]).
+    async fn send_window(&self, req: &WindowRequest) -> Result<reqwest::Response, AttemptError> {
         let mut query: Vec<(&str, String)> = vec![
             ("from_date", req.from_date.clone()),
             ("to_date", req.to_date.clone()),
@@ -290,13 +320,24 @@ impl Client {
         if let Some(p) = req.project_id {
             query.push(("project_id", p.to_string()));
         }
-        let (user, password) = self.credentials.basic_auth();
         let request = self
             .http
             .get(&self.url)
             .query(&query)
-            .header(reqwest::header::ACCEPT_ENCODING, "gzip")
-            .basic_auth(user, Some(password));
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip");
+        self.send(request).await
+    }
+
+    /// Sends `request` with the credentials and waits for the response headers; no
+    /// answer in time, a failed connection, a refusal or an error status is the
+    /// attempt's error.
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, AttemptError> {
+        let t = &self.tuning;
+        let (user, password) = self.credentials.basic_auth();
+        let request = request.basic_auth(user, Some(password));
         let response = match tokio::time::timeout(t.timeout_first_byte, request.send()).await {
             Err(_) => {
                 return Err(retry(format!(

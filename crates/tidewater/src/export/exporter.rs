@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use jiff::civil::Date;
 
-use super::client::{Client, WindowRequest};
+use super::client::{check_api, Client, WindowRequest};
 use super::credentials::{region_base_url, Credentials};
 use super::feed::Downloads;
 use super::ledger::{Ledger, ManifestRequest, OutputLedger};
@@ -204,22 +204,14 @@ impl Exporter {
         if self.window_days == 0 {
             return Err(Error::config(Field::WindowDays, "must be at least 1"));
         }
-        self.tuning.validate()?;
-        if self.credentials.is_service_account() && self.options.project_id.is_none() {
-            return Err(Error::config(
-                Field::ProjectId,
-                "required with service-account credentials",
-            ));
-        }
-        let url = reqwest::Url::parse(&self.base_url)
-            .map_err(|e| Error::config(Field::BaseUrl, format!("{:?}: {e}", self.base_url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::config(
-                Field::BaseUrl,
-                "must be an http or https URL",
-            ));
-        }
-        self.options.validate()
+        let o = &self.options;
+        check_api(
+            &self.credentials,
+            o.project_id,
+            &self.base_url,
+            &self.tuning,
+        )?;
+        o.validate()
     }
 
     fn request_of(&self, w: &Window) -> ManifestRequest {

@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::client::{describe, refusal, retry, AttemptError, Client, Outcome};
+use super::client::{check_api, describe, retry, AttemptError, Client, Outcome};
 use super::credentials::Credentials;
 use super::pace::{Pacer, RateBudget};
 use super::summary::{ExportProgress, ExportSummary, WindowResult, WindowStatus};
@@ -239,25 +239,17 @@ impl PeopleExporter {
     }
 
     fn validate(&self) -> Result<crate::ValidOptions> {
-        self.tuning.validate()?;
         if self.page_size == 0 {
             return Err(Error::config(Field::PageSize, "must be at least 1"));
         }
-        if self.credentials.is_service_account() && self.options.project_id.is_none() {
-            return Err(Error::config(
-                Field::ProjectId,
-                "required with service-account credentials",
-            ));
-        }
-        let url = reqwest::Url::parse(&self.base_url)
-            .map_err(|e| Error::config(Field::BaseUrl, format!("{:?}: {e}", self.base_url)))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::config(
-                Field::BaseUrl,
-                "must be an http or https URL",
-            ));
-        }
-        self.options.validate()
+        let o = &self.options;
+        check_api(
+            &self.credentials,
+            o.project_id,
+            &self.base_url,
+            &self.tuning,
+        )?;
+        o.validate()
     }
 
     /// Reads every page into `spool`.
@@ -278,7 +270,7 @@ impl PeopleExporter {
             let outcome = client
                 .with_retries(&what, what.as_bytes(), || self.fetch_page(client, &request))
                 .await;
-            let (body, attempts) = match outcome {
+            let (parsed, attempts) = match outcome {
                 Outcome::Ready { verified, attempts } => (verified, attempts),
                 Outcome::Fatal { message, status } => {
                     return Err(Error::Export {
@@ -297,14 +289,8 @@ impl PeopleExporter {
                 }
             };
             read.attempts += attempts;
-            let parsed = parse_page(&body, page).map_err(|message| Error::Export {
-                window: what.clone(),
-                message,
-                status: None,
-            })?;
-            let results = parsed.results.unwrap_or_default();
-            for result in &results {
-                let text = result.get().as_bytes();
+            for range in &parsed.results {
+                let text = &parsed.body[range.clone()];
                 // A line per profile: a body printed over several lines has newlines
                 // only between tokens (JSON strings cannot hold them raw).
                 let written = if memchr::memchr2(b'\n', b'\r', text).is_some() {
@@ -317,17 +303,17 @@ impl PeopleExporter {
                     .map_err(|e| Error::output(spool, e))?;
                 read.bytes += text.len() as u64 + 1;
             }
-            read.profiles += results.len() as u64;
+            read.profiles += parsed.results.len() as u64;
             let page_size = parsed.page_size.unwrap_or(self.page_size as u64);
             tracing::info!(
                 page,
                 profiles = read.profiles,
                 "people page {page}: {} profiles ({} so far{})",
-                results.len(),
+                parsed.results.len(),
                 read.profiles,
                 parsed.total.map_or(String::new(), |t| format!(" of {t}"))
             );
-            if (results.len() as u64) < page_size || results.is_empty() {
+            if (parsed.results.len() as u64) < page_size || parsed.results.is_empty() {
                 break;
             }
             match parsed.session_id {
@@ -348,12 +334,12 @@ impl PeopleExporter {
         Ok(read)
     }
 
-    /// One attempt at one page: its whole body.
+    /// One attempt at one page: its whole body, parsed.
     async fn fetch_page(
         &self,
         client: &Client,
         request: &PageRequest,
-    ) -> std::result::Result<Vec<u8>, AttemptError> {
+    ) -> std::result::Result<ParsedPage, AttemptError> {
         let t = &client.tuning;
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("page", &request.page.to_string());
@@ -372,8 +358,7 @@ impl PeopleExporter {
         if let Some(p) = self.options.project_id {
             query.push(("project_id", p.to_string()));
         }
-        let (user, password) = client.credentials.basic_auth();
-        let sent = client
+        let post = client
             .http
             .post(&client.url)
             .query(&query)
@@ -381,38 +366,8 @@ impl PeopleExporter {
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
-            .basic_auth(user, Some(password))
-            .body(form.finish())
-            .send();
-        let redact = |text: String| client.credentials.redact(&text);
-        let response = match tokio::time::timeout(t.timeout_first_byte, sent).await {
-            Err(_) => {
-                return Err(retry(format!(
-                    "no response within {:?} (--timeout-first-byte)",
-                    t.timeout_first_byte
-                )))
-            }
-            Ok(Err(e)) => return Err(retry(redact(format!("request failed: {}", describe(&e))))),
-            Ok(Ok(r)) => r,
-        };
-        if !response.status().is_success() {
-            return Err(match refusal(response, t.stall_timeout).await {
-                AttemptError::Fatal { message, status } => AttemptError::Fatal {
-                    message: redact(message),
-                    status,
-                },
-                AttemptError::Retry {
-                    reason,
-                    retry_after,
-                    rate_limited,
-                } => AttemptError::Retry {
-                    reason: redact(reason),
-                    retry_after,
-                    rate_limited,
-                },
-                local => local,
-            });
-        }
+            .body(form.finish());
+        let response = client.send(post).await.map_err(|e| client.redacted(e))?;
         let mut stream = response.bytes_stream();
         let mut body = Vec::new();
         loop {
@@ -442,8 +397,7 @@ impl PeopleExporter {
             }
         }
         // A body that does not parse is retried like a cut connection.
-        parse_page(&body, request.page).map_err(retry)?;
-        Ok(body)
+        ParsedPage::parse(body, request.page).map_err(retry)
     }
 }
 
@@ -461,6 +415,39 @@ struct PagesRead {
     bytes: u64,
     /// Requests made, retries included.
     attempts: u32,
+}
+
+/// A page that parsed: its body and where each result's text is in it.
+struct ParsedPage {
+    body: Vec<u8>,
+    results: Vec<std::ops::Range<usize>>,
+    page_size: Option<u64>,
+    session_id: Option<String>,
+    total: Option<u64>,
+}
+
+impl ParsedPage {
+    fn parse(body: Vec<u8>, asked: u64) -> std::result::Result<ParsedPage, String> {
+        let page = parse_page(&body, asked)?;
+        let start = body.as_ptr() as usize;
+        let results = page
+            .results
+            .iter()
+            .flatten()
+            .map(|r| {
+                let at = r.get().as_ptr() as usize - start;
+                at..at + r.get().len()
+            })
+            .collect();
+        let (page_size, session_id, total) = (page.page_size, page.session_id, page.total);
+        Ok(ParsedPage {
+            body,
+            results,
+            page_size,
+            session_id,
+            total,
+        })
+    }
 }
 
 /// An Engage response (export-api §5). `results` keep their text as sent.
