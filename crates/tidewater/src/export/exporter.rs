@@ -20,7 +20,7 @@ use super::Tuning;
 use crate::block::EventFilter;
 use crate::error::{Error, Result};
 use crate::field::Field;
-use crate::options::{Format, Partition, RunOptions, SchemaMode};
+use crate::options::{DataSource, Format, Partition, RunOptions, SchemaMode};
 use crate::run::{execute_plan, Cancel, Destination, OutputRoot, OwnedWindows, Plan};
 use crate::store::Output;
 use crate::summary::{Progress, RunSummary};
@@ -205,6 +205,12 @@ impl Exporter {
             return Err(Error::config(Field::WindowDays, "must be at least 1"));
         }
         let o = &self.options;
+        if o.data_source == DataSource::People {
+            return Err(Error::config(
+                Field::DataSource,
+                "the export API serves events; export people with PeopleExporter",
+            ));
+        }
         check_api(
             &self.credentials,
             o.project_id,
