@@ -97,3 +97,34 @@ print("codecs ok")
     args.extend(roots.iter().map(String::as_str));
     python_ok(&args, "codecs ok");
 }
+
+/// pyarrow and DuckDB see the min/max statistics of number (DOUBLE) columns: the
+/// footer declares the column order they know (write::column_order), and a filter on a
+/// number skips row groups in pyarrow.
+#[test]
+fn number_statistics_are_seen_by_pyarrow_and_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generate(dir.path(), "3000", "1", "8");
+    let out = dir.path().join("out");
+    convert_quietly(dir.path(), &input, &out, &["--row-group-rows", "500"]);
+    let script = r#"
+import sys, glob, duckdb, pyarrow.parquet as pq, pyarrow.dataset as ds
+f = glob.glob(sys.argv[1] + "/mp_master_event/**/*.parquet", recursive=True)[0]
+meta = pq.ParquetFile(f).metadata
+doubles = [i for i in range(meta.num_columns) if meta.schema.column(i).physical_type == "DOUBLE"]
+assert doubles
+for g in range(meta.num_row_groups):
+    for i in doubles:
+        s = meta.row_group(g).column(i).statistics
+        assert s is not None and (s.has_min_max or s.num_values == 0), (g, i, s)
+col = meta.schema.column(doubles[0]).name
+cut = min(meta.row_group(g).column(doubles[0]).statistics.max for g in range(meta.num_row_groups)
+          if meta.row_group(g).column(doubles[0]).statistics.has_min_max)
+frags = list(ds.dataset(f, format="parquet").get_fragments())[0].split_by_row_group(ds.field(col) > cut)
+assert len(frags) < meta.num_row_groups, (len(frags), meta.num_row_groups)
+n = duckdb.sql(f"select count(*) from parquet_metadata('{f}') where path_in_schema = '{col}' and stats_max_value is not null").fetchall()[0][0]
+assert n > 0
+print("stats ok")
+"#;
+    python_ok(&["-c", script, out.to_str().unwrap()], "stats ok");
+}

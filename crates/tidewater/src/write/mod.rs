@@ -2,6 +2,7 @@
 //! turns a (table, window)'s spills into its final data file.
 
 mod chunk;
+mod column_order;
 pub(crate) mod json;
 pub(crate) mod parquet;
 

@@ -28,6 +28,7 @@ use crate::options::Compression;
 use crate::schema::registry::{ColumnInfo, ColumnType, Fixed};
 
 use super::chunk::{self, ColumnInput, ColumnValues};
+use super::column_order::TypeDefinedOrders;
 use super::Spill;
 
 /// Writer properties for a codec.
@@ -75,25 +76,30 @@ fn schema_of(columns: &[ColumnInfo], present: &[u32]) -> SchemaRef {
 /// calls for a 1M-event convert (strace).
 const FILE_BUFFER_BYTES: usize = 1 << 20;
 
+/// The file writer of our Parquet files: buffered, and declaring the column order
+/// every reader knows (see [`TypeDefinedOrders`]).
+type FileWriter<W> = SerializedFileWriter<BufWriter<TypeDefinedOrders<W>>>;
+
 fn writer_for<W: Write + Send>(
     out: W,
     schema: &SchemaRef,
     props: &WriterPropertiesPtr,
-) -> Result<SerializedFileWriter<BufWriter<W>>, ParquetError> {
+) -> Result<FileWriter<W>, ParquetError> {
     let parquet_schema = ArrowSchemaConverter::new().convert(schema)?;
+    let out = TypeDefinedOrders::new(out, parquet_schema.num_columns());
     let out = BufWriter::with_capacity(FILE_BUFFER_BYTES, out);
     SerializedFileWriter::new(out, parquet_schema.root_schema_ptr(), props.clone())
 }
 
 /// Writes the footer and flushes the file, so that write errors are reported rather
 /// than lost when the buffer is dropped.
-fn close_file<W: Write + Send>(
-    writer: SerializedFileWriter<BufWriter<W>>,
-) -> Result<(), ParquetError> {
+fn close_file<W: Write + Send>(writer: FileWriter<W>) -> Result<(), ParquetError> {
     writer
         .into_inner()?
         .into_inner()
-        .map_err(|e| ParquetError::External(Box::new(e.into_error())))?;
+        .map_err(|e| ParquetError::External(Box::new(e.into_error())))?
+        .finish()
+        .map_err(|e| ParquetError::External(Box::new(e)))?;
     Ok(())
 }
 
