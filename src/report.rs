@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use tidewater::export::ExportSummary;
-use tidewater::RunSummary;
+use tidewater::{Format, RunOptions, RunSummary, SchemaMode};
 
 /// Exit 1 naming the input when an input was incomplete (IN5).
 pub fn finish(summary: &RunSummary) -> anyhow::Result<ExitCode> {
@@ -11,12 +11,18 @@ pub fn finish(summary: &RunSummary) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn report(summary: &RunSummary, json: bool, quiet: bool) -> anyhow::Result<()> {
+pub fn report(
+    summary: &RunSummary,
+    options: &RunOptions,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(summary)?);
     }
     if !quiet {
         counts(summary);
+        next_steps(summary, options);
         for i in &summary.incomplete_inputs {
             eprintln!("tidewater: input {} is incomplete: {}", i.input, i.reason);
         }
@@ -50,14 +56,69 @@ fn counts(summary: &RunSummary) {
     }
 }
 
+/// Where the output went and how to read it: the tables this run wrote, and a DuckDB
+/// line that reads one of them whole.
+fn next_steps(summary: &RunSummary, options: &RunOptions) {
+    if summary.files_written == 0 {
+        return;
+    }
+    let root = options.root().display().to_string();
+    // Largest first: the example reads the table with the most rows.
+    let mut tables: Vec<(&str, u64)> = match options.schema {
+        SchemaMode::Raw => Vec::new(),
+        _ => summary
+            .rows_per_table
+            .iter()
+            .map(|(t, rows)| (t.as_str(), *rows))
+            .collect(),
+    };
+    tables.sort_by_key(|&(t, rows)| (std::cmp::Reverse(rows), t));
+    let tables: Vec<&str> = tables.into_iter().map(|(t, _)| t).collect();
+    let listed = match tables.len() {
+        0 => String::new(),
+        n if n <= 3 => format!(" ({})", tables.join(", ")),
+        n => format!(" ({}, … {} more)", tables[..3].join(", "), n - 3),
+    };
+    let count = match tables.len() {
+        0 => "raw export files".to_string(),
+        1 => "1 table".to_string(),
+        n => format!("{n} tables"),
+    };
+    let files = match summary.files_written {
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
+    };
+    eprintln!("tidewater: output in {root}: {count}{listed}, {files}");
+    let glob = match tables.first() {
+        Some(t) => format!("{root}/{t}/**/*"),
+        None => format!("{root}/**/*"),
+    };
+    let read = match (options.schema, options.format) {
+        // Raw lines keep case-variant property names, which DuckDB's struct detection
+        // refuses: the properties stay one JSON value.
+        (SchemaMode::Raw, _) => format!(
+            "read_json('{glob}.json.gz', columns = {{event: 'VARCHAR', properties: 'JSON'}})"
+        ),
+        (_, Format::Json) => format!("read_json('{glob}.json.gz', union_by_name = true)"),
+        (_, Format::Parquet) => format!("read_parquet('{glob}.parquet', union_by_name = true)"),
+    };
+    eprintln!("tidewater: read it with: duckdb -c \"SELECT count(*) FROM {read}\"");
+}
+
 /// The export summary: the run's, then the windows.
-pub fn report_export(summary: &ExportSummary, json: bool, quiet: bool) -> anyhow::Result<()> {
+pub fn report_export(
+    summary: &ExportSummary,
+    options: &RunOptions,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(summary)?);
     }
     if !quiet {
         // Failed windows were reported as they failed, and the exit message names them.
         counts(&summary.run);
+        next_steps(&summary.run, options);
         eprintln!(
             "tidewater: {} windows skipped (already committed), {} requests, {:.1} MB received (compressed), {} retries, {:.1}s waiting on rate limits",
             summary.windows_skipped,

@@ -24,12 +24,13 @@ pub struct ConvertArgs {
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(args.output.quiet);
+    let options = args.output.to_options(args.out.clone());
     let converter = Converter::new(&args.out)
         .inputs(args.inputs.clone())
-        .with_options(args.output.to_options(args.out.clone()));
+        .with_options(options.clone());
     let summary = run_with_progress(Meter::convert(&converter), args.output.quiet, || {
         converter.run()
     })?;
-    report(&summary, args.output.json, args.output.quiet)?;
+    report(&summary, &options, args.output.json, args.output.quiet)?;
     finish(&summary)
 }

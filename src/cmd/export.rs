@@ -164,14 +164,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             url.to_string()
         });
         let exporter = PeopleExporter::new(&args.out, credentials)
-            .with_options(options)
+            .with_options(options.clone())
             .base_url(base_url)
             .page_size(args.page_size)
             .output_properties(args.output_properties.clone())
             .tuning(args.tuning(true));
         let meter = Meter::Export(exporter.progress(), exporter.export_progress());
         let result = run_with_progress(meter, args.output.quiet, || exporter.run());
-        return finish(result, &args);
+        return finish(result, &options, &args);
     };
     let base_url = match &args.base_url {
         Some(u) => u.clone(),
@@ -180,7 +180,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .to_string(),
     };
     let exporter = Exporter::new(&args.out, credentials, &from, &to)?
-        .with_options(options)
+        .with_options(options.clone())
         .base_url(base_url)
         .window_days(args.window_days)
         .filter_locally(args.filter_locally)
@@ -189,24 +189,25 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let result = run_with_progress(Meter::export(&exporter), args.output.quiet, || {
         exporter.run()
     });
-    finish(result, &args)
+    finish(result, &options, &args)
 }
 
 /// Reports the run and turns what went wrong into the exit status.
 fn finish(
     result: tidewater::Result<tidewater::export::ExportSummary>,
+    options: &tidewater::RunOptions,
     args: &ExportArgs,
 ) -> anyhow::Result<ExitCode> {
     let summary = match result {
         Ok(summary) => summary,
         // Stopped part-way: the summary of what was done, then the cause.
         Err(tidewater::Error::ExportStopped { source, summary }) => {
-            report_export(&summary, args.output.json, args.output.quiet)?;
+            report_export(&summary, options, args.output.json, args.output.quiet)?;
             return Err((*source).into());
         }
         Err(e) => return Err(e.into()),
     };
-    report_export(&summary, args.output.json, args.output.quiet)?;
+    report_export(&summary, options, args.output.json, args.output.quiet)?;
     summary.check()?;
     Ok(ExitCode::SUCCESS)
 }

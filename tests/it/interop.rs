@@ -128,3 +128,36 @@ print("stats ok")
 "#;
     python_ok(&["-c", script, out.to_str().unwrap()], "stats ok");
 }
+
+/// The summary names where the output went and a DuckDB line that reads a table of it
+/// whole; that line runs and counts the table's rows, in every schema mode and format.
+#[test]
+fn the_summary_says_how_to_read_the_output_and_duckdb_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixtures().join("events-sample.jsonl.gz");
+    for (name, extra, rows) in [
+        ("mono", &["--schema", "monoschema"][..], 2000),
+        ("multi", &["--schema", "multischema"][..], 425),
+        ("json", &["--format", "json"][..], 2000),
+        ("raw", &["--schema", "raw"][..], 2000),
+    ] {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "convert",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (_, stderr) = tidewater_ok(dir.path(), &args, 0);
+        let root = out.display().to_string();
+        assert!(stderr.contains(&format!("output in {root}:")), "{stderr}");
+        let sql = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("tidewater: read it with: duckdb -c \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("no DuckDB line: {stderr}"));
+        let script = format!("import duckdb; print('rows', duckdb.sql({sql:?}).fetchall()[0][0])");
+        python_ok(&["-c", &script], &format!("rows {rows}"));
+    }
+}
