@@ -150,3 +150,130 @@ fn options_are_validated_once_and_errors_name_the_field() {
     let valid = tidewater::RunOptions::default().validate().unwrap();
     assert!(valid.threads >= 1);
 }
+
+/// A generated file of `events` events over two days.
+fn generated(dir: &std::path::Path, events: u64) -> std::path::PathBuf {
+    let path = dir.join("gen.jsonl");
+    let config = tidewater::synth::GenConfig {
+        events,
+        days: 2,
+        seed: 3,
+        start: jiff::civil::date(2024, 1, 1),
+    };
+    tidewater::synth::generate_file(&config, &path).unwrap();
+    path
+}
+
+fn small_batches(dir: &std::path::Path, input: &std::path::Path) -> Converter {
+    Converter::new(dir.join("out"))
+        .input(input)
+        .schema(SchemaMode::Multischema)
+        .row_group_rows(200)
+        .block_bytes(16 << 10)
+        .memory_limit(64 << 20)
+        .threads(2)
+}
+
+#[test]
+fn the_batch_iterator_gives_what_the_callback_gives_with_schemas_that_only_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 6000);
+    let mut pushed = Vec::new();
+    small_batches(dir.path(), &input)
+        .run_batches(|b| {
+            pushed.push(b);
+            Ok(())
+        })
+        .unwrap();
+    let mut batches = small_batches(dir.path(), &input).batches(2).unwrap();
+    let pulled: Vec<_> = batches.by_ref().map(Result::unwrap).collect();
+    assert_eq!(batches.summary().unwrap().events_kept, 6000);
+    assert_eq!(pulled.len(), pushed.len());
+    let mut schemas: std::collections::HashMap<String, arrow::datatypes::SchemaRef> =
+        Default::default();
+    for (a, b) in pulled.iter().zip(&pushed) {
+        assert_eq!(
+            (&a.table, a.window, &a.batch),
+            (&b.table, b.window, &b.batch)
+        );
+        // The batch's columns are the table's, in its order and with its types.
+        let table = &a.table_schema;
+        let mut at = 0;
+        for field in a.batch.schema().fields() {
+            let (i, f) = table
+                .column_with_name(field.name())
+                .expect("a column of the table");
+            assert!(i >= at && f == field.as_ref(), "{}", field.name());
+            at = i;
+        }
+        // A table's schema only gains columns at the end.
+        if let Some(before) = schemas.get(&a.table) {
+            assert_eq!(table.fields()[..before.fields().len()], before.fields()[..]);
+        }
+        schemas.insert(a.table.clone(), table.clone());
+    }
+}
+
+#[test]
+fn the_batch_iterator_waits_for_a_busy_caller_and_a_drop_cancels_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 20_000);
+    let total = std::fs::metadata(&input).unwrap().len();
+    let converter = small_batches(dir.path(), &input);
+    let progress = converter.progress();
+    let mut batches = converter.batches(2).unwrap();
+    batches.next().unwrap().unwrap();
+    // The caller is busy: the run fills its queue and its blocks in flight, then
+    // waits, having read a part of the input only.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let read = || {
+        progress
+            .decompressed_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let stalled = read();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(read(), stalled, "the run waits for the caller");
+    assert!(stalled < total / 2, "{stalled} of {total} bytes read ahead");
+    let started = std::time::Instant::now();
+    drop(batches);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(read() < total, "cancelled before the end");
+    // Nothing of the run is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers
+            .iter()
+            .all(|n| !n.to_string_lossy().starts_with(".tidewater-staging")),
+        "{leftovers:?}"
+    );
+}
+
+#[test]
+fn the_batch_stream_serves_async_callers() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = generated(dir.path(), 3000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows = runtime.block_on(async {
+        let mut stream = small_batches(dir.path(), &input).batch_stream(2).unwrap();
+        let mut rows = 0;
+        while let Some(batch) = stream.next().await {
+            rows += batch.unwrap().batch.num_rows();
+        }
+        assert_eq!(stream.summary().unwrap().events_kept, 3000);
+        rows
+    });
+    assert_eq!(rows, 3000);
+    // Dropped part-way, the stream cancels its run.
+    let first = runtime.block_on(async {
+        let mut stream = small_batches(dir.path(), &input).batch_stream(1).unwrap();
+        stream.next().await.unwrap().unwrap().batch.num_rows()
+    });
+    assert!(first > 0);
+}

@@ -48,7 +48,7 @@ pub use options::{
     Compression, DataSource, Format, Layout, OnWhereError, Partition, RunOptions, SchemaMode,
     WriteMode,
 };
-pub use run::{Cancel, Converter, InputReport, TableBatch};
+pub use run::{BatchStream, Batches, Cancel, Converter, InputReport, TableBatch};
 pub use store::{redact_store_error, ObjectTarget, RootLock};
 pub use summary::{peak_rss_bytes, Progress, RunSummary};
 pub use validate::ValidOptions;

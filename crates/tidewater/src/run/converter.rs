@@ -7,6 +7,7 @@ use arrow::array::RecordBatch;
 
 use super::driver::execute_plan;
 use super::plan::{Destination, OutputRoot, Plan};
+use super::pull::{BatchStream, Batches};
 use super::reader::LocalFeed;
 use super::Cancel;
 use crate::error::{Error, Result};
@@ -20,6 +21,14 @@ use crate::validate::ValidOptions;
 use crate::window::WindowKey;
 
 /// A batch of rows of one table in one window, for callers that do their own writing.
+///
+/// How schemas evolve: a table's columns are created in first-seen order and never
+/// renamed, retyped or removed (output-format T4, T6). `table_schema` is every column
+/// the table has when the batch is delivered; the next batch's `table_schema` is the
+/// same or the same with columns appended. `batch` holds the fixed columns and those
+/// property columns with a value in it, in the order of `table_schema`, each with the
+/// type it has there: a caller that wants every batch in one schema fills the missing
+/// columns with nulls (arrow's `new_null_array`).
 #[derive(Debug, Clone)]
 pub struct TableBatch {
     /// Final table name (`mp_master_event` in monoschema).
@@ -28,6 +37,8 @@ pub struct TableBatch {
     pub event: Option<String>,
     /// The window.
     pub window: WindowKey,
+    /// The table's columns so far, in column order.
+    pub table_schema: arrow::datatypes::SchemaRef,
     /// The rows: fixed columns, then the property columns that have a value in this
     /// batch, in column order.
     pub batch: RecordBatch,
@@ -250,6 +261,40 @@ impl Converter {
     ) -> Result<RunSummary> {
         let (valid, plan) = self.plan()?;
         self.execute(valid, plan, Destination::Batches(&mut sink))
+    }
+
+    /// Runs the conversion on a thread of its own and returns its batches as an
+    /// iterator, in the order [`Converter::run_batches`] gives them. The run goes at
+    /// most `ahead` batches ahead of the caller and waits while the caller is busy;
+    /// dropping the iterator cancels the run and waits until it has stopped. A run that
+    /// fails gives its error as the last item.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let input = dir.path().join("in.jsonl");
+    /// # std::fs::write(&input, r#"{"event":"A","properties":{"time":1700000000,"x":1}}"#)?;
+    /// let mut batches = tidewater::Converter::new(dir.path().join("out"))
+    ///     .input(&input)
+    ///     .batches(4)?;
+    /// let mut rows = 0;
+    /// for batch in batches.by_ref() {
+    ///     let batch = batch?;
+    ///     assert_eq!(batch.batch.schema().field(0).name(), "time");
+    ///     rows += batch.batch.num_rows();
+    /// }
+    /// assert_eq!(rows, 1);
+    /// assert_eq!(batches.summary().unwrap().events_kept, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn batches(self, ahead: usize) -> Result<Batches> {
+        Batches::start(self, ahead)
+    }
+
+    /// [`Converter::batches`] as a `futures::Stream`, for async callers: the run stays
+    /// on a thread of its own, so the executor is never blocked; dropping the stream
+    /// cancels the run (it stops at its next batch or block).
+    pub fn batch_stream(self, ahead: usize) -> Result<BatchStream> {
+        BatchStream::start(self, ahead)
     }
 
     /// Cancels the run from another thread: `cancel.cancel()` makes the run stop

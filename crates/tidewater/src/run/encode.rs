@@ -86,6 +86,7 @@ impl<'a, 'd> Sink<'a, 'd> {
                     table: group.table_name,
                     event: group.event,
                     window: group.window,
+                    table_schema: crate::write::parquet::table_schema(&group.columns),
                     batch,
                 };
                 if let Err(e) = sink(table) {

@@ -20,6 +20,7 @@ mod counts;
 mod driver;
 mod encode;
 mod plan;
+mod pull;
 mod reader;
 mod warnings;
 
@@ -28,4 +29,5 @@ pub use converter::{Converter, TableBatch};
 pub(crate) use driver::execute_plan;
 pub use plan::InputReport;
 pub(crate) use plan::{Destination, OutputRoot, OwnedWindows, Plan, WindowOwner};
+pub use pull::{BatchStream, Batches};
 pub(crate) use reader::{Feed, LocalFeed, Opened};

@@ -128,6 +128,11 @@ fn present_columns(group: &RowGroup, fixed: Fixed) -> Vec<u32> {
     present
 }
 
+/// A table's Arrow schema: every column it has (so far), in column order.
+pub fn table_schema(columns: &[ColumnInfo]) -> SchemaRef {
+    Arc::new(Schema::new(columns.iter().map(field).collect::<Vec<_>>()))
+}
+
 /// A row group as one Arrow batch (for the streaming API).
 pub fn record_batch(
     group: &RowGroup,
