@@ -18,6 +18,8 @@
 //! # Ok::<(), tidewater::Error>(())
 //! ```
 
+#![deny(missing_docs)]
+
 mod block;
 mod columns;
 mod error;

@@ -75,16 +75,26 @@ impl Ledger for OutputLedger {
 /// for the same (XC4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestRequest {
+    /// First day asked for, `YYYY-MM-DD`.
     pub from_date: String,
+    /// Last day asked for.
     pub to_date: String,
+    /// The event whitelist.
     pub events: Vec<String>,
+    /// The `where` expression.
     #[serde(rename = "where")]
     pub where_expr: Option<String>,
+    /// Whether Tidewater filtered instead of the server.
     pub filter_locally: bool,
+    /// Schema mode (`raw`, `monoschema`, `multischema`).
     pub schema: String,
+    /// Output format (`parquet`, `json`).
     pub format: String,
+    /// Time zone of the windows.
     pub tz: String,
+    /// Window size (`daily`, `hourly`).
     pub partition: String,
+    /// Whether JSON output writes `time` in milliseconds.
     pub time_in_ms: bool,
     /// The part of the days kept (`T05`: one hour), when not all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,21 +104,34 @@ pub struct ManifestRequest {
 /// What is recorded of a committed window.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Format version of the manifest.
     pub version: u32,
+    /// The request the window was committed for.
     pub request: ManifestRequest,
+    /// Requests made for the window.
     pub attempts: u32,
+    /// Bytes received, as sent.
     pub bytes_received: u64,
+    /// Decompressed bytes of the body.
     pub bytes: u64,
+    /// SHA-256 of the decompressed body, hex.
     pub sha256: String,
+    /// Whether the body came gzip.
     pub gzip: bool,
+    /// Lines in the body.
     pub lines: u64,
+    /// Events kept.
     pub events_kept: u64,
+    /// Events the filter dropped.
     pub events_filtered: u64,
+    /// Lines rejected.
     pub rejects: u64,
+    /// Data files written.
     pub files_written: u64,
     /// The window folders committed, below the output root (version 2 on).
     #[serde(default)]
     pub folders: Vec<String>,
+    /// When the window was committed (RFC 3339).
     pub committed_at: String,
 }
 

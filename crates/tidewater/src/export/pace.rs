@@ -61,6 +61,7 @@ pub struct Pacer {
 }
 
 impl Pacer {
+    /// A pacer of at most `n` requests in any period `d`, for each `(n, d)`.
     pub fn new(limits: Vec<(u32, Duration)>) -> Self {
         Pacer {
             limits,
