@@ -1,4 +1,4 @@
-//! The parts of Tidewater's pipeline service (`../shared/specs/pipelines-api.md`) that
+//! The parts of Tidewater's pipeline service (the README's `tidewater serve`) that
 //! stand on their own: the state store with its versioned migrations (P41), the window
 //! ledger of each pipeline (P10, P19), the rate budget of each project, persisted so
 //! that a restart does not reset it (P12), and the schedule that says which windows are

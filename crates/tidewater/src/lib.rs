@@ -1,6 +1,6 @@
 //! Tidewater: streams Mixpanel-format event exports into partitioned Parquet or JSON.
 //!
-//! The engine's stages, in the order data flows through them (`../shared/DESIGN.md`):
+//! The engine's stages, in the order data flows through them:
 //! `input` (open, gunzip, frame blocks of whole lines) → `block` (parse, filter and shape
 //! one block on a rayon worker) → `merge` (names and types in input order, against the
 //! `schema` registry) → `write` (Parquet, JSON, raw encoders) → `store` (stage and commit

@@ -1,4 +1,4 @@
-//! The Mixpanel `where` language (`../shared/specs/where-language.md`): lexer → parser →
+//! The Mixpanel `where` language (`docs/where.md` in the repository): lexer → parser →
 //! syntax tree → compiler → bytecode → VM.
 //!
 //! ```
