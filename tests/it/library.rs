@@ -277,3 +277,44 @@ fn the_batch_stream_serves_async_callers() {
     });
     assert!(first > 0);
 }
+
+#[test]
+fn inputs_from_memory_and_readers_keep_their_order_and_names() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let line = |n: u32| format!(r#"{{"event":"E","properties":{{"time":1704067200,"n":{n}}}}}"#);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    writeln!(gz, "{}\nnot json", line(2)).unwrap();
+    let gzip = gz.finish().unwrap();
+    let file = dir.path().join("three.jsonl");
+    std::fs::write(&file, line(3)).unwrap();
+    let converter = Converter::new(dir.path().join("out"))
+        .input_bytes("first", line(1).into_bytes())
+        .input_reader("second", std::io::Cursor::new(gzip))
+        .input(&file)
+        .threads(1);
+    let mut seen = Vec::new();
+    let summary = converter
+        .run_batches(|b| {
+            let n = b.batch.column_by_name("n").unwrap();
+            let n = n
+                .as_any()
+                .downcast_ref::<arrow::array::Float64Array>()
+                .unwrap();
+            seen.extend(n.iter().flatten());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, [1.0, 2.0, 3.0], "input order");
+    let rejects = std::fs::read_to_string(summary.rejects_file.as_deref().unwrap()).unwrap();
+    assert!(
+        rejects.contains(r#""source":"second","line":2"#),
+        "{rejects}"
+    );
+    // A reader is read once.
+    let err = converter.run_batches(|_| Ok(())).unwrap_err().to_string();
+    assert!(
+        err.contains("second") && err.contains("read by an earlier run"),
+        "{err}"
+    );
+}

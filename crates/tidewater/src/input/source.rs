@@ -17,7 +17,53 @@ pub enum Input {
     Path(PathBuf),
     /// Standard input (`-`).
     Stdin,
+    /// Bytes in memory (plain or gzip), under a name for messages and rejects.
+    Memory {
+        /// The input's name in messages and the rejects file.
+        name: String,
+        /// Its bytes.
+        data: bytes::Bytes,
+    },
+    /// A reader (plain or gzip), read once, under a name for messages and rejects.
+    Reader(SharedReader),
 }
+
+/// A reader that an [`Input`] reads once: cloning shares it, and a second run finds it
+/// taken.
+#[derive(Clone)]
+pub struct SharedReader {
+    name: String,
+    reader: Arc<std::sync::Mutex<Option<Box<dyn Read + Send>>>>,
+}
+
+impl SharedReader {
+    /// `reader` under `name`.
+    pub fn new(name: impl Into<String>, reader: impl Read + Send + 'static) -> Self {
+        SharedReader {
+            name: name.into(),
+            reader: Arc::new(std::sync::Mutex::new(Some(Box::new(reader)))),
+        }
+    }
+
+    fn take(&self) -> Option<Box<dyn Read + Send>> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl std::fmt::Debug for SharedReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedReader({:?})", self.name)
+    }
+}
+
+impl PartialEq for SharedReader {
+    /// The same reader.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.reader, &other.reader)
+    }
+}
+
+impl Eq for SharedReader {}
 
 impl Input {
     /// The input as the user gave it, for messages and the rejects file (M2).
@@ -25,14 +71,17 @@ impl Input {
         match self {
             Input::Path(p) => p.display().to_string(),
             Input::Stdin => "-".to_string(),
+            Input::Memory { name, .. } => name.clone(),
+            Input::Reader(r) => r.name.clone(),
         }
     }
 
-    /// Size in bytes on disk, when known (for progress).
+    /// Size in bytes, when known (for progress).
     pub fn size(&self) -> Option<u64> {
         match self {
             Input::Path(p) => std::fs::metadata(p).ok().map(|m| m.len()),
-            Input::Stdin => None,
+            Input::Memory { data, .. } => Some(data.len() as u64),
+            Input::Stdin | Input::Reader(_) => None,
         }
     }
 }
@@ -127,6 +176,11 @@ pub fn open(input: &Input, raw_bytes: Arc<AtomicU64>) -> Result<OpenedInput> {
     let inner: Box<dyn Read + Send> = match input {
         Input::Path(p) => Box::new(open_file(p)?),
         Input::Stdin => Box::new(io::stdin()),
+        Input::Memory { data, .. } => Box::new(io::Cursor::new(data.clone())),
+        Input::Reader(r) => r.take().ok_or_else(|| Error::InputUnreadable {
+            input: input.name(),
+            source: io::Error::other("this reader was read by an earlier run; give a new one"),
+        })?,
     };
     let counted = CountingReader {
         inner,
@@ -169,7 +223,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Input::Path(p) => p.file_name().unwrap().to_string_lossy().into_owned(),
-                Input::Stdin => "-".into(),
+                other => other.name(),
             })
             .collect();
         assert_eq!(names, ["C.ndjson", "a.jsonl.gz", "b.json"]);

@@ -44,6 +44,14 @@ pub struct TableBatch {
     pub batch: RecordBatch,
 }
 
+/// An input as the caller gave it: a path (a folder expands to its files), or an input
+/// that needs no expanding.
+#[derive(Debug, Clone)]
+enum Given {
+    Path(PathBuf),
+    Input(Input),
+}
+
 /// Builds and runs a conversion from local event files.
 ///
 /// ```no_run
@@ -60,7 +68,7 @@ pub struct TableBatch {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Converter {
-    inputs: Vec<PathBuf>,
+    inputs: Vec<Given>,
     options: RunOptions,
     progress: Arc<Progress>,
     cancel: Cancel,
@@ -90,13 +98,51 @@ impl Converter {
 
     /// Adds an input: a file (plain or gzip), a directory, or `-` for stdin.
     pub fn input(mut self, path: impl Into<PathBuf>) -> Self {
-        self.inputs.push(path.into());
+        self.inputs.push(Given::Path(path.into()));
         self
     }
 
     /// Adds several inputs.
     pub fn inputs<P: Into<PathBuf>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
-        self.inputs.extend(paths.into_iter().map(Into::into));
+        self.inputs
+            .extend(paths.into_iter().map(|p| Given::Path(p.into())));
+        self
+    }
+
+    /// Adds an input held in memory (plain or gzip JSONL), named `name` in messages
+    /// and the rejects file.
+    ///
+    /// ```
+    /// let lines = br#"{"event":"A","properties":{"time":1700000000,"x":1}}"#;
+    /// let mut rows = 0;
+    /// tidewater::Converter::new("unused")
+    ///     .input_bytes("inline", &lines[..])
+    ///     .run_batches(|b| {
+    ///         rows += b.batch.num_rows();
+    ///         Ok(())
+    ///     })?;
+    /// assert_eq!(rows, 1);
+    /// # Ok::<(), tidewater::Error>(())
+    /// ```
+    pub fn input_bytes(mut self, name: impl Into<String>, data: impl Into<bytes::Bytes>) -> Self {
+        let input = Input::Memory {
+            name: name.into(),
+            data: data.into(),
+        };
+        self.inputs.push(Given::Input(input));
+        self
+    }
+
+    /// Adds an input read from `reader` (plain or gzip JSONL: a socket, a decoder, a
+    /// pipe), named `name` in messages and the rejects file. A reader is read once: a
+    /// second run of this converter finds it taken and fails naming it.
+    pub fn input_reader(
+        mut self,
+        name: impl Into<String>,
+        reader: impl std::io::Read + Send + 'static,
+    ) -> Self {
+        let input = Input::Reader(source::SharedReader::new(name, reader));
+        self.inputs.push(Given::Input(input));
         self
     }
 
@@ -319,7 +365,13 @@ impl Converter {
                 "no input given; pass files, directories or - for stdin",
             ));
         }
-        let inputs = source::expand_inputs(&self.inputs)?;
+        let mut inputs = Vec::new();
+        for given in &self.inputs {
+            match given {
+                Given::Path(p) => inputs.extend(source::expand_inputs(std::slice::from_ref(p))?),
+                Given::Input(input) => inputs.push(input.clone()),
+            }
+        }
         let valid = self.options.validate()?;
         let plan = Plan {
             names: inputs.iter().map(Input::name).collect(),
