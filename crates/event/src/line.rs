@@ -362,12 +362,7 @@ fn validate<'i>(
     entries: &mut Vec<(usize, usize)>,
     scratch: &mut EntryScratch,
 ) -> Result<Fields<'i>, RejectReason> {
-    if nodes.len() > MAX_DEPTH && max_depth(nodes) > MAX_DEPTH {
-        return Err(RejectReason::TooDeep);
-    }
-    let Node::Object { len, .. } = nodes[0] else {
-        return Err(RejectReason::NotAnObject);
-    };
+    let len = top_level_object(nodes)?;
     let mut name = None;
     let mut properties = None;
     let mut i = 1;
@@ -450,6 +445,18 @@ struct Fields<'i> {
     properties_node: usize,
 }
 
+/// The number of keys of the line's top-level object, unless the line nests too deep
+/// or is not an object.
+fn top_level_object(nodes: &[Node<'_>]) -> Result<usize, RejectReason> {
+    if nodes.len() > MAX_DEPTH && max_depth(nodes) > MAX_DEPTH {
+        return Err(RejectReason::TooDeep);
+    }
+    match nodes[0] {
+        Node::Object { len, .. } => Ok(len),
+        _ => Err(RejectReason::NotAnObject),
+    }
+}
+
 /// [`validate`] for a profile line: `$distinct_id` (required, not null) and the
 /// `$properties` object, whose entries all stay properties (a profile property named
 /// `time` or `distinct_id` is an ordinary property). Other keys, such as the
@@ -462,12 +469,7 @@ fn validate_profile<'i>(
     entries: &mut Vec<(usize, usize)>,
     scratch: &mut EntryScratch,
 ) -> Result<Fields<'i>, RejectReason> {
-    if nodes.len() > MAX_DEPTH && max_depth(nodes) > MAX_DEPTH {
-        return Err(RejectReason::TooDeep);
-    }
-    let Node::Object { len, .. } = nodes[0] else {
-        return Err(RejectReason::NotAnObject);
-    };
+    let len = top_level_object(nodes)?;
     let (mut distinct_id, mut properties) = (None, None);
     let mut i = 1;
     for _ in 0..len {

@@ -42,6 +42,36 @@ fn spawn(
         .map_err(|e| Error::resource("the conversion thread", e))
 }
 
+/// The next item of a run's batches from what its thread sent (`None`: the thread is
+/// gone without a word): a batch, or the end, which keeps the summary of a run that
+/// succeeded and gives the error of one that failed.
+fn next_of(
+    item: Option<Item>,
+    ended: &mut bool,
+    summary: &mut Option<RunSummary>,
+) -> Option<Result<TableBatch>> {
+    match item {
+        Some(Item::Batch(batch)) => Some(Ok(batch)),
+        Some(Item::End(result)) => {
+            *ended = true;
+            match result {
+                Ok(done) => {
+                    *summary = Some(done);
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            }
+        }
+        None => {
+            *ended = true;
+            Some(Err(Error::resource(
+                "the conversion thread",
+                "it ended without a result",
+            )))
+        }
+    }
+}
+
 /// The batches of a run, as an iterator (see [`Converter::batches`]). The run's error,
 /// if it fails, is the last item; after the last item, [`Batches::summary`] holds the
 /// run's summary.
@@ -79,26 +109,8 @@ impl Iterator for Batches {
 
     fn next(&mut self) -> Option<Result<TableBatch>> {
         let rx = self.rx.as_ref().filter(|_| !self.ended)?;
-        match rx.recv() {
-            Ok(Item::Batch(batch)) => Some(Ok(batch)),
-            Ok(Item::End(result)) => {
-                self.ended = true;
-                match result {
-                    Ok(summary) => {
-                        self.summary = Some(summary);
-                        None
-                    }
-                    Err(e) => Some(Err(e)),
-                }
-            }
-            Err(_) => {
-                self.ended = true;
-                Some(Err(Error::resource(
-                    "the conversion thread",
-                    "it ended without a result",
-                )))
-            }
-        }
+        let item = rx.recv().ok();
+        next_of(item, &mut self.ended, &mut self.summary)
     }
 }
 
@@ -151,27 +163,10 @@ impl futures_util::Stream for BatchStream {
         if self.ended {
             return Poll::Ready(None);
         }
-        match self.rx.poll_recv(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Item::Batch(batch))) => Poll::Ready(Some(Ok(batch))),
-            Poll::Ready(Some(Item::End(result))) => {
-                self.ended = true;
-                match result {
-                    Ok(summary) => {
-                        self.summary = Some(summary);
-                        Poll::Ready(None)
-                    }
-                    Err(e) => Poll::Ready(Some(Err(e))),
-                }
-            }
-            Poll::Ready(None) => {
-                self.ended = true;
-                Poll::Ready(Some(Err(Error::resource(
-                    "the conversion thread",
-                    "it ended without a result",
-                ))))
-            }
-        }
+        let this = &mut *self;
+        this.rx
+            .poll_recv(cx)
+            .map(|item| next_of(item, &mut this.ended, &mut this.summary))
     }
 }
 
