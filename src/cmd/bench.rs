@@ -62,6 +62,15 @@ fn bench_event_count(args: &mut BenchArgs) -> anyhow::Result<u64> {
 }
 
 pub fn run(mut args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let people = args.output.data_source == crate::args::DataSourceArg::People;
+    if people && (args.inputs.is_empty() || matches!(args.source, BenchSource::Http)) {
+        return Err(usage(
+            "invalid option --data-source: bench generates and serves events; to measure \
+             people, give a profiles file (tidewater gen --profiles N) as INPUT, or run \
+             benches/people_figures.sh"
+                .into(),
+        ));
+    }
     if !args.inputs.is_empty() && (args.gen_events.is_some() || args.days.is_some()) {
         return Err(usage(
             "--gen-events and --days describe generated data; leave them out when giving INPUTs"
