@@ -161,3 +161,62 @@ fn the_summary_says_how_to_read_the_output_and_duckdb_runs_it() {
         python_ok(&["-c", &script], &format!("rows {rows}"));
     }
 }
+
+/// The documented one-call reads (docs/read_tables.py) give every row and every column
+/// of every table, with the mapping file's types, in DuckDB, Polars and pyarrow, for
+/// monoschema, multischema and people output.
+#[test]
+fn every_table_reads_whole_in_one_call_in_duckdb_polars_and_pyarrow() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(dir.path(), "6000", "3", "21");
+    let people = dir.path().join("people.jsonl");
+    let config = tidewater::synth::ProfileConfig {
+        profiles: 800,
+        seed: 2,
+    };
+    tidewater::synth::generate_profiles_file(&config, &people).unwrap();
+    let script = r#"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import read_tables as rt
+root, summary = sys.argv[2], json.loads(sys.argv[3])
+for table, rows in summary["rows_per_table"].items():
+    cols = rt.columns(root, table)
+    d = rt.duckdb_table(root, table)
+    p = rt.polars_table(root, table).collect()
+    a = rt.pyarrow_table(root, table)
+    got = {"duckdb": (len(d.fetchall()), len(d.columns)), "polars": p.shape, "pyarrow": (a.num_rows, a.num_columns)}
+    for reader, shape in got.items():
+        assert shape == (rows, len(cols)), (table, reader, shape, rows, len(cols))
+    assert list(p.columns) == [c for c, _ in cols] == a.column_names, table
+print("tables ok", len(summary["rows_per_table"]))
+"#;
+    let docs = fixtures().join("../docs");
+    for (name, input, extra) in [
+        ("mono", &events, &["--row-group-rows", "700"][..]),
+        ("multi", &events, &["--schema", "multischema"][..]),
+        ("people", &people, &["--data-source", "people"][..]),
+    ] {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "convert",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        let (summary, _) = tidewater_ok(dir.path(), &args, 0);
+        python_ok(
+            &[
+                "-c",
+                script,
+                docs.to_str().unwrap(),
+                out.to_str().unwrap(),
+                summary.trim(),
+            ],
+            "tables ok",
+        );
+    }
+}
