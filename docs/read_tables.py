@@ -1,5 +1,5 @@
-"""Read a Tidewater table in one call, with every column it has, in DuckDB, Polars or
-pyarrow.
+"""Read a Tidewater table in one call, with every column it has, in DuckDB, Polars,
+pyarrow or Spark.
 
 A table's files hold only the columns with values in them (so a day without a property
 has no column for it), and a reader that takes the schema of the first file it opens
@@ -11,10 +11,7 @@ it to the readers that need it.
     rt.duckdb_table("warehouse", "mp_master_event")      # a DuckDB relation
     rt.polars_table("warehouse", "mp_master_event")      # a Polars LazyFrame
     rt.pyarrow_table("warehouse", "mp_master_event")     # a pyarrow Table
-
-Spark reads a table with `spark.read.option("mergeSchema", "true")
-.option("recursiveFileLookup", "true").option("pathGlobFilter", "*.parquet")
-.parquet(f"{root}/{table}")` (the filter keeps the `complete` markers and manifests out).
+    rt.spark_table(spark, "warehouse", "mp_master_event")  # a Spark DataFrame
 """
 
 import json
@@ -81,3 +78,15 @@ def pyarrow_table(root, table):
         ignore_prefixes=[".", "_", "complete", "manifest.json"],
     )
     return dataset.to_table()
+
+
+def spark_table(spark, root, table):
+    """Spark merges the files' schemas itself; the filter keeps the `complete` markers
+    and manifests out, and the lookup walks the date folders (which are not hive
+    partitions in the default layout)."""
+    return (
+        spark.read.option("mergeSchema", "true")
+        .option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", "*.parquet")
+        .parquet(os.path.join(root, table))
+    )

@@ -163,10 +163,11 @@ fn the_summary_says_how_to_read_the_output_and_duckdb_runs_it() {
 }
 
 /// The documented one-call reads (docs/read_tables.py) give every row and every column
-/// of every table, with the mapping file's types, in DuckDB, Polars and pyarrow, for
-/// monoschema, multischema and people output.
+/// of every table, with the mapping file's types, in DuckDB, Polars, pyarrow and Spark
+/// (pyspark on the machine's JRE, which `.ci/run` installs), for monoschema,
+/// multischema and people output.
 #[test]
-fn every_table_reads_whole_in_one_call_in_duckdb_polars_and_pyarrow() {
+fn every_table_reads_whole_in_one_call_in_duckdb_polars_pyarrow_and_spark() {
     let dir = tempfile::tempdir().unwrap();
     let events = generate(dir.path(), "6000", "3", "21");
     let people = dir.path().join("people.jsonl");
@@ -175,23 +176,7 @@ fn every_table_reads_whole_in_one_call_in_duckdb_polars_and_pyarrow() {
         seed: 2,
     };
     tidewater::synth::generate_profiles_file(&config, &people).unwrap();
-    let script = r#"
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import read_tables as rt
-root, summary = sys.argv[2], json.loads(sys.argv[3])
-for table, rows in summary["rows_per_table"].items():
-    cols = rt.columns(root, table)
-    d = rt.duckdb_table(root, table)
-    p = rt.polars_table(root, table).collect()
-    a = rt.pyarrow_table(root, table)
-    got = {"duckdb": (len(d.fetchall()), len(d.columns)), "polars": p.shape, "pyarrow": (a.num_rows, a.num_columns)}
-    for reader, shape in got.items():
-        assert shape == (rows, len(cols)), (table, reader, shape, rows, len(cols))
-    assert list(p.columns) == [c for c, _ in cols] == a.column_names, table
-print("tables ok", len(summary["rows_per_table"]))
-"#;
-    let docs = fixtures().join("../docs");
+    let mut runs = Vec::new();
     for (name, input, extra) in [
         ("mono", &events, &["--row-group-rows", "700"][..]),
         ("multi", &events, &["--schema", "multischema"][..]),
@@ -208,15 +193,43 @@ print("tables ok", len(summary["rows_per_table"]))
         ];
         args.extend_from_slice(extra);
         let (summary, _) = tidewater_ok(dir.path(), &args, 0);
-        python_ok(
-            &[
-                "-c",
-                script,
-                docs.to_str().unwrap(),
-                out.to_str().unwrap(),
-                summary.trim(),
-            ],
-            "tables ok",
-        );
+        let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+        runs.push(serde_json::json!([out, summary["rows_per_table"]]));
     }
+    let script = r#"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import read_tables as rt
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+tables = 0
+for root, rows_per_table in json.loads(sys.argv[2]):
+    for table, rows in rows_per_table.items():
+        cols = rt.columns(root, table)
+        d = rt.duckdb_table(root, table)
+        p = rt.polars_table(root, table).collect()
+        a = rt.pyarrow_table(root, table)
+        s = rt.spark_table(spark, root, table)
+        got = {"duckdb": (len(d.fetchall()), len(d.columns)), "polars": p.shape,
+               "pyarrow": (a.num_rows, a.num_columns), "spark": (s.count(), len(s.columns))}
+        for reader, shape in got.items():
+            assert shape == (rows, len(cols)), (root, table, reader, shape, rows, len(cols))
+        assert list(p.columns) == [c for c, _ in cols] == a.column_names, table
+        assert sorted(s.columns) == sorted(c for c, _ in cols), table
+        tables += 1
+spark.stop()
+print("tables ok", tables)
+"#;
+    let docs = fixtures().join("../docs");
+    python_ok(
+        &[
+            "-c",
+            script,
+            docs.to_str().unwrap(),
+            &serde_json::Value::Array(runs).to_string(),
+        ],
+        "tables ok",
+    );
 }
