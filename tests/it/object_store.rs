@@ -819,7 +819,9 @@ fn p32_an_aws_pipeline_writes_its_days_to_s3_and_a_wrong_bucket_is_refused_at_cr
     .unwrap();
     let state = dir.path().join("state.db");
     let key = make_key(&state);
-    let (mut server, url, log) = serve_with_env(&state, mock.url(), &[], &s3.env);
+    // No delay after a day closes: yesterday is due at once, also in the first half
+    // hour after midnight (UTC), when it would not be yet.
+    let (mut server, url, log) = serve_with_env(&state, mock.url(), &["--delay", "0s"], &s3.env);
     let create = |destination: serde_json::Value| {
         rest(
             &url,
