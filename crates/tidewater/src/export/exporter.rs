@@ -401,22 +401,8 @@ impl Exporter {
         }
     }
 
-    fn summary(
-        &self,
-        mut run: RunSummary,
-        skipped: u64,
-        windows: Vec<WindowResult>,
-    ) -> ExportSummary {
-        let p = &self.export_progress;
-        run.input_bytes_compressed = p.bytes_received.load(Ordering::Relaxed);
-        ExportSummary {
-            run,
-            requests: p.requests.load(Ordering::Relaxed),
-            retries: p.retries.load(Ordering::Relaxed),
-            rate_limit_wait_seconds: p.rate_limit_wait_ms.load(Ordering::Relaxed) as f64 / 1e3,
-            windows_skipped: skipped,
-            windows,
-        }
+    fn summary(&self, run: RunSummary, skipped: u64, windows: Vec<WindowResult>) -> ExportSummary {
+        ExportSummary::new(run, &self.export_progress, skipped, windows)
     }
 
     /// Resume (XC4): every window's result so far, the windows still to export (those

@@ -226,16 +226,7 @@ impl PeopleExporter {
             error: None,
         };
         p.windows_done.fetch_add(1, Ordering::Relaxed);
-        let mut run = run;
-        run.input_bytes_compressed = p.bytes_received.load(Ordering::Relaxed);
-        Ok(ExportSummary {
-            run,
-            requests: p.requests.load(Ordering::Relaxed),
-            retries: p.retries.load(Ordering::Relaxed),
-            rate_limit_wait_seconds: p.rate_limit_wait_ms.load(Ordering::Relaxed) as f64 / 1e3,
-            windows_skipped: 0,
-            windows: vec![snapshot],
-        })
+        Ok(ExportSummary::new(run, p, 0, vec![snapshot]))
     }
 
     fn validate(&self) -> Result<crate::ValidOptions> {

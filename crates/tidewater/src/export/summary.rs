@@ -1,6 +1,6 @@
 //! What an export reports: live counters while it runs, and per-window results.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -128,6 +128,26 @@ pub struct ExportSummary {
 }
 
 impl ExportSummary {
+    /// The summary of an export whose conversion gave `run`: the transfer counts from
+    /// `progress` (bytes received become `input_bytes_compressed`).
+    pub(crate) fn new(
+        mut run: RunSummary,
+        progress: &ExportProgress,
+        skipped: u64,
+        windows: Vec<WindowResult>,
+    ) -> ExportSummary {
+        run.input_bytes_compressed = progress.bytes_received.load(Ordering::Relaxed);
+        ExportSummary {
+            run,
+            requests: progress.requests.load(Ordering::Relaxed),
+            retries: progress.retries.load(Ordering::Relaxed),
+            rate_limit_wait_seconds: progress.rate_limit_wait_ms.load(Ordering::Relaxed) as f64
+                / 1e3,
+            windows_skipped: skipped,
+            windows,
+        }
+    }
+
     /// An error naming the windows that were not committed.
     pub fn check(&self) -> Result<()> {
         let failed: Vec<String> = self
