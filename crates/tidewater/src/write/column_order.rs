@@ -54,12 +54,25 @@ impl<W: Write> TypeDefinedOrders<W> {
 }
 
 impl<W: Write> Write for TypeDefinedOrders<W> {
+    /// Passes on all but the last `keep` bytes written so far; a large `buf` goes
+    /// through without being copied into the tail first.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tail.extend_from_slice(buf);
-        if self.tail.len() > 2 * self.keep {
-            let pass = self.tail.len() - self.keep;
+        let total = self.tail.len() + buf.len();
+        if total <= 2 * self.keep {
+            self.tail.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
+        let pass = total - self.keep;
+        if pass <= self.tail.len() {
             self.inner.write_all(&self.tail[..pass])?;
             self.tail.drain(..pass);
+            self.tail.extend_from_slice(buf);
+        } else {
+            let from_buf = pass - self.tail.len();
+            self.inner.write_all(&self.tail)?;
+            self.inner.write_all(&buf[..from_buf])?;
+            self.tail.clear();
+            self.tail.extend_from_slice(&buf[from_buf..]);
         }
         Ok(buf.len())
     }
@@ -134,15 +147,19 @@ mod tests {
             }
             file.extend([0x00, 1, 2, 3, 4]);
             file.extend(b"PAR1");
-            let mut out = TypeDefinedOrders::new(Vec::new(), columns);
-            // In small pieces, as the file writer's buffer hands them on.
-            for piece in file.chunks(7) {
-                out.write_all(piece).unwrap();
+            // In small pieces, and in one piece as a full file buffer hands it on.
+            for piece in [7, file.len()] {
+                let mut out = TypeDefinedOrders::new(Vec::new(), columns);
+                for piece in file.chunks(piece) {
+                    out.write_all(piece).unwrap();
+                }
+                let written = out.finish().unwrap();
+                assert_eq!(written.len(), file.len());
+                let start = written.len() - 9 - 3 * columns;
+                assert_eq!(written[..start], file[..start], "bytes before the orders");
+                let orders = &written[start..written.len() - 9];
+                assert!(orders.chunks(3).all(|o| o == TYPE_DEFINED), "{columns}");
             }
-            let written = out.finish().unwrap();
-            assert_eq!(written.len(), file.len());
-            let orders = &written[written.len() - 9 - 3 * columns..written.len() - 9];
-            assert!(orders.chunks(3).all(|o| o == TYPE_DEFINED), "{columns}");
         }
     }
 
