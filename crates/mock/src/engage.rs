@@ -244,18 +244,21 @@ pub(crate) async fn engage(
         Ok(query) => query,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, &message),
     };
-    if let Some(id) = &query.session_id {
-        if !state
-            .sessions
-            .open
-            .lock()
-            .expect("sessions lock")
-            .contains_key(id)
-        {
-            let message = format!("unknown or expired 'session_id' {id:?}");
-            return refuse(StatusCode::BAD_REQUEST, &message);
+    // A later page reads the session its first page made.
+    let session = match &query.session_id {
+        None => None,
+        Some(id) => {
+            let open = state.sessions.open.lock().expect("sessions lock");
+            match open.get(id) {
+                Some(session) => Some((id.clone(), session.clone())),
+                None => {
+                    drop(open);
+                    let message = format!("unknown or expired 'session_id' {id:?}");
+                    return refuse(StatusCode::BAD_REQUEST, &message);
+                }
+            }
         }
-    }
+    };
     let in_flight = state.engage_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
     let guard = InFlight::new(state.engage_in_flight.clone());
     if in_flight > state.config.engage_max_concurrent || !state.admit_engage() {
@@ -276,7 +279,7 @@ pub(crate) async fn engage(
     }
     let page = tokio::task::spawn_blocking({
         let state = state.clone();
-        move || page_body(&state, &profiles, query)
+        move || page_body(&state, &profiles, session, query)
     })
     .await;
     let (body, starts) = match page {
@@ -292,22 +295,17 @@ pub(crate) async fn engage(
     response
 }
 
-/// The JSON of one page, and where each result starts in it.
+/// The JSON of one page of `session` (a first page makes its session from
+/// `profiles`), and where each result starts in it.
 fn page_body(
     state: &MockState,
     profiles: &Arc<Profiles>,
+    session: Option<(String, Session)>,
     query: EngageQuery,
 ) -> std::result::Result<(Vec<u8>, Vec<usize>), String> {
     let io = |e: std::io::Error| format!("reading profiles: {e}");
-    let (session_id, session, first) = match &query.session_id {
-        Some(id) => {
-            let open = state.sessions.open.lock().expect("sessions lock");
-            let session = open
-                .get(id)
-                .cloned()
-                .ok_or_else(|| format!("unknown or expired 'session_id' {id:?}"))?;
-            (id.clone(), session, false)
-        }
+    let (session_id, session, first) = match session {
+        Some((id, session)) => (id, session, false),
         None => {
             let n = state.sessions.next.fetch_add(1, Ordering::Relaxed);
             let id = format!("{}-MOCK{n}", 1_700_000_000 + n);

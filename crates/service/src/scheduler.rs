@@ -160,20 +160,15 @@ impl Service {
         };
         let delay = self.config().delay;
         let cursor = pipeline.cursor.unwrap_or(schedule.start());
-        let mut due: Vec<_> = schedule
+        let windows = schedule
             .windows_from(cursor)
-            .take_while(|w| w.end + delay <= now)
-            .take(PLAN_BATCH)
-            .collect();
-        if spec.data_source == DataSource::People {
+            .take_while(|w| w.end + delay <= now);
+        let due: Vec<_> = match spec.data_source {
             // A snapshot of profiles is of now: days that passed are not snapshotted
-            // one by one, only the latest due one (found by walking to it).
-            let latest = schedule
-                .windows_from(cursor)
-                .take_while(|w| w.end + delay <= now)
-                .last();
-            due = latest.into_iter().collect();
-        }
+            // one by one, only the latest due one.
+            DataSource::People => windows.last().into_iter().collect(),
+            DataSource::Events => windows.take(PLAN_BATCH).collect(),
+        };
         if let Some(last) = due.last() {
             let runs: Vec<NewRun> = due
                 .iter()

@@ -131,7 +131,6 @@ impl Drop for Batches {
 /// blocks the executor.
 pub struct BatchStream {
     rx: tokio::sync::mpsc::Receiver<Item>,
-    run: Option<JoinHandle<()>>,
     cancel: Cancel,
     summary: Option<RunSummary>,
     ended: bool,
@@ -140,10 +139,10 @@ pub struct BatchStream {
 impl BatchStream {
     pub(super) fn start(converter: Converter, ahead: usize) -> Result<BatchStream> {
         let (tx, rx) = tokio::sync::mpsc::channel(ahead.max(1));
-        let (run, cancel) = spawn(converter, move |item| tx.blocking_send(item).is_ok())?;
+        // The thread is not joined: it ends on its own once the run has (see `Drop`).
+        let (_, cancel) = spawn(converter, move |item| tx.blocking_send(item).is_ok())?;
         Ok(BatchStream {
             rx,
-            run: Some(run),
             cancel,
             summary: None,
             ended: false,
@@ -172,11 +171,9 @@ impl futures_util::Stream for BatchStream {
 
 impl Drop for BatchStream {
     /// Cancels the run if it is still going. The run's thread notices at its next
-    /// batch (the queue is closed) or its next block, and stops on its own: dropping
-    /// does not block the executor to wait for it.
+    /// batch (the queue closes with the stream) or its next block, and stops on its
+    /// own: dropping does not block the executor to wait for it.
     fn drop(&mut self) {
         self.cancel.cancel();
-        self.rx.close();
-        drop(self.run.take());
     }
 }
