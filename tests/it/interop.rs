@@ -142,14 +142,7 @@ fn the_summary_says_how_to_read_the_output_and_duckdb_runs_it() {
         ("raw", &["--schema", "raw"][..], 2000),
     ] {
         let out = dir.path().join(name);
-        let mut args = vec![
-            "convert",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let (_, stderr) = tidewater_ok(dir.path(), &args, 0);
+        let (_, stderr) = convert_reporting(dir.path(), &input, &out, extra, 0);
         let root = out.display().to_string();
         assert!(stderr.contains(&format!("output in {root}:")), "{stderr}");
         let sql = stderr
@@ -170,12 +163,7 @@ fn the_summary_says_how_to_read_the_output_and_duckdb_runs_it() {
 fn every_table_reads_whole_in_one_call_in_duckdb_polars_pyarrow_and_spark() {
     let dir = tempfile::tempdir().unwrap();
     let events = generate(dir.path(), "6000", "3", "21");
-    let people = dir.path().join("people.jsonl");
-    let config = tidewater::synth::ProfileConfig {
-        profiles: 800,
-        seed: 2,
-    };
-    tidewater::synth::generate_profiles_file(&config, &people).unwrap();
+    let people = crate::people::profiles(dir.path(), "people.jsonl", 800, 2);
     let mut runs = Vec::new();
     for (name, input, extra) in [
         ("mono", &events, &["--row-group-rows", "700"][..]),
@@ -183,16 +171,8 @@ fn every_table_reads_whole_in_one_call_in_duckdb_polars_pyarrow_and_spark() {
         ("people", &people, &["--data-source", "people"][..]),
     ] {
         let out = dir.path().join(name);
-        let mut args = vec![
-            "convert",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-            "--quiet",
-        ];
-        args.extend_from_slice(extra);
-        let (summary, _) = tidewater_ok(dir.path(), &args, 0);
+        let (summary, _) =
+            convert_exiting(dir.path(), input, &out, &[extra, &["--json"]].concat(), 0);
         let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
         runs.push(serde_json::json!([out, summary["rows_per_table"]]));
     }

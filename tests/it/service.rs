@@ -72,12 +72,7 @@ impl Harness {
     ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let data = generated(dir.path(), events, 30);
-        let profiles = dir.path().join("profiles.jsonl");
-        let people = tidewater::synth::ProfileConfig {
-            profiles: 50,
-            seed: 1,
-        };
-        tidewater::synth::generate_profiles_file(&people, &profiles).unwrap();
+        let profiles = crate::people::profiles(dir.path(), "profiles.jsonl", 50, 1);
         let mut mock_config = MockConfig {
             data: vec![data.clone()],
             profiles: vec![profiles.clone()],
@@ -1830,12 +1825,7 @@ fn p15_people_pipelines_take_a_daily_snapshot_that_replaces_the_previous_one() {
     assert_eq!(people_files(&root), people_files(&reference));
 
     // Overnight the profiles change; the next day's snapshot replaces the first.
-    let changed = h.dir.path().join("changed.jsonl");
-    let config = tidewater::synth::ProfileConfig {
-        profiles: 80,
-        seed: 2,
-    };
-    tidewater::synth::generate_profiles_file(&config, &changed).unwrap();
+    let changed = crate::people::profiles(h.dir.path(), "changed.jsonl", 80, 2);
     h.mock.set_profiles(std::slice::from_ref(&changed)).unwrap();
     h.advance_to("2024-01-06T12:00:00Z");
     h.wait_for("the second snapshot", |runs| {

@@ -47,6 +47,18 @@ pub fn convert_exiting(
     extra: &[&str],
     code: i32,
 ) -> (String, String) {
+    convert_reporting(cwd, input, out, &[extra, &["--quiet"]].concat(), code)
+}
+
+/// Runs `tidewater convert INPUT --out OUT EXTRA...` in `cwd`, with its summary on
+/// stderr, and requires exit code `code`; returns stdout and stderr.
+pub fn convert_reporting(
+    cwd: &Path,
+    input: &Path,
+    out: &Path,
+    extra: &[&str],
+    code: i32,
+) -> (String, String) {
     let mut args = vec![
         "convert",
         input.to_str().unwrap(),
@@ -54,7 +66,6 @@ pub fn convert_exiting(
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    args.push("--quiet");
     tidewater_ok(cwd, &args, code)
 }
 
