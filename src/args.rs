@@ -63,6 +63,10 @@ pub(crate) struct OutputArgs {
     /// JSON output writes `time` in milliseconds.
     #[arg(long)]
     time_in_ms: bool,
+    /// JSON output writes lists and objects as their JSON text (a string, as Parquet
+    /// holds them), for readers that need one type per column (pyarrow).
+    #[arg(long)]
+    nested_as_text: bool,
     /// Rows per Parquet row group (and per gzip member of JSON output).
     #[arg(long, default_value_t = 122_880, value_name = "N")]
     row_group_rows: usize,
@@ -199,6 +203,7 @@ impl OutputArgs {
             threads: self.threads.unwrap_or(0),
             memory_limit: self.memory_limit,
             time_in_ms: self.time_in_ms,
+            nested_as_text: self.nested_as_text,
             row_group_rows: self.row_group_rows,
             block_bytes: self.block_size as usize,
             lock_lease: std::time::Duration::from_secs(self.lock_lease),

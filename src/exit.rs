@@ -35,6 +35,7 @@ fn flag(field: Field) -> &'static str {
         Field::MemoryLimit => "--memory-limit",
         Field::RowGroupRows => "--row-group-rows",
         Field::BlockBytes => "--block-size",
+        Field::NestedAsText => "--nested-as-text",
         Field::From => "--from",
         Field::To => "--to",
         Field::WindowDays => "--window-days",

@@ -110,7 +110,7 @@ fn in5_terminated_early_commits_only_unaffected_windows() {
         t.keys()
     );
     assert!(t.contains_key("mp_master_event/2024/01/03/part-00000.json"));
-    assert!(t.contains_key("mp_master_event/2024/01/03/complete"));
+    assert!(t.contains_key("mp_master_event/2024/01/03/_complete"));
 }
 
 #[test]
@@ -265,18 +265,18 @@ fn w1_time_zone_hourly_and_hive_layout() {
             .filter(|k| k.ends_with("complete"))
             .collect::<Vec<_>>()
     };
-    assert_eq!(run(&[]), ["mp_master_event/2024/01/01/complete"]);
+    assert_eq!(run(&[]), ["mp_master_event/2024/01/01/_complete"]);
     assert_eq!(
         run(&["--tz", "America/New_York"]),
-        ["mp_master_event/2023/12/31/complete"]
+        ["mp_master_event/2023/12/31/_complete"]
     );
     assert_eq!(
         run(&["--partition", "hourly"]),
-        ["mp_master_event/2024/01/01/03/complete"]
+        ["mp_master_event/2024/01/01/03/_complete"]
     );
     assert_eq!(
         run(&["--layout", "hive", "--partition", "hourly"]),
-        ["mp_master_event/mp_date=2024-01-01/mp_hour=03/complete"]
+        ["mp_master_event/mp_date=2024-01-01/mp_hour=03/_complete"]
     );
     assert_eq!(run(&["--schema", "raw"]), ["2024/01/01/full_day/complete"]);
     assert_eq!(
@@ -620,6 +620,24 @@ fn usage_errors_exit_2_and_name_the_culprit() {
         (
             &["convert", i, "--out", o, "--block-size", "0"],
             "invalid option --block-size: must be between 1 byte and 1GiB",
+        ),
+        (
+            &["convert", i, "--out", o, "--nested-as-text"],
+            "invalid option --nested-as-text: applies only to JSON output of tables",
+        ),
+        (
+            &[
+                "convert",
+                i,
+                "--out",
+                o,
+                "--format",
+                "json",
+                "--schema",
+                "raw",
+                "--nested-as-text",
+            ],
+            "--nested-as-text",
         ),
         (
             &["convert", i, "--out", o, "--memory-limit", "3 parsecs"],

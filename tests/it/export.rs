@@ -800,9 +800,9 @@ fn xc4_export_window_commits_one_window_and_skips_it_from_the_callers_ledger() {
     assert_eq!(first.status, WindowStatus::Committed);
     assert!(first.events > 0);
     let folder = out.join("mp_master_event/2024/01/02");
-    assert!(folder.join("complete").is_file());
+    assert!(folder.join("_complete").is_file());
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(folder.join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(folder.join("_manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["events_kept"], first.events);
     assert_eq!(
         ledger.committed("2024-01-02").unwrap().events_kept,
@@ -853,7 +853,7 @@ fn xc4_a_cancelled_export_commits_nothing_further_and_resumes() {
     let files = tree(&out);
     let committed_days: std::collections::BTreeSet<String> = files
         .keys()
-        .filter(|k| k.ends_with("/complete"))
+        .filter(|k| k.ends_with("/_complete"))
         .map(|k| {
             let parts: Vec<&str> = k.split('/').collect();
             parts[parts.len() - 4..parts.len() - 1].join("-")

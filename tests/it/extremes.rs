@@ -151,7 +151,7 @@ fn in3_a_time_in_the_last_day_of_9999_is_kept_or_rejected_never_a_panic() {
     assert_eq!((utc.events_kept, utc.windows_committed), (2, 1));
     assert!(dir
         .path()
-        .join("utc/mp_master_event/9999/12/31/complete")
+        .join("utc/mp_master_event/9999/12/31/_complete")
         .exists());
     let tokyo = Converter::new(dir.path().join("tokyo"))
         .input(&input)

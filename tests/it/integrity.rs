@@ -56,7 +56,7 @@ fn c1_a_crash_between_the_renames_of_a_replace_loses_no_window() {
     assert_same_data_in_range(&out, &data);
 }
 
-/// Window folders with a `complete` marker (staging folders left by a crash aside).
+/// Window folders with a commit marker (staging folders left by a crash aside).
 fn committed_folders(root: &Path) -> usize {
     let mut count = 0;
     let mut stack = vec![root.to_path_buf()];
@@ -68,7 +68,7 @@ fn committed_folders(root: &Path) -> usize {
             }
             if e.path().is_dir() {
                 stack.push(e.path());
-            } else if name == "complete" {
+            } else if name == "_complete" || name == "complete" {
                 count += 1;
             }
         }
@@ -106,7 +106,7 @@ fn assert_same_data_in_range(out: &Path, data: &Path) {
 fn xc4_resume_verifies_what_it_skips() {
     let dir = tempfile::tempdir().unwrap();
     let (data, server, out) = exported(dir.path());
-    std::fs::remove_file(out.join("mp_master_event/2024/01/01/complete")).unwrap();
+    std::fs::remove_file(out.join("mp_master_event/2024/01/01/_complete")).unwrap();
     std::fs::remove_dir_all(out.join("mp_master_event/2024/01/02")).unwrap();
     let again = export_command(&out, server.url(), &["--json"])
         .output()

@@ -119,7 +119,7 @@ fn export_under_page_faults_equals_convert_of_the_profiles_file() {
     assert_eq!(
         reference.keys().collect::<Vec<_>>(),
         [
-            "mp_people_data/complete",
+            "mp_people_data/_complete",
             "mp_people_data/part-00000.parquet",
             "schema/people.json"
         ]
@@ -204,7 +204,7 @@ fn an_export_killed_while_paging_leaves_the_snapshot_then_completes() {
         let path = |root: &Path| root.join("mp_people_data").join(name);
         std::fs::read(path(&out)).unwrap() == std::fs::read(path(&reference)).unwrap()
     };
-    assert!(unchanged("part-00000.parquet") && unchanged("complete"));
+    assert!(unchanged("part-00000.parquet") && unchanged("_complete"));
 
     run_ok(export_people(&out, slow.url(), &["--page-size", "100"]));
     // `snapshot` goes through `tree`, which also fails on a staging folder left behind.

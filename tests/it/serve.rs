@@ -285,7 +285,7 @@ fn p19_p42_serve_listens_refuses_a_second_server_survives_kill_9_and_stops_on_si
     for day in &due {
         let folder = out_dir.join(format!("77/mp_master_event/{}", day.replace('-', "/")));
         let manifest: Value =
-            serde_json::from_slice(&std::fs::read(folder.join("manifest.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(folder.join("_manifest.json")).unwrap()).unwrap();
         assert_eq!(
             manifest["events_kept"].as_u64(),
             Some(per_day[day]),
@@ -476,12 +476,12 @@ fn p42_sigterm_cancels_a_running_run_uncommitted_after_the_grace_period_and_the_
         "5/mp_master_event/{}",
         first.to_string().replace('-', "/")
     ));
-    assert!(!folder.join("complete").exists(), "nothing committed");
+    assert!(!folder.join("_complete").exists(), "nothing committed");
     let (mut server, url, _) = serve(&state, mock.url(), &[]);
     wait_until("the run again", Duration::from_secs(30), || {
         runs(&url, &key).iter().any(|r| r["state"] == "succeeded")
     });
-    assert!(folder.join("complete").exists());
+    assert!(folder.join("_complete").exists());
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     assert_eq!(server.wait().unwrap().code(), Some(0));
 }

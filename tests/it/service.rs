@@ -389,7 +389,7 @@ fn p10_p11_p20_p23_p24_backfill_oldest_first_then_daily_at_0030_with_status_and_
     assert_eq!(requested.len(), 7, "{requested:?}");
     // The output is the export's layout under <path>/<project_id>/.
     let day_dir = h.out.join("4242/mp_master_event/2024/01/03");
-    assert!(day_dir.join("complete").exists(), "{}", day_dir.display());
+    assert!(day_dir.join("_complete").exists(), "{}", day_dir.display());
 
     let name = "events-daily-local-monoschema";
     let project = PROJECT.to_string();
@@ -667,7 +667,7 @@ fn p28_p29_p13_p17_rest_api_with_runs_pause_resume_manual_runs_and_delete() {
 fn committed_rows(h: &Harness, day: &str) -> u64 {
     let manifest = h
         .out
-        .join(format!("4242/mp_master_event/2024/01/{day}/manifest.json"));
+        .join(format!("4242/mp_master_event/2024/01/{day}/_manifest.json"));
     let m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
     m["events_kept"].as_u64().unwrap()
 }
@@ -862,7 +862,7 @@ fn p18_p19_faulted_on_403_retried_with_backoff_after_500_and_timed_out() {
     );
     assert!(!slow
         .out
-        .join("4242/mp_master_event/2024/01/01/complete")
+        .join("4242/mp_master_event/2024/01/01/_complete")
         .exists());
 }
 
@@ -913,7 +913,7 @@ fn p15_a_trial_exports_from_yesterday_once_per_project_and_expires_after_30_days
     h.wait_for("yesterday", |runs| {
         runs.len() == 2 && runs.iter().all(|r| r.state == RunState::Succeeded)
     });
-    assert!(h.out.join("4242/mp_people_data/complete").is_file());
+    assert!(h.out.join("4242/mp_people_data/_complete").is_file());
     for name in &names {
         let (status, _) = h.nessie(
             "POST",
@@ -1236,7 +1236,9 @@ fn a_destination_that_fails_fails_the_run_naming_the_path_and_the_retry_succeeds
     h.wait_for("the retry", |runs| {
         runs.iter().any(|r| r.state == RunState::Succeeded)
     });
-    assert!(blocked.join("mp_master_event/2024/01/01/complete").exists());
+    assert!(blocked
+        .join("mp_master_event/2024/01/01/_complete")
+        .exists());
 }
 
 #[test]
@@ -1270,7 +1272,7 @@ fn p11_hourly_pipelines_export_hour_h_at_h_plus_1_30_each_hour_its_own_commit() 
             .out
             .join(format!("4242/mp_master_event/2024/01/01/{i:02}"));
         assert_eq!(
-            folder.join("complete").exists(),
+            folder.join("_complete").exists(),
             expected > 0,
             "{}",
             folder.display()

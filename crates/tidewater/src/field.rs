@@ -27,6 +27,8 @@ pub enum Field {
     RowGroupRows,
     /// [`RunOptions::block_bytes`].
     BlockBytes,
+    /// [`RunOptions::nested_as_text`].
+    NestedAsText,
     /// An export's first day.
     From,
     /// An export's last day.
@@ -64,6 +66,7 @@ impl Field {
             Field::MemoryLimit => "memory_limit",
             Field::RowGroupRows => "row_group_rows",
             Field::BlockBytes => "block_bytes",
+            Field::NestedAsText => "nested_as_text",
             Field::From => "from_date",
             Field::To => "to_date",
             Field::WindowDays => "window_days",

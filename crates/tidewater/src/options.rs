@@ -122,6 +122,10 @@ pub struct RunOptions {
     pub memory_limit: u64,
     /// JSON output writes `time` in milliseconds instead of seconds.
     pub time_in_ms: bool,
+    /// JSON output writes list and object values as their compact JSON text (a JSON
+    /// string, as Parquet holds them) instead of native JSON (T3), so that readers that
+    /// need one type per column (pyarrow's JSON reader) read every file.
+    pub nested_as_text: bool,
     /// Rows per Parquet row group (and per JSON gzip member).
     pub row_group_rows: usize,
     /// Target size of one framed block of lines.
@@ -159,6 +163,7 @@ impl Default for RunOptions {
             threads: 0,
             memory_limit: 1 << 30,
             time_in_ms: false,
+            nested_as_text: false,
             row_group_rows: 122_880,
             block_bytes: 4 << 20,
             max_line_bytes: 64 << 20,

@@ -3,7 +3,7 @@
 use crate::block::EventFilter;
 use crate::error::{Error, Result};
 use crate::field::Field;
-use crate::options::{DataSource, RunOptions, SchemaMode, WriteMode};
+use crate::options::{DataSource, Format, RunOptions, SchemaMode, WriteMode};
 use crate::window::Windowing;
 
 /// Options that passed [`RunOptions::validate`], with what checking them produced.
@@ -34,6 +34,14 @@ impl RunOptions {
             return Err(Error::config(
                 Field::BlockBytes,
                 "must be between 1 byte and 1GiB",
+            ));
+        }
+        if self.nested_as_text && (self.format != Format::Json || self.schema == SchemaMode::Raw) {
+            return Err(Error::config(
+                Field::NestedAsText,
+                "applies only to JSON output of tables (format json, monoschema or multischema): \
+                 Parquet always holds lists and objects as JSON text, and raw output keeps the \
+                 lines unaltered",
             ));
         }
         if self.threads > 256 {

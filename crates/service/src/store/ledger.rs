@@ -85,6 +85,7 @@ mod tests {
                 tz: "UTC".into(),
                 partition: "daily".into(),
                 time_in_ms: false,
+                nested_as_text: false,
                 within: None,
             },
             attempts: 1,

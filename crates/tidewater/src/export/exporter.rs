@@ -246,6 +246,7 @@ impl Exporter {
             }
             .into(),
             time_in_ms: o.time_in_ms,
+            nested_as_text: o.nested_as_text,
             within: w.within.as_ref().map(|(_, s)| s.clone()),
         }
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::{Output, COMPLETE, MANIFEST, STATE_DIR};
+use crate::store::{Output, SideFiles, STATE_DIR};
 
 /// Where committed windows are recorded. A window counts as done only once its record
 /// exists, so [`Ledger::record`] is the last step of a window's commit.
@@ -96,6 +96,9 @@ pub struct ManifestRequest {
     pub partition: String,
     /// Whether JSON output writes `time` in milliseconds.
     pub time_in_ms: bool,
+    /// Whether JSON output writes lists and objects as JSON text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nested_as_text: bool,
     /// The part of the days kept (`T05`: one hour), when not all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<String>,
@@ -140,7 +143,7 @@ pub(crate) const MANIFEST_VERSION: u32 = 2;
 
 impl Manifest {
     /// Why the window this manifest records is not (or no longer) whole in `output`:
-    /// a folder, its `complete` marker, its manifest or data files missing. `None`
+    /// a folder, its commit marker, its manifest or data files missing. `None`
     /// when everything the manifest lists is there.
     pub(crate) fn missing_in(&self, output: &Output) -> Option<String> {
         if self.version < MANIFEST_VERSION {
@@ -148,13 +151,21 @@ impl Manifest {
                 "its record is from an older version that did not list its folders".into(),
             );
         }
+        let side = if self.request.schema == "raw" {
+            SideFiles::RAW
+        } else {
+            SideFiles::TABLE
+        };
         let mut data_files = 0;
         for folder in &self.folders {
-            let state = match output.folder_state(folder) {
+            let state = match output.folder_state(folder, side) {
                 Ok(state) => state,
                 Err(e) => return Some(format!("it cannot be checked: {e}")),
             };
-            for (marker, there) in [(COMPLETE, state.complete), (MANIFEST, state.manifest)] {
+            for (marker, there) in [
+                (side.complete, state.complete),
+                (side.manifest, state.manifest),
+            ] {
                 if !there {
                     let path = output.display(&format!("{folder}/{marker}"));
                     return Some(format!("{} is missing", path.display()));
@@ -171,7 +182,7 @@ impl Manifest {
         })
     }
 
-    /// The manifest as written to the ledger and beside each `complete` marker.
+    /// The manifest as written to the ledger and beside each window's commit marker.
     pub fn text(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("manifest serializes");
         text.push('\n');

@@ -6,12 +6,12 @@
 //!   pace.rs           feed.rs               client.rs   verify.rs          │
 //!                                                                          │
 //! engine reader: takes spooled windows in window order ◀────────────────────┘
-//!   → frame → parse/filter/shape → merge → write → data, manifest, `complete` → ledger
+//!   → frame → parse/filter/shape → merge → write → data, manifest, commit marker → ledger
 //!                                                    owner.rs                    ledger.rs
 //! ```
 //!
 //! Each window is one request and one unit of commit (XC1). A window's output and its
-//! manifest (beside each `complete` marker, and in the ledger,
+//! manifest (beside each window's commit marker, and in the ledger,
 //! `<root>/.tidewater/export/<from>[_<to>].json`) are written only after its body was
 //! verified complete and fully converted; a re-run skips windows the ledger holds for
 //! the same request (XC4).

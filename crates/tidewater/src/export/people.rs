@@ -3,7 +3,7 @@
 //! ```text
 //! page 0 ──▶ session_id ──▶ page 1, 2, … until a page holds fewer than page_size
 //!   each page: paced, retried (XC3), parsed whole, its results appended to the spool
-//! spool ──▶ engine (data source people) ──▶ snapshot: data, mapping, `complete`
+//! spool ──▶ engine (data source people) ──▶ snapshot: data, mapping, `_complete`
 //! ```
 //!
 //! Pages are read one after another: every later page needs the first page's session,

@@ -201,7 +201,7 @@ impl RunState {
             windows,
             all,
         } = commit;
-        // The manifest goes into each window folder before its `complete` marker, so
+        // The manifest goes into each window folder before its commit marker, so
         // it describes the files the commit is about to publish.
         report.windows_committed = windows.len() as u64;
         report.folders = finisher.folders(&windows, &sink.spills, &merger.registry);

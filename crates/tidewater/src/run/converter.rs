@@ -245,6 +245,13 @@ impl Converter {
         self
     }
 
+    /// JSON output writes lists and objects as their JSON text (see
+    /// [`RunOptions::nested_as_text`]).
+    pub fn nested_as_text(mut self, yes: bool) -> Self {
+        self.options.nested_as_text = yes;
+        self
+    }
+
     /// Rows per row group (default 122,880).
     pub fn row_group_rows(mut self, rows: usize) -> Self {
         self.options.row_group_rows = rows;

@@ -34,7 +34,7 @@ pub(crate) struct OwnedWindows<'a> {
 /// What a run whose inputs own their windows does around each input's commit.
 pub(crate) trait WindowOwner {
     /// The manifest written into each of the input's window folders after its data
-    /// and before its `complete` marker; `None` writes none.
+    /// and before its commit marker; `None` writes none.
     fn manifest(&mut self, report: &InputReport) -> Result<Option<String>>;
 
     /// The input ended and its windows were committed, or, when it was incomplete,

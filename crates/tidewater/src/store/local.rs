@@ -3,8 +3,8 @@
 //!
 //! Everything is first written below a staging folder inside the output root (so that
 //! moves are renames on one filesystem). A window folder is assembled there complete,
-//! with its `complete` marker, and then renamed into place: readers see the old window
-//! or the new one, never a mix.
+//! with its commit marker ([`SideFiles`]), and then renamed into place: readers see the
+//! old window or the new one, never a mix.
 
 use std::collections::HashSet;
 use std::fs;
@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use std::io::Write;
 
 use super::{
-    is_data_file, part_name, part_number, spill_file, window_folder, DataSink, WindowStore,
-    COMPLETE, MANIFEST,
+    is_data_file, part_name, part_number, spill_file, window_folder, DataSink, SideFiles,
+    WindowStore,
 };
 use crate::error::{Error, Result};
 use crate::options::{Layout, WriteMode};
@@ -158,15 +158,24 @@ impl LocalStore {
             .map(|n| self.part_name(n))
             .collect();
         let (n, record) = self.next_journal_entry();
-        let saved_rel = Path::new("aside").join(format!("{n}.manifest"));
-        let old_manifest = target.join(MANIFEST);
-        let saved = if old_manifest.is_file() {
-            let copy = self.staging.join(&saved_rel);
-            self.make_parents(&copy)?;
-            fs::copy(&old_manifest, &copy).map_err(|e| Error::output(&copy, e))?;
-            saved_rel.display().to_string()
-        } else {
-            "-".to_string()
+        let side = SideFiles::of(table);
+        // The folder's manifest, under this version's name or an earlier one's; it is
+        // saved under its own name, which the journal keeps for a roll-back.
+        let old_manifest = [Some(side), side.legacy()]
+            .into_iter()
+            .flatten()
+            .map(|s| target.join(s.manifest))
+            .find(|p| p.is_file());
+        let saved = match &old_manifest {
+            Some(old) => {
+                let name = old.file_name().unwrap_or_default();
+                let saved_rel = Path::new("aside").join(n.to_string()).join(name);
+                let copy = self.staging.join(&saved_rel);
+                self.make_parents(&copy)?;
+                fs::copy(old, &copy).map_err(|e| Error::output(&copy, e))?;
+                saved_rel.display().to_string()
+            }
+            None => "-".to_string(),
         };
         let rel = self.window_rel(table, window);
         write_file(
@@ -181,13 +190,21 @@ impl LocalStore {
             }
         }
         if let Some(m) = manifest {
-            write_file(&old_manifest, m)?;
+            write_file(&target.join(side.manifest), m)?;
         }
         // The new manifest is in place: the append is committed.
         let _ = fs::remove_file(&record);
-        let marker = target.join(COMPLETE);
+        let marker = target.join(side.complete);
         if !marker.exists() {
             write_file(&marker, b"")?;
+        }
+        if let Some(legacy) = side.legacy() {
+            for name in [legacy.manifest, legacy.complete] {
+                let path = target.join(name);
+                if path.exists() {
+                    fs::remove_file(&path).map_err(|e| Error::output(&path, e))?;
+                }
+            }
         }
         Ok(())
     }
@@ -283,7 +300,7 @@ impl WindowStore for LocalStore {
     }
 
     /// Moves a staged window folder into place (C1, C2): its data files, then the
-    /// manifest, then the `complete` marker. In replace mode the folder moves whole; in
+    /// manifest, then the commit marker. In replace mode the folder moves whole; in
     /// append mode into an existing folder, its parts join the folder's and the
     /// manifest replaces the folder's.
     fn commit(
@@ -298,10 +315,11 @@ impl WindowStore for LocalStore {
         if self.mode == WriteMode::Append && target.exists() {
             return self.append(table, window, &staged, &target, manifest);
         }
+        let side = SideFiles::of(table);
         if let Some(m) = manifest {
-            write_file(&staged.join(MANIFEST), m)?;
+            write_file(&staged.join(side.manifest), m)?;
         }
-        write_file(&staged.join(COMPLETE), b"")?;
+        write_file(&staged.join(side.complete), b"")?;
         if !target.exists() {
             return fs::rename(&staged, &target).map_err(|e| Error::output(&target, e));
         }
@@ -368,7 +386,7 @@ mod tests {
         for d in ["01", "02"] {
             let folder = tmp.path().join("sign_up/2024/01").join(d);
             assert!(folder.join("part-00000.parquet").is_file());
-            assert!(folder.join("complete").is_file());
+            assert!(folder.join("_complete").is_file());
         }
         // Staging the same window again (a later input of the run) still works after
         // its first folder moved away.
@@ -394,9 +412,60 @@ mod tests {
             let folder = tmp.path().join("t/2024/01/03");
             assert_eq!(list_parts(&folder).unwrap().len(), parts, "{mode:?}");
             // The manifest is beside the data of the window as last committed.
-            assert_eq!(fs::read_to_string(folder.join(MANIFEST)).unwrap(), manifest);
-            assert!(folder.join(COMPLETE).is_file());
+            let side = SideFiles::TABLE;
+            assert_eq!(
+                fs::read_to_string(folder.join(side.manifest)).unwrap(),
+                manifest
+            );
+            assert!(folder.join(side.complete).is_file());
         }
+    }
+
+    #[test]
+    fn c1_raw_windows_keep_mixpanels_marker_and_tables_move_earlier_markers_to_theirs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let raw = LocalStore::open(
+            tmp.path(),
+            Layout::Mixpanel,
+            WriteMode::Replace,
+            true,
+            "json.gz",
+        )
+        .unwrap();
+        let dir = raw.make_staged_dir(None, day(1)).unwrap();
+        fs::write(dir.join(raw.part_name(0)), b"data").unwrap();
+        raw.commit(None, day(1), Some(b"m")).unwrap();
+        let folder = tmp.path().join("2024/01/01/full_day");
+        assert!(folder.join("complete").is_file());
+        assert!(folder.join("manifest.json").is_file());
+
+        // A table folder an earlier version committed, with the raw names: an append
+        // commits it under the table names and takes the earlier ones away.
+        let folder = tmp.path().join("t/2024/01/02");
+        fs::create_dir_all(&folder).unwrap();
+        fs::write(folder.join("part-00000.parquet"), b"old").unwrap();
+        fs::write(folder.join("complete"), b"").unwrap();
+        fs::write(folder.join("manifest.json"), b"old manifest").unwrap();
+        let store = store(tmp.path(), WriteMode::Append);
+        let dir = store.make_staged_dir(Some("t"), day(2)).unwrap();
+        fs::write(dir.join(store.part_name(0)), b"new").unwrap();
+        store
+            .commit(Some("t"), day(2), Some(b"new manifest"))
+            .unwrap();
+        let mut names: Vec<String> = fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "_complete",
+                "_manifest.json",
+                "part-00000.parquet",
+                "part-00001.parquet"
+            ]
+        );
     }
 
     #[test]

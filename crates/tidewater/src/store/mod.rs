@@ -1,7 +1,7 @@
 //! Where committed windows go, behind one commit contract: a window's data files are
-//! staged first, then its manifest, then its `complete` marker; a window without
-//! `complete` is not committed, and readers see the old window or the new one, never a
-//! mix. The local folder ([`LocalStore`]) commits by renames; object stores
+//! staged first, then its manifest, then its commit marker ([`SideFiles`]: `_complete`
+//! in a table's window, `complete` in a raw one); a window without it is not
+//! committed, and readers see the old window or the new one, never a mix. The local folder ([`LocalStore`]) commits by renames; object stores
 //! ([`object`]) by the order of their objects. [`Output`] is the output root of a run
 //! on either. Rejected lines go to the rejects file ([`RejectsWriter`]).
 
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Result;
 use crate::window::WindowKey;
 
-pub(crate) use local::{list_parts, staging_path, LocalStore};
+pub(crate) use local::{staging_path, LocalStore};
 pub use object::ObjectTarget;
 
 /// An object store's error message with the query of every URL in it (where a SAS
@@ -30,11 +30,62 @@ pub(crate) use rejects::RejectsWriter;
 pub use root::RootLock;
 pub(crate) use root::STATE_DIR;
 
-/// The marker that makes a window folder committed (C1).
-pub(crate) const COMPLETE: &str = "complete";
+/// The names of a window folder's side files: the empty marker that makes the window
+/// committed (C1) and the manifest beside its data (an export's request, XC4, and on
+/// object stores the folder's data files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SideFiles {
+    pub complete: &'static str,
+    pub manifest: &'static str,
+}
 
-/// The export manifest beside a window's data (XC4).
-pub(crate) const MANIFEST: &str = "manifest.json";
+impl SideFiles {
+    /// A raw window's: Mixpanel's raw layout has an empty `complete` in each window.
+    pub const RAW: SideFiles = SideFiles {
+        complete: "complete",
+        manifest: "manifest.json",
+    };
+
+    /// A table window's: names that start with `_`, which dataset readers (pyarrow,
+    /// Spark, Hadoop) skip, so that a table folder reads in one call without options.
+    pub const TABLE: SideFiles = SideFiles {
+        complete: "_complete",
+        manifest: "_manifest.json",
+    };
+
+    /// The side files of `table`'s windows; `None` is raw output.
+    pub fn of(table: Option<&str>) -> SideFiles {
+        if table.is_some() {
+            Self::TABLE
+        } else {
+            Self::RAW
+        }
+    }
+
+    /// The names the same folder had in earlier versions, which wrote table windows'
+    /// side files under the raw names. A folder committed under them counts as
+    /// committed (a resumed backfill does not fetch it again); they are removed when
+    /// the window is committed again.
+    pub fn legacy(self) -> Option<SideFiles> {
+        (self == Self::TABLE).then_some(Self::RAW)
+    }
+
+    /// Whether `name` is this folder's commit marker, current or legacy.
+    pub fn is_complete(self, name: &str) -> bool {
+        name == self.complete || self.legacy().is_some_and(|l| name == l.complete)
+    }
+
+    /// Whether `name` is this folder's manifest, current or legacy.
+    pub fn is_manifest(self, name: &str) -> bool {
+        name == self.manifest || self.legacy().is_some_and(|l| name == l.manifest)
+    }
+
+    /// Whether `name` is a legacy side file of this folder.
+    pub fn is_legacy(self, name: &str) -> bool {
+        self.legacy()
+            .is_some_and(|l| name == l.complete || name == l.manifest)
+    }
+}
 
 /// A destination of committed windows. `table` is `None` for raw output, whose windows
 /// are not per table.
@@ -50,7 +101,7 @@ pub(crate) trait WindowStore: Sync {
     fn folder(&self, table: Option<&str>, window: WindowKey) -> String;
 
     /// Commits a staged window: its data files, then `manifest` (when given), then the
-    /// `complete` marker, so that the window appears whole or not at all (C1, C2).
+    /// commit marker, so that the window appears whole or not at all (C1, C2).
     fn commit(&self, table: Option<&str>, window: WindowKey, manifest: Option<&[u8]>)
         -> Result<()>;
 

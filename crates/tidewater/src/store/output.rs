@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::object::{LeaseLock, ObjectRoot, ObjectTarget, ObjectWindows};
-use super::{
-    is_data_file, list_parts, staging_path, LocalStore, RootLock, WindowStore, COMPLETE, MANIFEST,
-};
+use super::{is_data_file, staging_path, LocalStore, RootLock, SideFiles, WindowStore};
 use crate::error::{Error, Result};
 use crate::options::RunOptions;
 use crate::write::Encoder;
@@ -206,20 +204,12 @@ impl Output {
         }
     }
 
-    /// What the window folder `rel` holds.
-    pub(crate) fn folder_state(&self, rel: &str) -> Result<FolderState> {
-        if let Output::Local(root) = self {
-            let dir = root.join(rel);
-            return Ok(FolderState {
-                complete: dir.join(COMPLETE).is_file(),
-                manifest: dir.join(MANIFEST).is_file(),
-                data_files: list_parts(&dir).map_or(0, |p| p.len() as u64),
-            });
-        }
+    /// What the window folder `rel`, whose side files are `side`, holds.
+    pub(crate) fn folder_state(&self, rel: &str, side: SideFiles) -> Result<FolderState> {
         let names = self.names_in(rel)?;
         Ok(FolderState {
-            complete: names.iter().any(|n| n == COMPLETE),
-            manifest: names.iter().any(|n| n == MANIFEST),
+            complete: names.iter().any(|n| side.is_complete(n)),
+            manifest: names.iter().any(|n| side.is_manifest(n)),
             data_files: names.iter().filter(|n| is_data_file(n)).count() as u64,
         })
     }

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use super::local::{JOURNAL, STAGING_PREFIX};
-use super::MANIFEST;
+use super::SideFiles;
 use crate::error::{Error, Result};
 use crate::lock::{FileLock, LockError};
 
@@ -121,8 +121,23 @@ fn roll_back_append(target: &Path, staging: &Path, saved: &str, parts: &[&str]) 
         }
     }
     if saved != "-" {
-        let manifest = target.join(MANIFEST);
+        // Saved under its own name (`aside/<n>/<name>`); `aside/<n>.manifest` is the
+        // journal of an earlier version, when every manifest was `manifest.json`.
+        let name = Path::new(saved)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".manifest"))
+            .unwrap_or_else(|| SideFiles::RAW.manifest.to_string());
+        let manifest = target.join(&name);
         fs::copy(staging.join(saved), &manifest).map_err(|e| Error::output_root(&manifest, e))?;
+        if name == SideFiles::RAW.manifest {
+            // A table folder of an earlier version: the manifest the append wrote under
+            // this version's name goes too (raw folders never have one).
+            let written = target.join(SideFiles::TABLE.manifest);
+            if written.exists() {
+                fs::remove_file(&written).map_err(|e| Error::output_root(&written, e))?;
+            }
+        }
     }
     tracing::warn!(
         "took out of window {} the parts that a crashed run was appending",

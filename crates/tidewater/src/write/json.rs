@@ -36,13 +36,22 @@ pub fn raw_text(group: &RowGroup) -> Vec<u8> {
     out
 }
 
+/// How JSON output writes the values that have more than one form.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonStyle {
+    /// `time` in milliseconds instead of seconds.
+    pub time_in_ms: bool,
+    /// Lists and objects as JSON strings of their text instead of native JSON.
+    pub nested_as_text: bool,
+}
+
 /// JSON mode: one object per row, keys in column order, nulls left out, lists and
-/// objects as native JSON (T3).
+/// objects as native JSON (T3) or, with `nested_as_text`, as their JSON text.
 pub fn json_text(
     group: &RowGroup,
     columns: &[ColumnInfo],
     fixed: Fixed,
-    time_in_ms: bool,
+    style: JsonStyle,
 ) -> Vec<u8> {
     let mut out = Vec::new();
     for chunk in &group.chunks {
@@ -60,7 +69,11 @@ pub fn json_text(
             if fixed.time().is_some() {
                 let ms = chunk.time[row as usize];
                 key(&mut out, b"\"time\":");
-                let t = if time_in_ms { ms } else { ms.div_euclid(1000) };
+                let t = if style.time_in_ms {
+                    ms
+                } else {
+                    ms.div_euclid(1000)
+                };
                 out.extend_from_slice(itoa::Buffer::new().format(t).as_bytes());
             }
             if chunk.distinct_id.row_of(id_cursor) == Some(row) {
@@ -85,7 +98,10 @@ pub fn json_text(
                 write_json_string(&mut out, &info.name);
                 out.push(b':');
                 match &col.values {
-                    Values::Text(s) if info.ty == ColumnType::Class(TypeClass::String) => {
+                    Values::Text(s)
+                        if style.nested_as_text
+                            || info.ty == ColumnType::Class(TypeClass::String) =>
+                    {
                         write_json_string(&mut out, s.get(i))
                     }
                     Values::Text(s) => out.extend_from_slice(s.get(i).as_bytes()),

@@ -39,6 +39,8 @@ pub enum Encoder {
     Json {
         /// Write `time` in ms.
         time_in_ms: bool,
+        /// Write lists and objects as JSON text.
+        nested_as_text: bool,
     },
     /// Gzip JSONL of the unaltered lines.
     Raw,
@@ -51,6 +53,7 @@ impl Encoder {
             (SchemaMode::Raw, _) => Encoder::Raw,
             (_, Format::Json) => Encoder::Json {
                 time_in_ms: o.time_in_ms,
+                nested_as_text: o.nested_as_text,
             },
             (_, Format::Parquet) => Encoder::Parquet(parquet::properties(o.compression)),
         }
@@ -70,11 +73,20 @@ impl Encoder {
         match self {
             Encoder::Parquet(props) => parquet::encode_row_group(group, fixed, props, path)
                 .map_err(|e| parquet_error(e, path, what())),
-            Encoder::Json { time_in_ms } => {
-                write_member(
-                    path,
-                    &json::json_text(group, &group.columns, fixed, *time_in_ms),
-                )?;
+            Encoder::Json {
+                time_in_ms,
+                nested_as_text,
+            } => {
+                let text = json::json_text(
+                    group,
+                    &group.columns,
+                    fixed,
+                    json::JsonStyle {
+                        time_in_ms: *time_in_ms,
+                        nested_as_text: *nested_as_text,
+                    },
+                );
+                write_member(path, &text)?;
                 Ok(Spill {
                     path: path.to_path_buf(),
                     rows: group.rows,

@@ -272,8 +272,8 @@ mod tests {
         );
         let root = ObjectRoot::open(&target, &["pre".into(), "42".into()]).unwrap();
         assert_eq!(
-            root.key("t/2024/01/02/complete").as_ref(),
-            "base/pre/42/t/2024/01/02/complete"
+            root.key("t/2024/01/02/_complete").as_ref(),
+            "base/pre/42/t/2024/01/02/_complete"
         );
         assert_eq!(root.url(), "memory:///base/pre/42");
         root.write("a/b", Bytes::from_static(b"x")).unwrap();

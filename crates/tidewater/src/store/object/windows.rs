@@ -2,17 +2,19 @@
 //! the objects is the commit (C1, C2).
 //!
 //! 1. Data objects are uploaded under their final keys while they are encoded.
-//! 2. The manifest (`manifest.json`) is put, listing the folder's data objects in
+//! 2. The manifest (`_manifest.json` in a table's window, `manifest.json` in a raw
+//!    one: [`SideFiles`]) is put, listing the folder's data objects in
 //!    `files` (an export's manifest gains the list; a convert writes one only when the
 //!    folder held objects before).
-//! 3. The empty `complete` marker is put last: the window is committed.
+//! 3. The empty commit marker (`_complete`, raw: `complete`) is put last: the window is
+//!    committed.
 //! 4. Replaced objects are deleted.
 //!
 //! A folder with a manifest that lists `files` consists of those files; a folder
 //! without one consists of all its data objects (a fresh commit, where nothing else was
 //! ever uploaded). A replacement into a committed folder that has no such manifest
 //! first writes one listing the old files, then uploads the new ones under new names.
-//! So a reader that follows `complete` and the manifest sees the old window or the new
+//! So a reader that follows the marker and the manifest sees the old window or the new
 //! one, never a mix, and a crash at any step leaves the committed window as it was:
 //! the next run's objects replace what the crashed one left.
 
@@ -28,8 +30,8 @@ use super::{LeaseLock, ObjectRoot, Upload};
 use crate::error::{Error, Result};
 use crate::options::{Layout, WriteMode};
 use crate::store::{
-    is_data_file, part_name, part_number, spill_file, window_folder, DataSink, WindowStore,
-    COMPLETE, MANIFEST,
+    is_data_file, part_name, part_number, spill_file, window_folder, DataSink, SideFiles,
+    WindowStore,
 };
 use crate::window::WindowKey;
 
@@ -45,6 +47,8 @@ struct Folder {
     governed: bool,
     /// The name of this run's data object.
     new_name: Option<String>,
+    /// Side files under an earlier version's names, removed at the next commit.
+    legacy: Vec<String>,
 }
 
 /// The window store of an object-storage output.
@@ -106,6 +110,14 @@ impl ObjectWindows {
         part_name(self.raw, self.extension, n)
     }
 
+    fn side(&self) -> SideFiles {
+        if self.raw {
+            SideFiles::RAW
+        } else {
+            SideFiles::TABLE
+        }
+    }
+
     /// Runs `f` on what `folder` holds, reading it (its manifest) at the first touch.
     fn with_folder<T>(&self, folder: &str, f: impl FnOnce(&mut Folder) -> Result<T>) -> Result<T> {
         let mut folders = self.folders.lock().unwrap_or_else(|e| e.into_inner());
@@ -113,7 +125,7 @@ impl ObjectWindows {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let names = self.names.get(folder).map_or(&[][..], Vec::as_slice);
-                e.insert(read_folder(&self.root, folder, names)?)
+                e.insert(read_folder(&self.root, folder, names, self.side())?)
             }
         };
         f(state)
@@ -136,7 +148,8 @@ impl ObjectWindows {
         } else {
             if !state.governed {
                 let pin = manifest_with_files(None, &state.live);
-                self.root.write(&format!("{folder}/{MANIFEST}"), pin)?;
+                self.root
+                    .write(&format!("{folder}/{}", self.side().manifest), pin)?;
                 state.governed = true;
             }
             let next = state
@@ -157,16 +170,27 @@ impl ObjectWindows {
     }
 }
 
-/// Reads what a folder holds: its data objects, `complete`, and whether its manifest
-/// lists the files.
-fn read_folder(root: &ObjectRoot, folder: &str, names: &[String]) -> Result<Folder> {
+/// Reads what a folder holds: its data objects, its commit marker, and whether its
+/// manifest lists the files.
+fn read_folder(
+    root: &ObjectRoot,
+    folder: &str,
+    names: &[String],
+    side: SideFiles,
+) -> Result<Folder> {
     let parts: Vec<String> = names.iter().filter(|n| is_data_file(n)).cloned().collect();
-    let committed = names.iter().any(|n| n == COMPLETE);
-    let listed = if names.iter().any(|n| n == MANIFEST) {
-        root.read(&format!("{folder}/{MANIFEST}"))?
-            .and_then(|b| files_of(&b))
-    } else {
-        None
+    let committed = names.iter().any(|n| side.is_complete(n));
+    // This version's manifest, else an earlier version's.
+    let manifest = [Some(side), side.legacy()]
+        .into_iter()
+        .flatten()
+        .map(|s| s.manifest)
+        .find(|m| names.iter().any(|n| n == m));
+    let listed = match manifest {
+        Some(name) => root
+            .read(&format!("{folder}/{name}"))?
+            .and_then(|b| files_of(&b)),
+        None => None,
     };
     let (live, leftovers) = match (&listed, committed) {
         (_, false) => (Vec::new(), parts),
@@ -179,6 +203,11 @@ fn read_folder(root: &ObjectRoot, folder: &str, names: &[String]) -> Result<Fold
         committed,
         governed: listed.is_some() && committed,
         new_name: None,
+        legacy: names
+            .iter()
+            .filter(|n| side.is_legacy(n))
+            .cloned()
+            .collect(),
     })
 }
 
@@ -274,16 +303,17 @@ impl WindowStore for ObjectWindows {
         // A fresh folder needs no list (all its data objects are the window) unless it
         // is an export's, whose manifest always says what it committed.
         let had_objects = state.committed || !state.leftovers.is_empty();
+        let side = self.side();
         if manifest.is_some() || had_objects {
             self.root.write(
-                &format!("{folder}/{MANIFEST}"),
+                &format!("{folder}/{}", side.manifest),
                 manifest_with_files(manifest, &files),
             )?;
         }
         if !state.committed {
             // Create-if-absent: of two runs that both found the window uncommitted
             // (whose leases overlapped), only one commits it.
-            let marker = format!("{folder}/{COMPLETE}");
+            let marker = format!("{folder}/{}", side.complete);
             match self.root.put(&marker, Bytes::new(), PutMode::Create) {
                 Err(Error::Output { source, .. })
                     if source.kind() == std::io::ErrorKind::AlreadyExists =>
@@ -297,11 +327,17 @@ impl WindowStore for ObjectWindows {
                 }
                 other => other?,
             };
+        } else if state.legacy.iter().any(|n| side.is_complete(n)) {
+            // Committed by an earlier version, under its marker: this version's goes
+            // first, so that the folder never looks uncommitted.
+            self.root
+                .write(&format!("{folder}/{}", side.complete), Vec::new())?;
         }
         let mut gone: Vec<&String> = state.leftovers.iter().filter(|n| **n != new).collect();
         if !appending {
             gone.extend(state.live.iter().filter(|n| **n != new));
         }
+        gone.extend(&state.legacy);
         for name in gone {
             self.root.delete(&format!("{folder}/{name}"))?;
         }
@@ -314,6 +350,7 @@ impl WindowStore for ObjectWindows {
                 committed: true,
                 governed: manifest.is_some() || had_objects,
                 new_name: None,
+                legacy: Vec::new(),
             },
         );
         Ok(())
@@ -333,9 +370,15 @@ impl WindowStore for ObjectWindows {
         // The folder is empty from here on, for this run's later windows too.
         let state = self.with_folder(&folder, |state| Ok(std::mem::take(state)))?;
         // Uncommitted first, so that no reader follows a marker to missing files.
-        self.root.delete(&format!("{folder}/{COMPLETE}"))?;
-        self.root.delete(&format!("{folder}/{MANIFEST}"))?;
-        for name in state.live.iter().chain(&state.leftovers) {
+        let side = self.side();
+        self.root.delete(&format!("{folder}/{}", side.complete))?;
+        self.root.delete(&format!("{folder}/{}", side.manifest))?;
+        for name in state
+            .legacy
+            .iter()
+            .chain(&state.live)
+            .chain(&state.leftovers)
+        {
             self.root.delete(&format!("{folder}/{name}"))?;
         }
         Ok(())
@@ -395,7 +438,7 @@ mod tests {
         a.commit(Some("t"), day(), None).unwrap();
         let e = b.commit(Some("t"), day(), None).unwrap_err().to_string();
         assert!(e.contains("another run committed this window"), "{e}");
-        assert!(e.contains("memory:///out/t/2024/01/02/complete"), "{e}");
+        assert!(e.contains("memory:///out/t/2024/01/02/_complete"), "{e}");
     }
 
     #[test]
@@ -407,19 +450,19 @@ mod tests {
         // A fresh commit: the data and the marker, no manifest.
         assert_eq!(
             names(&root),
-            ["t/2024/01/02/complete", "t/2024/01/02/part-00000.parquet"]
+            ["t/2024/01/02/_complete", "t/2024/01/02/part-00000.parquet"]
         );
         let second = windows(&root, WriteMode::Replace);
         put(&second, b"new");
         // Before the commit, a manifest lists the old file, which is still there.
-        let pinned = root.read("t/2024/01/02/manifest.json").unwrap().unwrap();
+        let pinned = root.read("t/2024/01/02/_manifest.json").unwrap().unwrap();
         assert_eq!(
             files_of(&pinned).unwrap(),
             ["part-00000.parquet".to_string()].into()
         );
         assert!(names(&root).contains(&"t/2024/01/02/part-00001.parquet".to_string()));
         second.commit(Some("t"), day(), None).unwrap();
-        let listed = root.read("t/2024/01/02/manifest.json").unwrap().unwrap();
+        let listed = root.read("t/2024/01/02/_manifest.json").unwrap().unwrap();
         assert_eq!(
             files_of(&listed).unwrap(),
             ["part-00001.parquet".to_string()].into()
@@ -427,8 +470,8 @@ mod tests {
         assert_eq!(
             names(&root),
             [
-                "t/2024/01/02/complete",
-                "t/2024/01/02/manifest.json",
+                "t/2024/01/02/_complete",
+                "t/2024/01/02/_manifest.json",
                 "t/2024/01/02/part-00001.parquet"
             ]
         );
@@ -436,7 +479,7 @@ mod tests {
         let third = windows(&root, WriteMode::Append);
         put(&third, b"more");
         third.commit(Some("t"), day(), None).unwrap();
-        let listed = root.read("t/2024/01/02/manifest.json").unwrap().unwrap();
+        let listed = root.read("t/2024/01/02/_manifest.json").unwrap().unwrap();
         assert_eq!(
             files_of(&listed).unwrap(),
             [
@@ -444,6 +487,33 @@ mod tests {
                 "part-00002.parquet".to_string()
             ]
             .into()
+        );
+    }
+
+    #[test]
+    fn c2_a_window_an_earlier_version_committed_is_replaced_under_this_versions_names() {
+        let root = root();
+        // Table windows were once committed with the raw names.
+        root.write("t/2024/01/02/part-00000.parquet", b"old".to_vec())
+            .unwrap();
+        root.write(
+            "t/2024/01/02/manifest.json",
+            manifest_with_files(None, &["part-00000.parquet".into()]),
+        )
+        .unwrap();
+        root.write("t/2024/01/02/complete", Vec::new()).unwrap();
+        let w = windows(&root, WriteMode::Replace);
+        put(&w, b"new");
+        // Still governed by the old manifest: no pin of this version's was needed.
+        assert!(root.read("t/2024/01/02/_manifest.json").unwrap().is_none());
+        w.commit(Some("t"), day(), None).unwrap();
+        assert_eq!(
+            names(&root),
+            [
+                "t/2024/01/02/_complete",
+                "t/2024/01/02/_manifest.json",
+                "t/2024/01/02/part-00001.parquet"
+            ]
         );
     }
 
@@ -463,7 +533,7 @@ mod tests {
                 .unwrap(),
             Bytes::from_static(b"fresh")
         );
-        let listed = root.read("t/2024/01/02/manifest.json").unwrap().unwrap();
+        let listed = root.read("t/2024/01/02/_manifest.json").unwrap().unwrap();
         assert_eq!(
             files_of(&listed).unwrap(),
             ["part-00000.parquet".to_string()].into()
