@@ -101,6 +101,8 @@ print("codecs ok")
 /// pyarrow and DuckDB see the min/max statistics of number (DOUBLE) columns: the
 /// footer declares the column order they know (write::column_order), and a filter on a
 /// number skips row groups in pyarrow.
+/// Number statistics in a form pyarrow and DuckDB use, and the page index (column and
+/// offset index) on every column chunk.
 #[test]
 fn number_statistics_are_seen_by_pyarrow_and_duckdb() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,6 +126,12 @@ frags = list(ds.dataset(f, format="parquet").get_fragments())[0].split_by_row_gr
 assert len(frags) < meta.num_row_groups, (len(frags), meta.num_row_groups)
 n = duckdb.sql(f"select count(*) from parquet_metadata('{f}') where path_in_schema = '{col}' and stats_max_value is not null").fetchall()[0][0]
 assert n > 0
+# Every column chunk has an offset index and a column index.
+for g in range(meta.num_row_groups):
+    for i in range(meta.num_columns):
+        c = meta.row_group(g).column(i)
+        assert c.has_offset_index, (g, i)
+        assert c.has_column_index, (g, meta.schema.column(i).name)
 print("stats ok")
 "#;
     python_ok(&["-c", script, out.to_str().unwrap()], "stats ok");
