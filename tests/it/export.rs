@@ -1086,3 +1086,40 @@ fn mock_moves_today_and_serves_late_events_to_a_past_day() {
         .unwrap();
     assert_same_data(&out, &reference);
 }
+
+/// A root an earlier version wrote, whose table windows have `complete` and
+/// `manifest.json`: an export resumed there fetches none of its windows again, and the
+/// next commit of a window (here `--refetch` of one day) moves it to the `_` names.
+#[test]
+fn xc4_windows_an_earlier_version_committed_are_not_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 900, 3);
+    let server = mock(&data, |_| {});
+    let out = dir.path().join("out");
+    let run = |from: &str, to: &str, refetch: bool| {
+        exporter(&out, &server, RunOptions::default(), from, to)
+            .refetch(refetch)
+            .run()
+            .unwrap()
+    };
+    assert_eq!(run("2024-01-01", "2024-01-03", false).run.windows_committed, 3);
+    // The side files as the earlier version named them.
+    let days: Vec<std::path::PathBuf> = (1..=3)
+        .map(|d| out.join(format!("mp_master_event/2024/01/{d:02}")))
+        .collect();
+    for day in &days {
+        std::fs::rename(day.join("_complete"), day.join("complete")).unwrap();
+        std::fs::rename(day.join("_manifest.json"), day.join("manifest.json")).unwrap();
+    }
+    let again = run("2024-01-01", "2024-01-03", false);
+    assert_eq!((again.windows_skipped, again.requests), (3, 0));
+    assert!(days[0].join("complete").is_file(), "a skipped window is left as it is");
+
+    run("2024-01-02", "2024-01-02", true);
+    let mut names: Vec<String> = std::fs::read_dir(&days[1])
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["_complete", "_manifest.json", "part-00000.parquet"]);
+}
