@@ -1102,7 +1102,10 @@ fn xc4_windows_an_earlier_version_committed_are_not_fetched_again() {
             .run()
             .unwrap()
     };
-    assert_eq!(run("2024-01-01", "2024-01-03", false).run.windows_committed, 3);
+    assert_eq!(
+        run("2024-01-01", "2024-01-03", false).run.windows_committed,
+        3
+    );
     // The side files as the earlier version named them.
     let days: Vec<std::path::PathBuf> = (1..=3)
         .map(|d| out.join(format!("mp_master_event/2024/01/{d:02}")))
@@ -1113,7 +1116,10 @@ fn xc4_windows_an_earlier_version_committed_are_not_fetched_again() {
     }
     let again = run("2024-01-01", "2024-01-03", false);
     assert_eq!((again.windows_skipped, again.requests), (3, 0));
-    assert!(days[0].join("complete").is_file(), "a skipped window is left as it is");
+    assert!(
+        days[0].join("complete").is_file(),
+        "a skipped window is left as it is"
+    );
 
     run("2024-01-02", "2024-01-02", true);
     let mut names: Vec<String> = std::fs::read_dir(&days[1])

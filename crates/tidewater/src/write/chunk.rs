@@ -1039,7 +1039,13 @@ mod tests {
         use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
         // 50,000 rows, every fifth null, a NaN now and then: three pages of numbers.
         let rows: Vec<u32> = (0..50_000).filter(|r| r % 5 != 0).collect();
-        let value = |r: u32| if r.is_multiple_of(997) { f64::NAN } else { f64::from(r) };
+        let value = |r: u32| {
+            if r.is_multiple_of(997) {
+                f64::NAN
+            } else {
+                f64::from(r)
+            }
+        };
         let col = SparseColumn::at_rows(
             rows.clone(),
             Values::Number(rows.iter().map(|&r| value(r)).collect()),
