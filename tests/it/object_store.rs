@@ -450,7 +450,7 @@ fn s3_convert_and_export_write_the_objects_of_a_local_run() {
 
 /// A replacement uploads new files under new names, commits them through the manifest
 /// and only then deletes the old ones; a reader following the manifest reads exactly
-/// the new window. pyarrow and Polars read the table in place from the store.
+/// the new window. pyarrow, Polars and DuckDB read the table in place from the store.
 #[test]
 fn s3_replace_commits_new_files_before_deleting_old_ones_and_readers_read_in_place() {
     let (s3, store) = moto_with_bucket("out");
@@ -505,6 +505,35 @@ print("polars rows", n)
         "{text}"
     );
     assert!(text.contains("polars rows 5000"), "{text}");
+
+    // DuckDB in place through its httpfs extension, which its own download server
+    // would serve; PyPI has it for DuckDB 1.5, which `.ci/run` installs beside the
+    // newer DuckDB into target/duckdb-httpfs.
+    let python = std::env::var_os("TIDEWATER_DUCKDB_HTTPFS_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| fixtures().join("../target/duckdb-httpfs/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: python3 -m venv target/duckdb-httpfs && target/duckdb-httpfs/bin/pip \
+         install duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 (as .ci/run does)",
+        python.display()
+    );
+    let script = format!(
+        r#"
+import os, duckdb, duckdb_extension_httpfs as h
+duckdb.sql("INSTALL '" + os.path.join(os.path.dirname(h.__file__), "extensions", "v" + duckdb.__version__, "httpfs.duckdb_extension") + "'")
+duckdb.sql("LOAD httpfs")
+duckdb.sql("CREATE SECRET (TYPE s3, KEY_ID '{S3_KEY_ID}', SECRET '{S3_SECRET}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')")
+n = duckdb.sql("SELECT count(*) FROM read_parquet('s3://out/table/mp_master_event/**/*.parquet', union_by_name = true)").fetchall()[0][0]
+print("duckdb rows", n)
+"#,
+        port = s3.port
+    );
+    let out = Command::new(&python).args(["-c", &script]).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("duckdb rows 5000"), "{text}");
 }
 
 #[test]
