@@ -163,6 +163,14 @@ fn the_summary_says_how_to_read_the_output_and_duckdb_runs_it() {
     }
 }
 
+/// Runs a Python `script` that imports docs/read_tables.py (its folder is `argv[1]`) on
+/// `runs` (JSON in `argv[2]`); it must print `expected`.
+fn with_read_tables(script: &str, runs: Vec<serde_json::Value>, expected: &str) {
+    let docs = fixtures().join("../docs");
+    let runs = serde_json::Value::Array(runs).to_string();
+    python_ok(&["-c", script, docs.to_str().unwrap(), &runs], expected);
+}
+
 /// The documented one-call reads (docs/read_tables.py) give every row and every column
 /// of every table, with the mapping file's types, in DuckDB, Polars, pyarrow and Spark
 /// (pyspark on the machine's JRE, which `.ci/run` installs), for monoschema,
@@ -215,16 +223,7 @@ for root, rows_per_table in json.loads(sys.argv[2]):
 spark.stop()
 print("tables ok", tables)
 "#;
-    let docs = fixtures().join("../docs");
-    python_ok(
-        &[
-            "-c",
-            script,
-            docs.to_str().unwrap(),
-            &serde_json::Value::Array(runs).to_string(),
-        ],
-        "tables ok",
-    );
+    with_read_tables(script, runs, "tables ok");
 }
 
 /// JSON output reads in DuckDB, Polars and pyarrow with the documented recipes
@@ -343,14 +342,5 @@ for run in json.loads(sys.argv[2]):
             assert "changed from" in str(e), e
 print("json tables ok", checked)
 "#;
-    let docs = fixtures().join("../docs");
-    python_ok(
-        &[
-            "-c",
-            script,
-            docs.to_str().unwrap(),
-            &serde_json::Value::Array(runs).to_string(),
-        ],
-        "json tables ok",
-    );
+    with_read_tables(script, runs, "json tables ok");
 }

@@ -529,7 +529,10 @@ print("duckdb rows", n)
 "#,
         port = s3.port
     );
-    let out = Command::new(&python).args(["-c", &script]).output().unwrap();
+    let out = Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");

@@ -161,10 +161,9 @@ impl LocalStore {
         let side = SideFiles::of(table);
         // The folder's manifest, under this version's name or an earlier one's; it is
         // saved under its own name, which the journal keeps for a roll-back.
-        let old_manifest = [Some(side), side.legacy()]
-            .into_iter()
-            .flatten()
-            .map(|s| target.join(s.manifest))
+        let old_manifest = side
+            .manifest_names()
+            .map(|name| target.join(name))
             .find(|p| p.is_file());
         let saved = match &old_manifest {
             Some(old) => {

@@ -70,6 +70,14 @@ impl SideFiles {
         (self == Self::TABLE).then_some(Self::RAW)
     }
 
+    /// The manifest's names, this version's first, then the legacy one.
+    pub fn manifest_names(self) -> impl Iterator<Item = &'static str> {
+        [Some(self), self.legacy()]
+            .into_iter()
+            .flatten()
+            .map(|s| s.manifest)
+    }
+
     /// Whether `name` is this folder's commit marker, current or legacy.
     pub fn is_complete(self, name: &str) -> bool {
         name == self.complete || self.legacy().is_some_and(|l| name == l.complete)

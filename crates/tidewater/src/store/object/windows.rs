@@ -181,11 +181,7 @@ fn read_folder(
     let parts: Vec<String> = names.iter().filter(|n| is_data_file(n)).cloned().collect();
     let committed = names.iter().any(|n| side.is_complete(n));
     // This version's manifest, else an earlier version's.
-    let manifest = [Some(side), side.legacy()]
-        .into_iter()
-        .flatten()
-        .map(|s| s.manifest)
-        .find(|m| names.iter().any(|n| n == m));
+    let manifest = side.manifest_names().find(|m| names.iter().any(|n| n == m));
     let listed = match manifest {
         Some(name) => root
             .read(&format!("{folder}/{name}"))?
