@@ -509,14 +509,14 @@ print("polars rows", n)
     // DuckDB in place through its httpfs extension, which its own download server
     // would serve; PyPI has it for DuckDB 1.5, which `.ci/run` installs beside the
     // newer DuckDB into target/duckdb-httpfs.
-    let python = std::env::var_os("TIDEWATER_DUCKDB_HTTPFS_PYTHON")
+    let packages = std::env::var_os("TIDEWATER_DUCKDB_HTTPFS")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| fixtures().join("../target/duckdb-httpfs/bin/python"));
+        .unwrap_or_else(|| fixtures().join("../target/duckdb-httpfs"));
     assert!(
-        python.exists(),
-        "{} is missing: python3 -m venv target/duckdb-httpfs && target/duckdb-httpfs/bin/pip \
-         install duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 (as .ci/run does)",
-        python.display()
+        packages.join("duckdb_extension_httpfs").is_dir(),
+        "{} lacks DuckDB 1.5 with httpfs: python3 -m pip install --target {0} \
+         duckdb==1.5.5 duckdb-extension-httpfs==1.5.5 (as .ci/run does)",
+        packages.display()
     );
     let script = format!(
         r#"
@@ -529,8 +529,9 @@ print("duckdb rows", n)
 "#,
         port = s3.port
     );
-    let out = Command::new(&python)
+    let out = Command::new("python3")
         .args(["-c", &script])
+        .env("PYTHONPATH", &packages)
         .output()
         .unwrap();
     let text =
