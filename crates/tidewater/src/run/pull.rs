@@ -42,32 +42,38 @@ fn spawn(
         .map_err(|e| Error::resource("the conversion thread", e))
 }
 
-/// The next item of a run's batches from what its thread sent (`None`: the thread is
-/// gone without a word): a batch, or the end, which keeps the summary of a run that
-/// succeeded and gives the error of one that failed.
-fn next_of(
-    item: Option<Item>,
-    ended: &mut bool,
-    summary: &mut Option<RunSummary>,
-) -> Option<Result<TableBatch>> {
-    match item {
-        Some(Item::Batch(batch)) => Some(Ok(batch)),
-        Some(Item::End(result)) => {
-            *ended = true;
-            match result {
-                Ok(done) => {
-                    *summary = Some(done);
-                    None
+/// How far the caller got through a run's items: whether the last one was given, and
+/// the summary of a run that succeeded.
+#[derive(Default)]
+struct RunEnd {
+    ended: bool,
+    summary: Option<RunSummary>,
+}
+
+impl RunEnd {
+    /// The next item of a run's batches from what its thread sent (`None`: the thread
+    /// is gone without a word): a batch, or the end, which keeps the summary of a run
+    /// that succeeded and gives the error of one that failed.
+    fn next(&mut self, item: Option<Item>) -> Option<Result<TableBatch>> {
+        match item {
+            Some(Item::Batch(batch)) => Some(Ok(batch)),
+            Some(Item::End(result)) => {
+                self.ended = true;
+                match result {
+                    Ok(done) => {
+                        self.summary = Some(done);
+                        None
+                    }
+                    Err(e) => Some(Err(e)),
                 }
-                Err(e) => Some(Err(e)),
             }
-        }
-        None => {
-            *ended = true;
-            Some(Err(Error::resource(
-                "the conversion thread",
-                "it ended without a result",
-            )))
+            None => {
+                self.ended = true;
+                Some(Err(Error::resource(
+                    "the conversion thread",
+                    "it ended without a result",
+                )))
+            }
         }
     }
 }
@@ -80,8 +86,7 @@ pub struct Batches {
     rx: Option<std::sync::mpsc::Receiver<Item>>,
     run: Option<JoinHandle<()>>,
     cancel: Cancel,
-    summary: Option<RunSummary>,
-    ended: bool,
+    end: RunEnd,
 }
 
 impl Batches {
@@ -92,15 +97,14 @@ impl Batches {
             rx: Some(rx),
             run: Some(run),
             cancel,
-            summary: None,
-            ended: false,
+            end: RunEnd::default(),
         })
     }
 
     /// The run's summary, once the iterator has returned its last item and the run
     /// succeeded.
     pub fn summary(&self) -> Option<&RunSummary> {
-        self.summary.as_ref()
+        self.end.summary.as_ref()
     }
 }
 
@@ -108,9 +112,9 @@ impl Iterator for Batches {
     type Item = Result<TableBatch>;
 
     fn next(&mut self) -> Option<Result<TableBatch>> {
-        let rx = self.rx.as_ref().filter(|_| !self.ended)?;
+        let rx = self.rx.as_ref().filter(|_| !self.end.ended)?;
         let item = rx.recv().ok();
-        next_of(item, &mut self.ended, &mut self.summary)
+        self.end.next(item)
     }
 }
 
@@ -132,8 +136,7 @@ impl Drop for Batches {
 pub struct BatchStream {
     rx: tokio::sync::mpsc::Receiver<Item>,
     cancel: Cancel,
-    summary: Option<RunSummary>,
-    ended: bool,
+    end: RunEnd,
 }
 
 impl BatchStream {
@@ -144,14 +147,13 @@ impl BatchStream {
         Ok(BatchStream {
             rx,
             cancel,
-            summary: None,
-            ended: false,
+            end: RunEnd::default(),
         })
     }
 
     /// The run's summary, once the stream has ended and the run succeeded.
     pub fn summary(&self) -> Option<&RunSummary> {
-        self.summary.as_ref()
+        self.end.summary.as_ref()
     }
 }
 
@@ -159,13 +161,11 @@ impl futures_util::Stream for BatchStream {
     type Item = Result<TableBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.ended {
+        if self.end.ended {
             return Poll::Ready(None);
         }
         let this = &mut *self;
-        this.rx
-            .poll_recv(cx)
-            .map(|item| next_of(item, &mut this.ended, &mut this.summary))
+        this.rx.poll_recv(cx).map(|item| this.end.next(item))
     }
 }
 

@@ -698,7 +698,8 @@ fn put_packed(bytes: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+/// An unsigned LEB128 varint, as Parquet's RLE headers and thrift's compact protocol use.
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

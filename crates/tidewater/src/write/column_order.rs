@@ -121,16 +121,8 @@ fn list_header(n: usize) -> Vec<u8> {
         return vec![((n as u8) << 4) | 0x0C];
     }
     let mut out = vec![0xFC];
-    let mut v = n as u64;
-    loop {
-        let byte = (v & 0x7F) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
+    super::chunk::put_varint(&mut out, n as u64);
+    out
 }
 
 #[cfg(test)]

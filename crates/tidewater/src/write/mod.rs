@@ -35,13 +35,8 @@ pub struct Spill {
 pub enum Encoder {
     /// Parquet with writer properties.
     Parquet(WriterPropertiesPtr),
-    /// Gzip JSONL rows.
-    Json {
-        /// Write `time` in ms.
-        time_in_ms: bool,
-        /// Write lists and objects as JSON text.
-        nested_as_text: bool,
-    },
+    /// Gzip JSONL rows, written in a style.
+    Json(json::JsonStyle),
     /// Gzip JSONL of the unaltered lines.
     Raw,
 }
@@ -51,10 +46,10 @@ impl Encoder {
     pub fn for_options(o: &RunOptions) -> Self {
         match (o.schema, o.format) {
             (SchemaMode::Raw, _) => Encoder::Raw,
-            (_, Format::Json) => Encoder::Json {
+            (_, Format::Json) => Encoder::Json(json::JsonStyle {
                 time_in_ms: o.time_in_ms,
                 nested_as_text: o.nested_as_text,
-            },
+            }),
             (_, Format::Parquet) => Encoder::Parquet(parquet::properties(o.compression)),
         }
     }
@@ -63,7 +58,7 @@ impl Encoder {
     pub fn extension(&self) -> &'static str {
         match self {
             Encoder::Parquet(_) => "parquet",
-            Encoder::Json { .. } | Encoder::Raw => "json.gz",
+            Encoder::Json(_) | Encoder::Raw => "json.gz",
         }
     }
 
@@ -73,20 +68,8 @@ impl Encoder {
         match self {
             Encoder::Parquet(props) => parquet::encode_row_group(group, fixed, props, path)
                 .map_err(|e| parquet_error(e, path, what())),
-            Encoder::Json {
-                time_in_ms,
-                nested_as_text,
-            } => {
-                let text = json::json_text(
-                    group,
-                    &group.columns,
-                    fixed,
-                    json::JsonStyle {
-                        time_in_ms: *time_in_ms,
-                        nested_as_text: *nested_as_text,
-                    },
-                );
-                write_member(path, &text)?;
+            Encoder::Json(style) => {
+                write_member(path, &json::json_text(group, &group.columns, fixed, *style))?;
                 Ok(Spill {
                     path: path.to_path_buf(),
                     rows: group.rows,
@@ -125,7 +108,7 @@ impl Encoder {
         dest.write(&mut |out| match self {
             Encoder::Parquet(props) => parquet::finish_file(spills, columns, fixed, props, out)
                 .map_err(|e| parquet_error(e, &name, name.display().to_string())),
-            Encoder::Json { .. } | Encoder::Raw => {
+            Encoder::Json(_) | Encoder::Raw => {
                 for s in spills {
                     let mut f = File::open(&s.path).map_err(|e| Error::output(&s.path, e))?;
                     std::io::copy(&mut f, out).map_err(|e| Error::output(&name, e))?;
