@@ -149,7 +149,9 @@ pub fn encode_chunk(
     }
 
     let value_count = input.value_rows.as_ref().map_or(input.rows, Vec::len);
-    let (statistics, dict) = statistics_and_dictionary(input, value_count, dictionary);
+    let dict = dictionary
+        .then(|| dictionary_of(input, value_count))
+        .flatten();
 
     let mut data_page_offset = 0u64;
     if let Some(d) = &dict {
@@ -189,7 +191,11 @@ pub fn encode_chunk(
         .set_total_uncompressed_size(uncompressed_total as i64)
         .set_data_page_offset(data_page_offset as i64)
         .set_dictionary_page_offset(dict.as_ref().map(|_| 0))
-        .set_statistics(statistics)
+        .set_statistics(
+            written
+                .bounds
+                .statistics(Some((input.rows - value_count) as u64)),
+        )
         .build()?;
     Ok(EncodedChunk {
         bytes: Bytes::from(bytes),
@@ -204,49 +210,33 @@ pub fn encode_chunk(
     })
 }
 
-/// The chunk's statistics, and its dictionary page and indices when `dictionary` asks
-/// for one and it stays small.
-fn statistics_and_dictionary(
-    input: &ColumnInput<'_>,
-    value_count: usize,
-    dictionary: bool,
-) -> (Statistics, Option<EncodedDictionary>) {
-    let nulls = Some((input.rows - value_count) as u64);
+/// The chunk's dictionary page and indices, when it stays small.
+fn dictionary_of(input: &ColumnInput<'_>, value_count: usize) -> Option<EncodedDictionary> {
     match &input.values {
         ColumnValues::Text(parts) => {
-            let values = || parts.iter().flat_map(|p| text_values(p));
-            let dict = dictionary
-                .then(|| Dictionary::build(values(), value_count, |v| 4 + v.len()))
-                .flatten();
-            let stats = match &dict {
-                Some(d) => text_statistics(d.values.iter().copied(), nulls),
-                None => text_statistics(values(), nulls),
-            };
-            let dict = dict.map(|d| {
+            let values = parts.iter().flat_map(|p| text_values(p));
+            Dictionary::build(values, value_count, |v| 4 + v.len()).map(|d| {
                 d.encode(|v, out| {
                     out.extend_from_slice(&(v.len() as u32).to_le_bytes());
                     out.extend_from_slice(v);
                 })
-            });
-            (stats, dict)
+            })
         }
         ColumnValues::Numbers(parts) => {
             let bits = parts.iter().flat_map(|p| p.iter().map(|x| x.to_bits()));
-            let dict = dictionary
-                .then(|| Dictionary::build(bits, value_count, |_| 8))
-                .flatten()
-                .map(|d| d.encode(|v, out| out.extend_from_slice(&v.to_le_bytes())));
-            (number_statistics(parts, nulls), dict)
+            Dictionary::build(bits, value_count, |_| 8)
+                .map(|d| d.encode(|v, out| out.extend_from_slice(&v.to_le_bytes())))
         }
-        ColumnValues::Booleans(parts) => (boolean_statistics(parts, nulls), None),
-        ColumnValues::Times(parts) => (time_statistics(parts, nulls), None),
+        ColumnValues::Booleans(_) | ColumnValues::Times(_) => None,
     }
 }
 
 /// What writing a chunk's data pages gave.
-struct DataPages {
+struct DataPages<'v> {
     /// Their size before compression.
     uncompressed: usize,
+    /// The bounds of all their values: the chunk's statistics.
+    bounds: Bounds<'v>,
     /// Min, max and nulls of each page; `None` when a page with values has no min or
     /// max (all NaN, or text whose max has no upper bound at the length kept).
     column_index: Option<ColumnIndexMetaData>,
@@ -256,16 +246,17 @@ struct DataPages {
 
 /// Writes the data pages of a chunk, each ending after the value that brings it to
 /// PAGE_BYTES or at PAGE_VALUES values, with their page index.
-fn write_data_pages(
+fn write_data_pages<'v>(
     pages: &mut impl PageWriter,
     compressor: &mut Compressor,
-    input: &ColumnInput<'_>,
+    input: &ColumnInput<'v>,
     dict: Option<&EncodedDictionary>,
     value_count: usize,
     nullable: bool,
     physical: PhysicalType,
-) -> Result<DataPages> {
+) -> Result<DataPages<'v>> {
     let mut uncompressed_total = 0usize;
+    let mut bounds = Bounds::none(&input.values);
     let mut column_index = ColumnIndexBuilder::new(physical);
     let mut offset_index = OffsetIndexBuilder::new();
     let mut cursor = ValueCursor::new(&input.values);
@@ -319,13 +310,10 @@ fn write_data_pages(
         uncompressed_total += spec.uncompressed_size;
         offset_index.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
         offset_index.append_row_count((end_row - first_row) as i64);
+        let page = Bounds::of(&input.values, first_value..end_value);
         let nulls = (end_row - first_row) - (end_value - first_value);
-        append_page(
-            &mut column_index,
-            &input.values,
-            first_value..end_value,
-            nulls,
-        );
+        append_page(&mut column_index, page, end_value - first_value, nulls);
+        bounds = bounds.merge(page);
         (first_value, first_row) = (end_value, end_row);
         if first_row >= input.rows {
             break;
@@ -334,6 +322,7 @@ fn write_data_pages(
     PAGE_BUFFERS.set((values, levels, body));
     Ok(DataPages {
         uncompressed: uncompressed_total,
+        bounds,
         column_index: if column_index.valid() {
             Some(column_index.build()?)
         } else {
@@ -343,43 +332,22 @@ fn write_data_pages(
     })
 }
 
-/// Adds a page's entry to the column index: its min and max under the same rules as
-/// the chunk's statistics, its nulls, and for numbers its NaNs.
-fn append_page(
-    index: &mut ColumnIndexBuilder,
-    values: &ColumnValues<'_>,
-    range: Range<usize>,
-    nulls: usize,
-) {
-    let nan_count = match values {
-        ColumnValues::Numbers(parts) => Some(
-            in_range(parts, range.clone())
-                .iter()
-                .flat_map(|p| p.iter())
-                .filter(|x| x.is_nan())
-                .count() as i64,
-        ),
-        _ => None,
-    };
-    if range.is_empty() {
-        index.append(true, Vec::new(), Vec::new(), nulls as i64, nan_count);
+/// Adds the entry of a page of `values` values (and `nulls` nulls) within `page` to the
+/// column index.
+fn append_page(index: &mut ColumnIndexBuilder, page: Bounds<'_>, values: usize, nulls: usize) {
+    if values == 0 {
+        index.append(true, Vec::new(), Vec::new(), nulls as i64, page.nan_count());
         return;
     }
-    let statistics = match values {
-        ColumnValues::Text(parts) => text_statistics(
-            part_ranges(parts.iter().map(|p| p.len()), range)
-                .into_iter()
-                .flat_map(|(part, r)| r.map(move |i| parts[part].get(i).as_bytes())),
-            None,
-        ),
-        ColumnValues::Numbers(parts) => number_statistics(&in_range(parts, range), None),
-        ColumnValues::Booleans(parts) => boolean_statistics(&in_range(parts, range), None),
-        ColumnValues::Times(parts) => time_statistics(&in_range(parts, range), None),
-    };
+    let statistics = page.statistics(None);
     match (statistics.min_bytes_opt(), statistics.max_bytes_opt()) {
-        (Some(min), Some(max)) => {
-            index.append(false, min.to_vec(), max.to_vec(), nulls as i64, nan_count)
-        }
+        (Some(min), Some(max)) => index.append(
+            false,
+            min.to_vec(),
+            max.to_vec(),
+            nulls as i64,
+            page.nan_count(),
+        ),
         _ => index.to_invalid(),
     }
 }
@@ -770,46 +738,193 @@ impl Compressor {
     }
 }
 
-/// Min and max of text by bytes, truncated to `STATISTICS_PREFIX` bytes: the min to a
-/// prefix (still a lower bound), the max to a prefix whose last character is
-/// incremented (an upper bound), or left out when no such character exists.
-fn text_statistics<'v>(values: impl Iterator<Item = &'v [u8]>, nulls: Option<u64>) -> Statistics {
-    // Each value is compared by its first eight bytes as a number first, and as bytes
-    // only when those are equal: two byte comparisons per value were 1.6% of a
-    // monoschema run's instructions.
-    let mut min: Option<(u64, &[u8])> = None;
-    let mut max: Option<(u64, &[u8])> = None;
-    for v in values {
-        let key = order_key(v);
-        if min.is_none_or(|(k, m)| key < k || (key == k && v < m)) {
-            min = Some((key, v));
-        }
-        if max.is_none_or(|(k, m)| key > k || (key == k && v > m)) {
-            max = Some((key, v));
+/// The min and max of some of a column's values, kept as the values themselves (text
+/// untruncated, numbers before Parquet's zero rule), so that pages' bounds fold into
+/// their chunk's: each value is compared once, for its page's column-index entry, and
+/// the chunk's statistics come from its pages' bounds.
+#[derive(Debug, Clone, Copy)]
+enum Bounds<'v> {
+    /// By bytes.
+    Text(Option<(&'v [u8], &'v [u8])>),
+    /// NaN is left out of min and max, and counted.
+    Numbers {
+        span: Option<(f64, f64)>,
+        nans: u64,
+    },
+    /// Whether every value is true (the min), whether any is (the max).
+    Booleans(Option<(bool, bool)>),
+    Times(Option<(i64, i64)>),
+}
+
+impl<'v> Bounds<'v> {
+    /// The bounds of none of a column's values.
+    fn none(values: &ColumnValues<'_>) -> Self {
+        match values {
+            ColumnValues::Text(_) => Bounds::Text(None),
+            ColumnValues::Numbers(_) => Bounds::Numbers {
+                span: None,
+                nans: 0,
+            },
+            ColumnValues::Booleans(_) => Bounds::Booleans(None),
+            ColumnValues::Times(_) => Bounds::Times(None),
         }
     }
-    let (min, max) = (min.map(|(_, m)| m), max.map(|(_, m)| m));
-    let (min, min_exact) = match min {
-        Some(m) if m.len() > STATISTICS_PREFIX => (Some(utf8_prefix(m).to_vec()), false),
-        Some(m) => (Some(m.to_vec()), true),
-        None => (None, false),
-    };
-    let (max, max_exact) = match max {
-        Some(m) if m.len() > STATISTICS_PREFIX => (increment_utf8(utf8_prefix(m)), false),
-        Some(m) => (Some(m.to_vec()), true),
-        None => (None, false),
-    };
-    Statistics::ByteArray(
-        ValueStatistics::new(
-            min.map(ByteArray::from),
-            max.map(ByteArray::from),
-            None,
-            nulls,
-            false,
-        )
-        .with_min_is_exact(min_exact)
-        .with_max_is_exact(max_exact),
-    )
+
+    /// The bounds of a column's values `range`.
+    fn of(values: &ColumnValues<'v>, range: Range<usize>) -> Self {
+        match values {
+            ColumnValues::Text(parts) => Bounds::text(
+                part_ranges(parts.iter().map(|p| p.len()), range)
+                    .into_iter()
+                    .flat_map(|(part, r)| {
+                        let strings: &'v Strings = parts[part];
+                        r.map(move |i| strings.get(i).as_bytes())
+                    }),
+            ),
+            ColumnValues::Numbers(parts) => {
+                let (mut min, mut max, mut nans) = (None, None, 0);
+                for &x in in_range(parts, range).iter().flat_map(|p| p.iter()) {
+                    if x.is_nan() {
+                        nans += 1;
+                        continue;
+                    }
+                    if min.is_none_or(|m| x < m) {
+                        min = Some(x);
+                    }
+                    if max.is_none_or(|m| x > m) {
+                        max = Some(x);
+                    }
+                }
+                Bounds::Numbers {
+                    span: min.zip(max),
+                    nans,
+                }
+            }
+            ColumnValues::Booleans(parts) => {
+                let parts = in_range(parts, range);
+                let any = parts.iter().any(|p| !p.is_empty());
+                let all_true = parts.iter().all(|p| p.iter().all(|&b| b));
+                let any_true = parts.iter().any(|p| p.iter().any(|&b| b));
+                Bounds::Booleans(any.then_some((all_true, any_true)))
+            }
+            ColumnValues::Times(parts) => {
+                let values = in_range(parts, range);
+                let values = values.iter().flat_map(|p| p.iter().copied());
+                Bounds::Times(values.clone().min().zip(values.max()))
+            }
+        }
+    }
+
+    /// The bounds of text values, by bytes.
+    fn text(values: impl Iterator<Item = &'v [u8]>) -> Self {
+        // Each value is compared by its first eight bytes as a number first, and as bytes
+        // only when those are equal: two byte comparisons per value were 1.6% of a
+        // monoschema run's instructions.
+        let mut min: Option<(u64, &[u8])> = None;
+        let mut max: Option<(u64, &[u8])> = None;
+        for v in values {
+            let key = order_key(v);
+            if min.is_none_or(|(k, m)| key < k || (key == k && v < m)) {
+                min = Some((key, v));
+            }
+            if max.is_none_or(|(k, m)| key > k || (key == k && v > m)) {
+                max = Some((key, v));
+            }
+        }
+        Bounds::Text(min.map(|(_, m)| m).zip(max.map(|(_, m)| m)))
+    }
+
+    /// The bounds of these values and `later` ones together (of the same column).
+    fn merge(self, later: Self) -> Self {
+        match (self, later) {
+            (Bounds::Text(a), Bounds::Text(b)) => Bounds::Text(span(a, b)),
+            (
+                Bounds::Numbers { span: a, nans },
+                Bounds::Numbers {
+                    span: b,
+                    nans: more,
+                },
+            ) => Bounds::Numbers {
+                span: span(a, b),
+                nans: nans + more,
+            },
+            (Bounds::Booleans(a), Bounds::Booleans(b)) => Bounds::Booleans(match (a, b) {
+                (Some((all, any)), Some((all_later, any_later))) => {
+                    Some((all && all_later, any || any_later))
+                }
+                (a, b) => a.or(b),
+            }),
+            (Bounds::Times(a), Bounds::Times(b)) => Bounds::Times(span(a, b)),
+            _ => unreachable!("the bounds of one column are of one kind"),
+        }
+    }
+
+    /// NaN values among them (numbers only, as the column index records).
+    fn nan_count(self) -> Option<i64> {
+        match self {
+            Bounds::Numbers { nans, .. } => Some(nans as i64),
+            _ => None,
+        }
+    }
+
+    /// Parquet statistics: text min and max truncated to `STATISTICS_PREFIX` bytes (the
+    /// min to a prefix, still a lower bound; the max to a prefix whose last character is
+    /// incremented, an upper bound, or left out when no such character exists); a zero
+    /// number min written as -0.0 and a zero max as +0.0.
+    fn statistics(self, nulls: Option<u64>) -> Statistics {
+        match self {
+            Bounds::Text(bounds) => {
+                let (min, max) = (bounds.map(|b| b.0), bounds.map(|b| b.1));
+                let (min, min_exact) = match min {
+                    Some(m) if m.len() > STATISTICS_PREFIX => {
+                        (Some(utf8_prefix(m).to_vec()), false)
+                    }
+                    Some(m) => (Some(m.to_vec()), true),
+                    None => (None, false),
+                };
+                let (max, max_exact) = match max {
+                    Some(m) if m.len() > STATISTICS_PREFIX => {
+                        (increment_utf8(utf8_prefix(m)), false)
+                    }
+                    Some(m) => (Some(m.to_vec()), true),
+                    None => (None, false),
+                };
+                Statistics::ByteArray(
+                    ValueStatistics::new(
+                        min.map(ByteArray::from),
+                        max.map(ByteArray::from),
+                        None,
+                        nulls,
+                        false,
+                    )
+                    .with_min_is_exact(min_exact)
+                    .with_max_is_exact(max_exact),
+                )
+            }
+            Bounds::Numbers { span, .. } => {
+                let min = span.map(|s| if s.0 == 0.0 { -0.0 } else { s.0 });
+                let max = span.map(|s| if s.1 == 0.0 { 0.0 } else { s.1 });
+                Statistics::double(min, max, None, nulls, false)
+            }
+            Bounds::Booleans(b) => {
+                Statistics::boolean(b.map(|b| b.0), b.map(|b| b.1), None, nulls, false)
+            }
+            Bounds::Times(t) => {
+                Statistics::int64(t.map(|t| t.0), t.map(|t| t.1), None, nulls, false)
+            }
+        }
+    }
+}
+
+/// The smaller of the mins and the larger of the maxes; the earlier bound on a tie.
+fn span<T: PartialOrd + Copy>(a: Option<(T, T)>, b: Option<(T, T)>) -> Option<(T, T)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some((
+            if b.0 < a.0 { b.0 } else { a.0 },
+            if b.1 > a.1 { b.1 } else { a.1 },
+        )),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The first eight bytes of `v` (zero-padded) as a big-endian number: when the numbers of
@@ -846,44 +961,6 @@ fn increment_utf8(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-fn number_statistics(parts: &[&[f64]], nulls: Option<u64>) -> Statistics {
-    let mut min: Option<f64> = None;
-    let mut max: Option<f64> = None;
-    for &x in parts.iter().flat_map(|p| p.iter()) {
-        if x.is_nan() {
-            continue;
-        }
-        if min.is_none_or(|m| x < m) {
-            min = Some(x);
-        }
-        if max.is_none_or(|m| x > m) {
-            max = Some(x);
-        }
-    }
-    // Parquet: a zero min is written as -0.0 and a zero max as +0.0.
-    let min = min.map(|m| if m == 0.0 { -0.0 } else { m });
-    let max = max.map(|m| if m == 0.0 { 0.0 } else { m });
-    Statistics::double(min, max, None, nulls, false)
-}
-
-fn boolean_statistics(parts: &[&[bool]], nulls: Option<u64>) -> Statistics {
-    let any = parts.iter().any(|p| !p.is_empty());
-    let all_true = parts.iter().all(|p| p.iter().all(|&b| b));
-    let any_true = parts.iter().any(|p| p.iter().any(|&b| b));
-    Statistics::boolean(
-        any.then_some(all_true),
-        any.then_some(any_true),
-        None,
-        nulls,
-        false,
-    )
-}
-
-fn time_statistics(parts: &[&[i64]], nulls: Option<u64>) -> Statistics {
-    let values = parts.iter().flat_map(|p| p.iter().copied());
-    Statistics::int64(values.clone().min(), values.max(), None, nulls, false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -903,7 +980,7 @@ mod tests {
             }
             // Short values keep the statistics exact; they must be the plain minimum
             // and maximum.
-            let stats = text_statistics(values.iter().map(|v| &v[..]), None);
+            let stats = Bounds::text(values.iter().map(|v| &v[..])).statistics(None);
             let Statistics::ByteArray(s) = stats else { panic!("text statistics") };
             let min = values.iter().min().unwrap();
             let max = values.iter().max().unwrap();
