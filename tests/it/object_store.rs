@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -681,6 +681,8 @@ fn s3_a_store_failing_mid_upload_commits_nothing_and_a_rerun_completes() {
         port: proxy,
         env: s3_env(proxy),
     };
+    // Row groups of 10,000 rows: the file's first parts go up while the rest of the
+    // day is encoded, and the failure comes then, not at the commit.
     let args = [
         "convert",
         data.to_str().unwrap(),
@@ -688,6 +690,8 @@ fn s3_a_store_failing_mid_upload_commits_nothing_and_a_rerun_completes() {
         "s3://out/faulty",
         "--compression",
         "none",
+        "--row-group-rows",
+        "10000",
         "--store-retries",
         "1",
         "--quiet",
@@ -710,10 +714,138 @@ fn s3_a_store_failing_mid_upload_commits_nothing_and_a_rerun_completes() {
     );
     run_with(&s3, dir.path(), &args, 0);
     let local = dir.path().join("local");
-    convert_quietly(dir.path(), &data, &local, &["--compression", "none"]);
+    let options = ["--compression", "none", "--row-group-rows", "10000"];
+    convert_quietly(dir.path(), &data, &local, &options);
     let got = download(&store, "faulty", &dir.path().join("got"));
     assert!(got == without_state(tree(&local)));
     assert_eq!(open_uploads(&s3, "out"), 0);
+}
+
+/// The lines of a gzip file.
+fn gunzip(path: &Path) -> Vec<u8> {
+    let mut text = Vec::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_end(&mut text)
+        .unwrap();
+    text
+}
+
+/// Where four fifths of `text` end, at the end of a line.
+fn four_fifths(text: &[u8]) -> usize {
+    text[..text.len() * 4 / 5]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1
+}
+
+/// `tidewater convert - --out URL OPTIONS` against the emulator, reading its input
+/// from the pipe returned.
+fn convert_from_stdin(em: &Emulator, url: &str, options: &[&str]) -> (Child, ChildStdin) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["convert", "-", "--out", url, "--quiet"])
+        .args(options)
+        .envs(em.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
+/// Waits (up to two minutes) until the object `key` of `bucket` has a multipart upload
+/// with a part; whether it came.
+fn wait_for_a_part(s3: &Emulator, bucket: &str, key: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let (status, body) = http(s3.port, "GET", &format!("/{bucket}?uploads"), &[]);
+        assert_eq!(status, 200, "{body}");
+        let upload_id = body
+            .split("<UploadId>")
+            .nth(1)
+            .and_then(|rest| rest.split("</UploadId>").next());
+        if let Some(id) = upload_id {
+            let target = format!("/{bucket}/{key}?uploadId={id}");
+            if http(s3.port, "GET", &target, &[]).1.contains("<Part>") {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A window's data file goes up in parts while the run is still reading its input, not
+/// all at its commit: with the input held back before its end, the window's multipart
+/// upload is already open and has parts. The finished run writes the objects of a local
+/// run, and leaves no upload open.
+#[test]
+fn s3_a_windows_parts_are_uploaded_while_its_input_is_still_read() {
+    let (s3, store) = moto_with_bucket("out");
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 60_000, 1);
+    let text = gunzip(&data);
+    let options = ["--compression", "none", "--row-group-rows", "5000"];
+    let (child, mut stdin) = convert_from_stdin(&s3, "s3://out/early", &options);
+    let cut = four_fifths(&text);
+    stdin.write_all(&text[..cut]).unwrap();
+    let key = "early/mp_master_event/2024/01/01/part-00000.parquet";
+    let parts_sent = wait_for_a_part(&s3, "out", key);
+    stdin.write_all(&text[cut..]).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(parts_sent, "no part was uploaded before the input ended");
+    let local = dir.path().join("local");
+    convert_quietly(dir.path(), &data, &local, &options);
+    let got = download(&store, "early", &dir.path().join("got"));
+    assert!(got == without_state(tree(&local)));
+    assert_eq!(open_uploads(&s3, "out"), 0);
+}
+
+/// A run killed while a window's parts go up leaves its multipart upload open (nothing
+/// can abort it then); the next run into the root aborts it as it takes the lock, from
+/// the upload's id written down under `.tidewater/uploads/`, and writes the objects of
+/// a local run.
+#[test]
+fn s3_the_upload_a_killed_run_left_open_is_aborted_by_the_next_run() {
+    let (s3, store) = moto_with_bucket("out");
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated(dir.path(), 60_000, 1);
+    let text = gunzip(&data);
+    let options = ["--compression", "none", "--row-group-rows", "5000"];
+    let lease = ["--lock-lease", "3"];
+    let (mut child, mut stdin) =
+        convert_from_stdin(&s3, "s3://out/killed", &[&options[..], &lease].concat());
+    stdin.write_all(&text[..four_fifths(&text)]).unwrap();
+    let key = "killed/mp_master_event/2024/01/01/part-00000.parquet";
+    assert!(wait_for_a_part(&s3, "out", key), "no part was uploaded");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(open_uploads(&s3, "out"), 1, "the killed run's upload");
+    // Its lease expires.
+    std::thread::sleep(Duration::from_secs(4));
+    let input = data.display().to_string();
+    let mut args = vec!["convert", &input, "--out", "s3://out/killed", "--quiet"];
+    args.extend(options);
+    run_with(&s3, dir.path(), &args, 0);
+    assert_eq!(open_uploads(&s3, "out"), 0, "an upload was left open");
+    let local = dir.path().join("local");
+    convert_quietly(dir.path(), &data, &local, &options);
+    let got = download(&store, "killed", &dir.path().join("got"));
+    assert!(
+        !got.keys().any(|k| k.contains("uploads")),
+        "{:?}",
+        got.keys()
+    );
+    assert!(got == without_state(tree(&local)));
 }
 
 /// Two runs into one prefix: the second is refused while the first holds the lease;

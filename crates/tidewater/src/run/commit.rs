@@ -13,18 +13,17 @@ use super::plan::{InputReport, OwnedWindows};
 use crate::error::Result;
 use crate::merge::Merger;
 use crate::options::WriteMode;
-use crate::schema::registry::{Fixed, Registry};
+use crate::schema::registry::Registry;
 use crate::store::{Output, RejectsWriter, WindowStore};
 use crate::summary::{Progress, StageTimes};
 use crate::window::{WindowKey, Windowing};
-use crate::write::{Encoder, Spill};
+use crate::write::{Encoder, FileInProgress};
 
 /// Turns encoded row groups into final files and commits windows (C1, C2).
 pub(crate) struct Finisher<'a> {
     pub store: &'a (dyn WindowStore + Send),
     pub encoder: &'a Encoder,
     pub pool: &'a rayon::ThreadPool,
-    pub fixed: Fixed,
     pub raw: bool,
     pub output: &'a Output,
     pub mode: WriteMode,
@@ -38,7 +37,7 @@ pub(crate) struct Committed {
     pub files: u64,
 }
 
-impl Finisher<'_> {
+impl<'a> Finisher<'a> {
     /// The table name of table `t` in the store's folders; `None` for raw output.
     fn table_name<'r>(&self, registry: &'r Registry, t: u32) -> Option<&'r str> {
         (!self.raw).then(|| registry.tables[t as usize].name.as_str())
@@ -49,50 +48,48 @@ impl Finisher<'_> {
     pub(crate) fn folders(
         &self,
         windows: &BTreeSet<WindowKey>,
-        spills: &BTreeMap<(WindowKey, u32), Vec<Option<Spill>>>,
+        files: &BTreeMap<(WindowKey, u32), FileInProgress<'_>>,
         registry: &Registry,
     ) -> Vec<String> {
-        spills
+        files
             .keys()
             .filter(|(w, _)| windows.contains(w))
             .map(|&(w, t)| self.store.folder(self.table_name(registry, t), w))
             .collect()
     }
 
-    /// Writes the final files of `windows` from their spills, saves the mapping file if
-    /// it grew, then commits each window folder (with `manifest` beside its data). In replace mode, tables without
-    /// rows in a committed window, and every table in the windows of `empty`, lose their
-    /// old folders there.
+    /// Writes the rest of the data files of `windows`, saves the mapping file if it
+    /// grew, then commits each window folder (with `manifest` beside its data). In
+    /// replace mode, tables without rows in a committed window, and every table in the
+    /// windows of `empty`, lose their old folders there.
     pub(crate) fn commit(
         &self,
         windows: &BTreeSet<WindowKey>,
         empty: &BTreeSet<WindowKey>,
         manifest: Option<&[u8]>,
-        spills: &mut BTreeMap<(WindowKey, u32), Vec<Option<Spill>>>,
+        files: &mut BTreeMap<(WindowKey, u32), FileInProgress<'a>>,
         registry: &mut Registry,
         stages: &mut StageTimes,
     ) -> Result<Committed> {
         let raw = self.raw;
         let finish_start = Instant::now();
-        let jobs: Vec<_> = spills
+        let keys: BTreeSet<(WindowKey, u32)> = files
+            .keys()
+            .filter(|(w, _)| windows.contains(w))
+            .copied()
+            .collect();
+        let jobs: Vec<_> = keys
             .iter()
-            .filter(|((w, _), _)| windows.contains(w))
+            .map(|k| (*k, files.remove(k).expect("listed")))
             .collect();
         let progress = &*self.progress;
         progress.add(&progress.files_total, jobs.len() as u64);
+        let store = self.store;
+        let columns_of = |t: u32| &registry.tables[t as usize].columns;
         self.pool.install(|| {
-            jobs.par_iter().try_for_each(|((w, t), spills)| {
-                let data = self.store.data(self.table_name(registry, *t), *w)?;
-                let spills: Vec<Spill> = spills
-                    .iter()
-                    .map(|s| s.clone().expect("every dispatched row group was encoded"))
-                    .collect();
-                self.encoder.finish(
-                    &spills,
-                    &registry.tables[*t as usize].columns,
-                    self.fixed,
-                    &*data,
-                )?;
+            jobs.into_par_iter().try_for_each(|((w, t), file)| {
+                let open = |table: Option<&str>| store.data(table, w);
+                file.finish(self.encoder, columns_of(t), &open)?;
                 progress.add(&progress.files_written, 1);
                 Ok(())
             })
@@ -108,7 +105,7 @@ impl Finisher<'_> {
         let table_name = |t: u32| self.table_name(registry, t);
         for w in windows {
             for t in 0..tables {
-                if spills.contains_key(&(*w, t)) {
+                if keys.contains(&(*w, t)) {
                     // The finisher wrote one data file per staged folder.
                     self.store.commit(table_name(t), *w, manifest)?;
                     done.files += 1;
@@ -126,7 +123,6 @@ impl Finisher<'_> {
                 }
             }
         }
-        spills.retain(|(w, _), _| !windows.contains(w));
         stages.commit += commit_start.elapsed().as_secs_f64();
         Ok(done)
     }
@@ -187,13 +183,13 @@ impl RunState {
     /// Finishes a commit once every row group was encoded: writes the windows' files,
     /// moves them into place, commits the rejects and reports the input. Called only
     /// while no row group failed (the run loop stops on the first failure).
-    pub(crate) fn finish_commit(
+    pub(crate) fn finish_commit<'a>(
         &mut self,
         commit: PendingCommit,
         owned: &mut OwnedWindows<'_>,
-        finisher: &Finisher<'_>,
+        finisher: &Finisher<'a>,
         merger: &mut Merger,
-        sink: &mut Sink<'_, '_>,
+        sink: &mut Sink<'a, '_>,
         rejects: &mut RejectsWriter,
     ) -> Result<()> {
         let PendingCommit {
@@ -204,7 +200,7 @@ impl RunState {
         // The manifest goes into each window folder before its commit marker, so
         // it describes the files the commit is about to publish.
         report.windows_committed = windows.len() as u64;
-        report.folders = finisher.folders(&windows, &sink.spills, &merger.registry);
+        report.folders = finisher.folders(&windows, &sink.files, &merger.registry);
         // The finisher writes one data file per folder.
         report.files_written = report.folders.len() as u64;
         let manifest = owned.owner.manifest(&report)?;
@@ -212,7 +208,7 @@ impl RunState {
             &windows,
             &all,
             manifest.as_deref().map(str::as_bytes),
-            &mut sink.spills,
+            &mut sink.files,
             &mut merger.registry,
             &mut self.stages,
         )?;

@@ -208,6 +208,7 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
             &setup.encoder,
             setup.store.as_deref().map(|s| s as &dyn WindowStore),
             setup.fixed,
+            setup.raw,
             setup.threads + 1,
         );
         let encoded_rx = sink.encoded_rx.clone();
@@ -215,7 +216,6 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
             store,
             encoder: &setup.encoder,
             pool: &setup.pool,
-            fixed: setup.fixed,
             raw: setup.raw,
             output: &setup.output,
             mode: o.mode,
@@ -435,7 +435,7 @@ impl<'s, 'p, 'd> Driver<'s, 'p, 'd> {
                     &to_commit,
                     &BTreeSet::new(),
                     None,
-                    &mut self.sink.spills,
+                    &mut self.sink.files,
                     &mut self.merger.registry,
                     &mut self.st.stages,
                 )?;

@@ -1,5 +1,7 @@
 //! Where full row groups go: encoders on the worker pool, whose encoded column chunks
-//! wait in spill files for their window's commit, or the caller's batch sink.
+//! wait in spill files until their window's data file takes them (as they come, on an
+//! object store; at the window's commit, in a local folder), or the caller's batch
+//! sink.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use crate::merge::RowGroup;
 use crate::schema::registry::Fixed;
 use crate::store::WindowStore;
 use crate::window::WindowKey;
-use crate::write::{Encoder, Spill};
+use crate::write::{Encoder, FileInProgress, Spill};
 
 /// A row group's encoding, done.
 pub(crate) struct EncodedGroup {
@@ -30,11 +32,13 @@ pub(crate) struct Sink<'a, 'd> {
     encoder: &'a Encoder,
     store: Option<&'a dyn WindowStore>,
     fixed: Fixed,
+    raw: bool,
     encoded_tx: Sender<EncodedGroup>,
     pub encoded_rx: Receiver<EncodedGroup>,
     pub encoding: usize,
     max_encoding: usize,
-    pub spills: BTreeMap<(WindowKey, u32), Vec<Option<Spill>>>,
+    /// The data file of each (window, table) with rows.
+    pub files: BTreeMap<(WindowKey, u32), FileInProgress<'a>>,
     pub encode_seconds: f64,
     pub failure: Option<Error>,
 }
@@ -47,6 +51,7 @@ impl<'a, 'd> Sink<'a, 'd> {
         encoder: &'a Encoder,
         store: Option<&'a dyn WindowStore>,
         fixed: Fixed,
+        raw: bool,
         max_encoding: usize,
     ) -> Self {
         let (encoded_tx, encoded_rx) = crossbeam_channel::unbounded();
@@ -56,11 +61,12 @@ impl<'a, 'd> Sink<'a, 'd> {
             encoder,
             store,
             fixed,
+            raw,
             encoded_tx,
             encoded_rx,
             encoding: 0,
             max_encoding,
-            spills: BTreeMap::new(),
+            files: BTreeMap::new(),
             encode_seconds: 0.0,
             failure: None,
         }
@@ -99,10 +105,13 @@ impl<'a, 'd> Sink<'a, 'd> {
                     self.record(done);
                 }
                 let key = (group.window, group.table);
-                let slots = self.spills.entry(key).or_default();
-                if slots.len() <= group.index as usize {
-                    slots.resize(group.index as usize + 1, None);
-                }
+                let raw = self.raw;
+                self.files
+                    .entry(key)
+                    .or_insert_with(|| {
+                        FileInProgress::new((!raw).then(|| group.table_name.clone()))
+                    })
+                    .reserve(group.index);
                 let path = self.store.expect("file output has a store").spill_path(
                     group.table,
                     group.window,
@@ -130,9 +139,25 @@ impl<'a, 'd> Sink<'a, 'd> {
         self.encode_seconds += done.took.as_secs_f64();
         match done.spill {
             Ok(s) => {
-                self.spills
-                    .get_mut(&done.key)
-                    .expect("slot reserved at dispatch")[done.index as usize] = Some(s)
+                // Reserved at dispatch, unless broken off by a failure since.
+                let Some(file) = self.files.get_mut(&done.key) else {
+                    return;
+                };
+                file.encoded(done.index, s);
+                let store = self.store.expect("file output has a store");
+                let Some(part_bytes) = store.part_bytes() else {
+                    return;
+                };
+                if self.failure.is_some() {
+                    return;
+                }
+                let window = done.key.0;
+                let open = |table: Option<&str>| store.data(table, window);
+                if let Err(e) = file.send_parts(self.encoder, part_bytes, &open) {
+                    // The file is broken off (its upload aborted now); the run fails.
+                    self.files.remove(&done.key);
+                    self.failure = Some(e);
+                }
             }
             Err(e) => {
                 self.failure.get_or_insert(e);

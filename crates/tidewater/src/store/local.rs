@@ -11,10 +11,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use std::io::Write;
+use std::io::{self, Write};
 
 use super::{
-    is_data_file, part_name, part_number, spill_file, window_folder, DataSink, SideFiles,
+    is_data_file, part_name, part_number, spill_file, window_folder, DataFile, SideFiles,
     WindowStore,
 };
 use crate::error::{Error, Result};
@@ -259,22 +259,49 @@ fn next_part_number(dir: &Path) -> Result<u32> {
         .unwrap_or(0))
 }
 
-/// A window's data file in its staged folder.
-struct StagedFile(PathBuf);
+/// A window's data file in its staged folder, created at its first write.
+struct StagedFile {
+    path: PathBuf,
+    file: Option<io::BufWriter<fs::File>>,
+}
 
-impl DataSink for StagedFile {
-    fn adopt(&self, file: &Path) -> Result<()> {
-        fs::rename(file, &self.0).map_err(|e| Error::output(&self.0, e))
+/// Output buffer of a staged file: the run writes it in large runs of spilled bytes,
+/// which pass the buffer, and small pieces (a footer), which it gathers.
+const STAGED_BUFFER_BYTES: usize = 1 << 20;
+
+impl StagedFile {
+    fn file(&mut self) -> io::Result<&mut io::BufWriter<fs::File>> {
+        if self.file.is_none() {
+            let file = fs::File::create(&self.path)?;
+            self.file = Some(io::BufWriter::with_capacity(STAGED_BUFFER_BYTES, file));
+        }
+        Ok(self.file.as_mut().expect("created above"))
+    }
+}
+
+impl Write for StagedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file()?.write(buf)
     }
 
-    fn write(&self, fill: &mut dyn FnMut(&mut (dyn Write + Send)) -> Result<()>) -> Result<()> {
-        let mut file = fs::File::create(&self.0).map_err(|e| Error::output(&self.0, e))?;
-        fill(&mut file)?;
-        file.flush().map_err(|e| Error::output(&self.0, e))
+    fn flush(&mut self) -> io::Result<()> {
+        self.file()?.flush()
+    }
+}
+
+impl DataFile for StagedFile {
+    fn adopt(self: Box<Self>, file: &Path) -> Result<()> {
+        fs::rename(file, &self.path).map_err(|e| Error::output(&self.path, e))
+    }
+
+    fn close(mut self: Box<Self>) -> Result<()> {
+        let path = self.path.clone();
+        let file = self.file().map_err(|e| Error::output(&path, e))?;
+        file.flush().map_err(|e| Error::output(&path, e))
     }
 
     fn name(&self) -> PathBuf {
-        self.0.clone()
+        self.path.clone()
     }
 }
 
@@ -287,9 +314,12 @@ impl WindowStore for LocalStore {
         &'s self,
         table: Option<&str>,
         window: WindowKey,
-    ) -> Result<Box<dyn DataSink + 's>> {
+    ) -> Result<Box<dyn DataFile + 's>> {
         let dir = self.make_staged_dir(table, window)?;
-        Ok(Box::new(StagedFile(dir.join(self.part_name(0)))))
+        Ok(Box::new(StagedFile {
+            path: dir.join(self.part_name(0)),
+            file: None,
+        }))
     }
 
     fn folder(&self, table: Option<&str>, window: WindowKey) -> String {
@@ -398,12 +428,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         for (mode, parts) in [(WriteMode::Replace, 1), (WriteMode::Append, 2)] {
             let store = store(tmp.path(), mode);
-            let data = store.data(Some("t"), day(3)).unwrap();
-            data.write(&mut |w| {
-                w.write_all(b"data").unwrap();
-                Ok(())
-            })
-            .unwrap();
+            let mut data = store.data(Some("t"), day(3)).unwrap();
+            data.write_all(b"data").unwrap();
+            data.close().unwrap();
             let manifest = format!("{mode:?}");
             store
                 .commit(Some("t"), day(3), Some(manifest.as_bytes()))

@@ -101,9 +101,17 @@ pub(crate) trait WindowStore: Sync {
     /// The local file where a row group's spill goes (staging, removed with the store).
     fn spill_path(&self, table: u32, window: WindowKey, index: u32) -> PathBuf;
 
-    /// Where the data file of a table's window goes (not yet committed).
+    /// Opens the data file of a table's window (not committed until [`Self::commit`]).
     fn data<'s>(&'s self, table: Option<&str>, window: WindowKey)
-        -> Result<Box<dyn DataSink + 's>>;
+        -> Result<Box<dyn DataFile + 's>>;
+
+    /// For a store that takes a file in parts as it is written (an object store's
+    /// multipart upload), the size of one part: a run sends a window's parts as soon
+    /// as its row groups are encoded instead of all at its commit. `None` for a local
+    /// folder, where writing early gains nothing.
+    fn part_bytes(&self) -> Option<u64> {
+        None
+    }
 
     /// The folder of a table's window below the root.
     fn folder(&self, table: Option<&str>, window: WindowKey) -> String;
@@ -160,13 +168,15 @@ pub(crate) fn spill_file(dir: &Path, table: u32, window: WindowKey, index: u32) 
     dir.join(format!("{table}-{window}-{index:05}"))
 }
 
-/// Where one data file of a window goes before its commit.
-pub(crate) trait DataSink {
-    /// Takes a finished local file as the data file (moved or uploaded as it is).
-    fn adopt(&self, file: &Path) -> Result<()>;
+/// One data file of a window being written, before its commit. Dropped without
+/// [`DataFile::close`], it is discarded (an object store's upload is aborted).
+pub(crate) trait DataFile: Write + Send {
+    /// Takes a finished local file as the whole data file (moved, or uploaded as it is)
+    /// instead of written bytes.
+    fn adopt(self: Box<Self>, file: &Path) -> Result<()>;
 
-    /// Writes the data file through `fill`; the file is whole once this returns.
-    fn write(&self, fill: &mut dyn FnMut(&mut (dyn Write + Send)) -> Result<()>) -> Result<()>;
+    /// Completes the file: whole once this returns.
+    fn close(self: Box<Self>) -> Result<()>;
 
     /// The file's path or URL, for messages.
     fn name(&self) -> PathBuf;

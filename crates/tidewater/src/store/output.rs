@@ -61,12 +61,17 @@ impl Output {
     }
 
     /// Takes the root for this run: a file lock on a local folder (recovering what a
-    /// crashed run left), a lease on an object store.
+    /// crashed run left), a lease on an object store (aborting the multipart uploads a
+    /// killed run left open).
     pub(crate) fn lock(&self, lease: Duration) -> Result<OutputLock> {
         match self {
             Output::Local(root) => RootLock::acquire(root).map(OutputLock::Local),
             Output::Object(root) => {
-                LeaseLock::acquire(root.clone(), lease).map(|l| OutputLock::Object(Arc::new(l)))
+                let lock = LeaseLock::acquire(root.clone(), lease)?;
+                // Holding the lock, no other run writes here: uploads still open were
+                // left by a run that was killed.
+                super::object::abort_left_uploads(root)?;
+                Ok(OutputLock::Object(Arc::new(lock)))
             }
         }
     }
@@ -174,7 +179,8 @@ impl Output {
                 std::fs::rename(local, &dest).map_err(|e| Error::output(&dest, e))?;
             }
             Output::Object(root) => {
-                super::object::Upload::move_file(root, local, rel)?;
+                use super::DataFile;
+                Box::new(super::object::Upload::new(root, rel)).adopt(local)?;
             }
         }
         Ok(dest)

@@ -85,7 +85,7 @@ impl<W: Write> Write for TypeDefinedOrders<W> {
 
 /// Changes the IEEE 754 column orders at the end of a file's bytes `tail` to the
 /// type-defined order. Returns whether the end had the expected shape.
-fn type_defined_orders(tail: &mut [u8], columns: usize) -> bool {
+pub(crate) fn type_defined_orders(tail: &mut [u8], columns: usize) -> bool {
     let orders_len = 3 * columns;
     let Some(list_end) = tail.len().checked_sub(9) else {
         return false;

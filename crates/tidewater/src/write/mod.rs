@@ -1,14 +1,16 @@
-//! Write: encodes full row groups into spill files on workers, and at window close
-//! turns a (table, window)'s spills into its final data file.
+//! Write: encodes full row groups into spill files on workers, and lays out a (table,
+//! window)'s final data file from them, sent as they come ([`FileInProgress`]).
 
+mod assemble;
 mod chunk;
 mod column_order;
 pub(crate) mod json;
 pub(crate) mod parquet;
+mod stream;
 
 pub use parquet::properties as parquet_properties;
+pub(crate) use stream::FileInProgress;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use ::parquet::file::properties::WriterPropertiesPtr;
@@ -17,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::merge::RowGroup;
 use crate::options::{Format, RunOptions, SchemaMode};
 use crate::schema::registry::{ColumnInfo, Fixed};
-use crate::store::DataSink;
+use assemble::{Assembly, Segment};
 
 /// One encoded row group on disk.
 #[derive(Debug, Clone)]
@@ -87,35 +89,22 @@ impl Encoder {
         }
     }
 
-    /// Writes the final file of one (table, window) from its spills, in order, to
-    /// `dest`.
-    pub(crate) fn finish(
-        &self,
-        spills: &[Spill],
-        columns: &[ColumnInfo],
-        fixed: Fixed,
-        dest: &dyn DataSink,
-    ) -> Result<()> {
-        // A lone spill already is the final file: a Parquet spill holds exactly the
-        // columns the final file would, a JSON spill is one gzip member. Moving it
-        // saves creating, copying and re-reading a file per (table, window), which in
-        // multischema runs was a sixth of the workers' time (most tables of a day fit
-        // in one row group).
-        if let [only] = spills {
-            return dest.adopt(&only.path);
+    /// Places a row group's encoded bytes at the end of a file's layout.
+    pub(crate) fn place(&self, file: &mut Assembly, spill: &Spill) -> Result<Vec<Segment>> {
+        file.place(spill, matches!(self, Encoder::Parquet(_)))
+            .map_err(|e| parquet_error(e, &spill.path, spill.path.display().to_string()))
+    }
+
+    /// The bytes that end a file after its row groups (Parquet: the null chunks of
+    /// FC2, the page index and the footer).
+    pub(crate) fn tail(&self, file: Assembly, columns: &[ColumnInfo]) -> Result<Vec<u8>> {
+        match self {
+            Encoder::Parquet(props) => file.finish(columns, props).map_err(|e| Error::Encode {
+                what: "the end of a Parquet file".to_string(),
+                message: e.to_string(),
+            }),
+            Encoder::Json(_) | Encoder::Raw => Ok(Vec::new()),
         }
-        let name = dest.name();
-        dest.write(&mut |out| match self {
-            Encoder::Parquet(props) => parquet::finish_file(spills, columns, fixed, props, out)
-                .map_err(|e| parquet_error(e, &name, name.display().to_string())),
-            Encoder::Json(_) | Encoder::Raw => {
-                for s in spills {
-                    let mut f = File::open(&s.path).map_err(|e| Error::output(&s.path, e))?;
-                    std::io::copy(&mut f, out).map_err(|e| Error::output(&name, e))?;
-                }
-                Ok(())
-            }
-        })
     }
 }
 

@@ -13,12 +13,9 @@ use rayon::prelude::*;
 
 use arrow::array::{new_null_array, ArrayRef, RecordBatch, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::{Compression as Codec, ZstdLevel};
-use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::SerializedFileWriter;
 
@@ -62,7 +59,7 @@ pub fn field(column: &ColumnInfo) -> Field {
     }
 }
 
-fn schema_of(columns: &[ColumnInfo], present: &[u32]) -> SchemaRef {
+pub(crate) fn schema_of(columns: &[ColumnInfo], present: &[u32]) -> SchemaRef {
     Arc::new(Schema::new(
         present
             .iter()
@@ -101,17 +98,6 @@ fn close_file<W: Write + Send>(writer: FileWriter<W>) -> Result<(), ParquetError
         .finish()
         .map_err(|e| ParquetError::External(Box::new(e)))?;
     Ok(())
-}
-
-fn encode_column(
-    mut writer: ArrowColumnWriter,
-    field: &Field,
-    array: &ArrayRef,
-) -> Result<parquet::arrow::arrow_writer::ArrowColumnChunk, ParquetError> {
-    for leaf in compute_leaves(field, array)? {
-        writer.write(&leaf)?;
-    }
-    writer.close()
 }
 
 /// The fixed columns plus the property columns with a value in the group, in order.
@@ -279,70 +265,4 @@ fn column_parts(group: &RowGroup, c: u32, fixed: Fixed) -> Vec<(u32, &SparseColu
         offset += chunk.count;
     }
     parts
-}
-
-/// Writes the final file of one (table, window) from its spilled row groups.
-pub fn finish_file(
-    spills: &[Spill],
-    columns: &[ColumnInfo],
-    fixed: Fixed,
-    props: &WriterPropertiesPtr,
-    dest: &mut (dyn Write + Send),
-) -> Result<(), ParquetError> {
-    let mut present: Vec<u32> = spills
-        .iter()
-        .flat_map(|s| s.columns.iter().copied())
-        .collect();
-    present.sort_unstable();
-    present.dedup();
-    debug_assert!(present.len() >= fixed.count());
-    let schema = schema_of(columns, &present);
-    let mut writer = writer_for(dest, &schema, props)?;
-    let factory = ArrowRowGroupWriterFactory::new(&writer, schema.clone());
-    for (i, spill) in spills.iter().enumerate() {
-        let file = File::open(&spill.path)?;
-        let meta = ParquetMetaDataReader::new()
-            .with_page_index_policy(PageIndexPolicy::Optional)
-            .parse_and_finish(&file)?;
-        let rg_meta = meta.row_group(0);
-        let page_index = meta.page_index_for_row_group(0);
-        let mut null_writers: Option<Vec<Option<ArrowColumnWriter>>> = None;
-        let mut rg = writer.next_row_group()?;
-        for (pos, &c) in present.iter().enumerate() {
-            match spill.columns.binary_search(&c) {
-                Ok(j) => {
-                    let chunk_meta = rg_meta.column(j).clone();
-                    let close = ColumnCloseResult {
-                        bytes_written: chunk_meta.compressed_size() as u64,
-                        rows_written: rg_meta.num_rows() as u64,
-                        metadata: chunk_meta,
-                        bloom_filter: None,
-                        column_index: page_index.column_index(j).cloned(),
-                        offset_index: page_index.offset_index(j).cloned(),
-                    };
-                    rg.append_column(&file, close)?;
-                }
-                Err(_) => {
-                    let writers = match &mut null_writers {
-                        Some(w) => w,
-                        None => null_writers.insert(
-                            factory
-                                .create_column_writers(i)?
-                                .into_iter()
-                                .map(Some)
-                                .collect(),
-                        ),
-                    };
-                    let w = writers[pos]
-                        .take()
-                        .expect("each column is written once per row group");
-                    let field = schema.field(pos);
-                    let nulls = new_null_array(field.data_type(), spill.rows as usize);
-                    encode_column(w, field, &nulls)?.append_to_row_group(&mut rg)?;
-                }
-            }
-        }
-        rg.close()?;
-    }
-    close_file(writer)
 }

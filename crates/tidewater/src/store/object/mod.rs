@@ -19,11 +19,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 pub(crate) use lease::LeaseLock;
-pub(crate) use upload::Upload;
+pub(crate) use upload::{abort_left_uploads, Upload};
 pub use url::{is_url, ObjectTarget};
 pub(crate) use windows::ObjectWindows;
 
@@ -33,6 +34,9 @@ use crate::error::{Error, Result};
 /// runtime its requests run on.
 pub(crate) struct ObjectRoot {
     store: Arc<dyn ObjectStore>,
+    /// The store's uploads by id, if it has them: open ones are written down so that
+    /// a killed run's are aborted by the next ([`upload`]).
+    multipart: Option<Arc<dyn MultipartStore>>,
     /// The root's key prefix (the URL's path, then `--prefix` and the project id).
     base: Key,
     /// The root as a URL, for messages: `s3://bucket/prefix` (never credentials).
@@ -40,6 +44,10 @@ pub(crate) struct ObjectRoot {
     runtime: tokio::runtime::Runtime,
     /// A local folder for what is staged before it is uploaded.
     scratch: tempfile::TempDir,
+    /// The slots that the parts of all uploads to this root share ([`upload`]).
+    part_slots: Arc<tokio::sync::Semaphore>,
+    /// Their buffers, used again.
+    part_buffers: Arc<upload::PartBuffers>,
 }
 
 impl std::fmt::Debug for ObjectRoot {
@@ -73,10 +81,13 @@ impl ObjectRoot {
             .map_err(|e| Error::resource("a local staging folder", e))?;
         Ok(ObjectRoot {
             store: target.store.clone(),
+            multipart: target.multipart.clone(),
             base,
             url,
             runtime,
             scratch,
+            part_slots: Arc::new(tokio::sync::Semaphore::new(upload::PARTS_IN_FLIGHT)),
+            part_buffers: Arc::default(),
         })
     }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreScheme, RetryConfig};
 
@@ -24,6 +25,8 @@ pub fn is_url(out: &str) -> bool {
 #[derive(Clone)]
 pub struct ObjectTarget {
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// The same store's uploads by id, when it has them (S3, GCS, Azure).
+    pub(crate) multipart: Option<Arc<dyn MultipartStore>>,
     /// The output's URL, for messages (`s3://bucket/prefix`).
     pub(crate) url: String,
     pub(crate) base: Key,
@@ -43,9 +46,20 @@ impl ObjectTarget {
     pub fn new(store: Arc<dyn ObjectStore>, url: impl Into<String>, base: Key) -> Self {
         ObjectTarget {
             store,
+            multipart: None,
             url: url.into(),
             base,
         }
+    }
+
+    /// Uploads data files through `multipart`, the same store's multipart API (the
+    /// cloud stores implement it): each upload's id is then written down under the
+    /// root's `.tidewater/uploads/` while it is open, so that the next run aborts the
+    /// uploads of a run that was killed. Without it, such uploads stay until the
+    /// bucket's lifecycle rule removes them.
+    pub fn with_multipart_store(mut self, multipart: Arc<dyn MultipartStore>) -> Self {
+        self.multipart = Some(multipart);
+        self
     }
 
     /// The store.
@@ -87,35 +101,33 @@ impl ObjectTarget {
             max_retries: retries,
             ..Default::default()
         };
-        let built: object_store::Result<Arc<dyn ObjectStore>> = match scheme {
+        let built: object_store::Result<Built> = match scheme {
             ObjectStoreScheme::AmazonS3 => object_store::aws::AmazonS3Builder::from_env()
                 .with_url(url)
                 .with_retry(retry)
                 .build()
-                .map(|s| Arc::new(s) as _),
+                .map(cloud),
             ObjectStoreScheme::GoogleCloudStorage => {
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_url(url)
                     .with_retry(retry)
                     .build()
-                    .map(|s| Arc::new(s) as _)
+                    .map(cloud)
             }
             ObjectStoreScheme::MicrosoftAzure => {
                 object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_url(url)
                     .with_retry(retry)
                     .build()
-                    .map(|s| Arc::new(s) as _)
+                    .map(cloud)
             }
             ObjectStoreScheme::Local => {
-                // The root folder itself (created if missing), so that keys are
-                // relative to it as they are in a bucket.
                 let dir = parsed
                     .to_file_path()
                     .map_err(|()| bad(format!("{url} is not a local path")))?;
                 std::fs::create_dir_all(&dir).map_err(|e| Error::output_root(&dir, e))?;
                 object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                    .map(|s| Arc::new(s) as _)
+                    .map(|s| (Arc::new(s) as _, None))
             }
             _ => {
                 return Err(bad(format!(
@@ -123,7 +135,7 @@ impl ObjectTarget {
                 )))
             }
         };
-        let store = built.map_err(|e| {
+        let (store, multipart) = built.map_err(|e| {
             bad(format!(
                 "cannot use {url}: {}",
                 super::redact(&e.to_string())
@@ -133,8 +145,20 @@ impl ObjectTarget {
             ObjectStoreScheme::Local => Key::default(),
             _ => base,
         };
-        Ok(ObjectTarget::new(store, url.trim_end_matches('/'), base))
+        let target = ObjectTarget::new(store, url.trim_end_matches('/'), base);
+        Ok(match multipart {
+            Some(m) => target.with_multipart_store(m),
+            None => target,
+        })
     }
+}
+
+/// A store made from a URL, and its multipart API if it has one.
+type Built = (Arc<dyn ObjectStore>, Option<Arc<dyn MultipartStore>>);
+
+fn cloud<S: ObjectStore + MultipartStore>(store: S) -> Built {
+    let store = Arc::new(store);
+    (store.clone(), Some(store))
 }
 
 #[cfg(test)]

@@ -19,8 +19,7 @@
 //! the next run's objects replace what the crashed one left.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -30,7 +29,7 @@ use super::{LeaseLock, ObjectRoot, Upload};
 use crate::error::{Error, Result};
 use crate::options::{Layout, WriteMode};
 use crate::store::{
-    is_data_file, part_name, part_number, spill_file, window_folder, DataSink, SideFiles,
+    is_data_file, part_name, part_number, spill_file, window_folder, DataFile, SideFiles,
     WindowStore,
 };
 use crate::window::WindowKey;
@@ -231,28 +230,6 @@ fn manifest_with_files(manifest: Option<&[u8]>, files: &[String]) -> Bytes {
     Bytes::from(text)
 }
 
-/// Where one data object goes.
-struct ObjectData<'s> {
-    root: &'s ObjectRoot,
-    rel: String,
-}
-
-impl DataSink for ObjectData<'_> {
-    fn adopt(&self, file: &Path) -> Result<()> {
-        Upload::move_file(self.root, file, &self.rel)
-    }
-
-    fn write(&self, fill: &mut dyn FnMut(&mut (dyn Write + Send)) -> Result<()>) -> Result<()> {
-        let mut upload = Upload::new(self.root, &self.rel);
-        fill(&mut upload)?;
-        upload.close()
-    }
-
-    fn name(&self) -> PathBuf {
-        self.root.url_of(&self.rel)
-    }
-}
-
 impl WindowStore for ObjectWindows {
     fn spill_path(&self, table: u32, window: WindowKey, index: u32) -> PathBuf {
         spill_file(&self.spills, table, window, index)
@@ -262,14 +239,18 @@ impl WindowStore for ObjectWindows {
         &'s self,
         table: Option<&str>,
         window: WindowKey,
-    ) -> Result<Box<dyn DataSink + 's>> {
+    ) -> Result<Box<dyn DataFile + 's>> {
         self.check_lease()?;
         let folder = self.rel(table, window);
         let name = self.plan(&folder)?;
-        Ok(Box::new(ObjectData {
-            root: &self.root,
-            rel: format!("{folder}/{name}"),
-        }))
+        Ok(Box::new(Upload::new(
+            &self.root,
+            &format!("{folder}/{name}"),
+        )))
+    }
+
+    fn part_bytes(&self) -> Option<u64> {
+        Some(super::upload::PART_BYTES as u64)
     }
 
     fn folder(&self, table: Option<&str>, window: WindowKey) -> String {
@@ -407,13 +388,9 @@ mod tests {
     }
 
     fn put(w: &ObjectWindows, bytes: &'static [u8]) {
-        w.data(Some("t"), day())
-            .unwrap()
-            .write(&mut |out| {
-                out.write_all(bytes).unwrap();
-                Ok(())
-            })
-            .unwrap();
+        let mut data = w.data(Some("t"), day()).unwrap();
+        data.write_all(bytes).unwrap();
+        data.close().unwrap();
     }
 
     fn names(root: &ObjectRoot) -> Vec<String> {
