@@ -926,6 +926,36 @@ fn s3_one_run_per_prefix_and_a_crashed_runs_lease_is_taken_over() {
     assert!(got == without_state(tree(&local)));
 }
 
+/// `bench --out` takes a store's URL like `convert`: the generated days are committed
+/// there, and nothing is left open.
+#[test]
+fn s3_bench_writes_to_the_store() {
+    let (s3, store) = moto_with_bucket("out");
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "--gen-events",
+        "5000",
+        "--days",
+        "2",
+        "--out",
+        "s3://out/bench",
+    ];
+    let (_, report) = run_with(&s3, dir.path(), &args, 0);
+    assert!(report.contains("throughput"), "{report}");
+    let got = download(&store, "bench", &dir.path().join("got"));
+    for day in ["01", "02"] {
+        let folder = format!("mp_master_event/2024/01/{day}");
+        assert!(
+            got.contains_key(&format!("{folder}/_complete")),
+            "{:?}",
+            got.keys()
+        );
+        assert!(got.contains_key(&format!("{folder}/part-00000.parquet")));
+    }
+    assert_eq!(open_uploads(&s3, "out"), 0);
+}
+
 /// A bucket that does not exist: exit 2 or 1 with a message naming the bucket and
 /// what to check, and no credential in it.
 #[test]

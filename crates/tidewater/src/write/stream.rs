@@ -89,7 +89,9 @@ impl<'s> FileInProgress<'s> {
 
     /// Writes the rest of the file and completes it. A file of one row group that was
     /// not started is its spill, which is moved (or uploaded) as it is: the layout of
-    /// one row group is exactly its spill file.
+    /// one row group is exactly its spill file. Moving it saves creating, copying and
+    /// reading back a file per (table, window), which in multischema runs was a sixth
+    /// of the workers' time (most tables of a day fit in one row group).
     pub(crate) fn finish(
         mut self,
         encoder: &Encoder,
