@@ -18,7 +18,7 @@ use crate::store::DataFile;
 /// A window's data file being built.
 pub(crate) struct FileInProgress<'s> {
     /// The table's name in the store's folders; `None` for raw output.
-    pub table: Option<String>,
+    table: Option<String>,
     /// Row groups by number: `None` while one is being encoded.
     spills: Vec<Option<Spill>>,
     assembly: Assembly,
