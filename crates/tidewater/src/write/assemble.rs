@@ -71,9 +71,13 @@ struct PlacedGroup {
     rows: u32,
     /// The final column numbers it has chunks for, ascending.
     columns: Vec<u32>,
+    /// Its chunks as its spill describes them.
     chunks: Vec<PlacedChunk>,
+    /// How far its chunks moved from their place in the spill.
+    shift: i64,
 }
 
+/// A chunk's metadata and page index.
 #[derive(Debug)]
 struct PlacedChunk {
     metadata: ColumnChunkMetaData,
@@ -129,18 +133,17 @@ impl Assembly {
                     spill.path.display()
                 )));
             }
-            chunks.push(placed(
-                c.column_descr_ptr(),
-                c,
-                index.column_index(j).cloned(),
-                index.offset_index(j).cloned(),
-                at - start,
-            )?);
+            chunks.push(PlacedChunk {
+                metadata: c.clone(),
+                column_index: index.column_index(j).cloned(),
+                offset_index: index.offset_index(j).cloned(),
+            });
         }
         self.groups.push(PlacedGroup {
             rows: spill.rows,
             columns: spill.columns.clone(),
             chunks,
+            shift: at - start,
         });
         self.len += len as u64;
         segments.push(Segment::File {
@@ -186,7 +189,7 @@ impl Assembly {
                         &chunk.metadata,
                         chunk.column_index,
                         chunk.offset_index,
-                        0,
+                        group.shift,
                     )?
                 } else {
                     let codec = props.compression(column.path());
