@@ -9,11 +9,10 @@
 //! that is not closed (an error, a cancelled run) is aborted, so no multipart upload
 //! is left open behind a failed window.
 
+use std::hash::{Hash, Hasher};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-use std::hash::{Hash, Hasher};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
@@ -217,15 +216,14 @@ impl Parts {
 type PartDone = object_store::Result<(usize, Option<PartId>)>;
 
 /// Aborts the multipart uploads that runs killed before they could complete or abort
-/// them left open, as written down below the root, and returns how many there were.
-/// Called with the root's lock held, so no run that is still going has any.
-pub(crate) fn abort_left_uploads(root: &ObjectRoot) -> Result<usize> {
+/// them left open, as written down below the root. Called with the root's lock held,
+/// so no run that is still going has any.
+pub(crate) fn abort_left_uploads(root: &ObjectRoot) -> Result<()> {
     let Some(store) = &root.multipart else {
-        return Ok(0);
+        return Ok(());
     };
-    let entries = root.list(JOURNAL)?;
-    for rel in &entries {
-        let Some(text) = root.read(rel)? else {
+    for rel in root.list(JOURNAL)? {
+        let Some(text) = root.read(&rel)? else {
             continue;
         };
         if let Ok(entry) = serde_json::from_slice::<OpenUpload>(&text) {
@@ -239,9 +237,9 @@ pub(crate) fn abort_left_uploads(root: &ObjectRoot) -> Result<usize> {
                 root.url_of(&entry.object).display()
             );
         }
-        root.delete(rel)?;
+        root.delete(&rel)?;
     }
-    Ok(entries.len())
+    Ok(())
 }
 
 impl<'r> Upload<'r> {
