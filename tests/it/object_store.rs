@@ -601,10 +601,8 @@ fn gcs_convert_writes_the_objects_of_a_local_run_through_the_xml_api() {
         "--quiet",
     ];
     run_with(&gcs, dir.path(), &args, 0);
-    let local = dir.path().join("local");
-    convert_quietly(dir.path(), &data, &local, &["--compression", "none"]);
     let got = download(&store, "big", &dir.path().join("got"));
-    assert!(got == without_state(tree(&local)));
+    assert!(got == local_objects(dir.path(), &data, &["--compression", "none"]));
     let state = stub.lock().unwrap();
     assert!(
         state.completed_multipart > 0,
@@ -713,11 +711,9 @@ fn s3_a_store_failing_mid_upload_commits_nothing_and_a_rerun_completes() {
         "a multipart upload was left open"
     );
     run_with(&s3, dir.path(), &args, 0);
-    let local = dir.path().join("local");
     let options = ["--compression", "none", "--row-group-rows", "10000"];
-    convert_quietly(dir.path(), &data, &local, &options);
     let got = download(&store, "faulty", &dir.path().join("got"));
-    assert!(got == without_state(tree(&local)));
+    assert!(got == local_objects(dir.path(), &data, &options));
     assert_eq!(open_uploads(&s3, "out"), 0);
 }
 
@@ -737,6 +733,14 @@ fn four_fifths(text: &[u8]) -> usize {
         .rposition(|&b| b == b'\n')
         .unwrap()
         + 1
+}
+
+/// The objects a local convert of `data` with `options` writes (its state folder left
+/// out), by path.
+fn local_objects(dir: &Path, data: &Path, options: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    let local = dir.join("local");
+    convert_quietly(dir, data, &local, options);
+    without_state(tree(&local))
 }
 
 /// `tidewater convert - --out URL OPTIONS` against the emulator, reading its input
@@ -802,10 +806,8 @@ fn s3_a_windows_parts_are_uploaded_while_its_input_is_still_read() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(parts_sent, "no part was uploaded before the input ended");
-    let local = dir.path().join("local");
-    convert_quietly(dir.path(), &data, &local, &options);
     let got = download(&store, "early", &dir.path().join("got"));
-    assert!(got == without_state(tree(&local)));
+    assert!(got == local_objects(dir.path(), &data, &options));
     assert_eq!(open_uploads(&s3, "out"), 0);
 }
 
@@ -837,15 +839,13 @@ fn s3_the_upload_a_killed_run_left_open_is_aborted_by_the_next_run() {
     args.extend(options);
     run_with(&s3, dir.path(), &args, 0);
     assert_eq!(open_uploads(&s3, "out"), 0, "an upload was left open");
-    let local = dir.path().join("local");
-    convert_quietly(dir.path(), &data, &local, &options);
     let got = download(&store, "killed", &dir.path().join("got"));
     assert!(
         !got.keys().any(|k| k.contains("uploads")),
         "{:?}",
         got.keys()
     );
-    assert!(got == without_state(tree(&local)));
+    assert!(got == local_objects(dir.path(), &data, &options));
 }
 
 /// Two runs into one prefix: the second is refused while the first holds the lease;
@@ -914,16 +914,15 @@ fn s3_one_run_per_prefix_and_a_crashed_runs_lease_is_taken_over() {
     assert!(stderr.contains("lease expires in"), "{stderr}");
     std::thread::sleep(Duration::from_secs(4));
     run_with(&s3, dir.path(), &a, 0);
-    let local = dir.path().join("local");
-    convert_quietly(dir.path(), &data, &local, &[]);
+    let want = local_objects(dir.path(), &data, &[]);
     // Windows the killed run committed were replaced (new names, listed by the
     // manifest); a reader following the manifests sees the clean run's files.
     let got = reader_view(download(&store, "locked", &dir.path().join("got")));
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
-        without_state(tree(&local)).keys().collect::<Vec<_>>()
+        want.keys().collect::<Vec<_>>()
     );
-    assert!(got == without_state(tree(&local)));
+    assert!(got == want);
 }
 
 /// `bench --out` takes a store's URL like `convert`: the generated days are committed
